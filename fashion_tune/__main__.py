@@ -1,0 +1,3 @@
+from fashion_tune.cli import main
+
+raise SystemExit(main())

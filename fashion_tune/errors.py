@@ -1,0 +1,8 @@
+"""The one exception type the CLI turns into a one-line message and a non-zero exit."""
+
+
+class UserError(Exception):
+    """A mistake the user can fix (a bad file, key, value or path).
+
+    The message names the file, key or value and the rule it breaks, in one line.
+    """

@@ -1,0 +1,66 @@
+"""The CNN: a pure function from TrainParams to an uncompiled Keras model.
+
+No I/O, no Ray. Sampling lives in the search space, fitting in trainable.py; this file only
+says what network a set of hyperparameters means. compile_model() attaches the optimizer and
+loss the parameters ask for, so every caller (trial, retrain, benchmark) compiles the same way.
+"""
+
+from __future__ import annotations
+
+from fashion_tune.config import TrainParams
+from fashion_tune.data import CLASS_NAMES, IMAGE_SHAPE
+
+
+def build_model(params: TrainParams, name: str = "fashion_cnn"):
+    """conv blocks (conv [-> BN] -> relu, x convs_per_block; pool; dropout) -> dense -> softmax."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
+    x = inputs
+    if params.augment:
+        # Active only while training; at inference these layers pass images through.
+        x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=params.seed, name="shift")(x)
+        x = layers.RandomFlip("horizontal", seed=params.seed, name="flip")(x)
+    pool = layers.MaxPooling2D if params.pooling == "max" else layers.AveragePooling2D
+    for block in range(params.conv_blocks):
+        for conv in range(params.convs_per_block):
+            x = layers.Conv2D(
+                params.block_filters(block),
+                params.kernel_size,
+                padding="same",
+                use_bias=not params.batch_norm,  # batch norm's shift makes a bias redundant
+                name=f"block{block + 1}_conv{conv + 1}",
+            )(x)
+            if params.batch_norm:
+                x = layers.BatchNormalization(name=f"block{block + 1}_bn{conv + 1}")(x)
+            x = layers.Activation("relu")(x)
+        x = pool(2, name=f"block{block + 1}_pool")(x)
+        if params.conv_dropout > 0:
+            x = layers.Dropout(params.conv_dropout, seed=params.seed)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(params.dense_units, use_bias=not params.batch_norm, name="dense")(x)
+    if params.batch_norm:
+        x = layers.BatchNormalization(name="dense_bn")(x)
+    x = layers.Activation("relu")(x)
+    if params.dense_dropout > 0:
+        x = layers.Dropout(params.dense_dropout, seed=params.seed)(x)
+    # float32 softmax even under mixed precision, so probabilities stay well calibrated.
+    outputs = layers.Dense(len(CLASS_NAMES), activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def make_optimizer(params: TrainParams):
+    import keras
+
+    if params.optimizer == "adam":
+        return keras.optimizers.Adam(params.learning_rate)
+    if params.optimizer == "adamw":
+        return keras.optimizers.AdamW(params.learning_rate, weight_decay=params.weight_decay)
+    return keras.optimizers.SGD(params.learning_rate, momentum=0.9, nesterov=True)
+
+
+def compile_model(model, params: TrainParams):
+    """Attach the optimizer, loss and metrics that `params` asks for; return the model."""
+    model.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model

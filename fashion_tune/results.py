@@ -1,0 +1,261 @@
+"""Read a study folder and write its reports: leaderboard.csv, best_config.json, summary.md.
+
+Reads only files (Tune's per-trial result.json and params.json, error.txt, our study.json), so it
+works on a finished, an interrupted or a copied study, without Ray or TensorFlow, and can be
+run again at any time (`fashion-tune report --study NAME`). Every file is written atomically:
+a reader never sees half a report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from fashion_tune.config import TrainParams
+from fashion_tune.errors import UserError
+from fashion_tune.space import load_space
+
+STUDY_FILE = "study.json"
+SPACE_COPY = "space.yaml"
+LEADERBOARD = "leaderboard.csv"
+BEST_CONFIG = "best_config.json"
+SUMMARY = "summary.md"
+
+COMPLETED, STOPPED, FAILED, UNFINISHED = "completed", "stopped early", "failed", "unfinished"
+
+
+@dataclass
+class TrialRecord:
+    """One trial as its folder tells it."""
+
+    trial_id: str
+    folder: str  # folder name inside the study
+    status: str  # COMPLETED, STOPPED, FAILED or UNFINISHED
+    epochs: int  # epochs trained (reported)
+    best_value: Optional[float]  # best value of the study's metric over its epochs
+    best_epoch: Optional[int]  # the epoch that reached it
+    val_loss: Optional[float]  # validation loss at that epoch
+    val_accuracy: Optional[float]  # validation accuracy at that epoch
+    config: dict = field(default_factory=dict)
+    error: str = ""  # first line of the error, for failed trials
+
+
+def write_json(path: Path, obj: Any) -> None:
+    _write_atomic(Path(path), json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write beside the target, then rename: readers see the old file or the new one, never half."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=path.name, suffix=".tmp", delete=False) as f:
+        f.write(text)
+    os.replace(f.name, path)
+
+
+def read_study(study_dir: Path) -> dict:
+    path = Path(study_dir) / STUDY_FILE
+    if not path.is_file():
+        raise UserError(f"{study_dir}: not a study folder (no {STUDY_FILE})")
+    return json.loads(path.read_text())
+
+
+def read_trials(study_dir: Path, metric: str, mode: str, max_epochs: int, finished: bool) -> list[TrialRecord]:
+    """Every trial folder of the study, ranked best first (failed and empty trials last)."""
+    trials = []
+    for folder in sorted(Path(study_dir).iterdir()):
+        if not (folder / "params.json").is_file():
+            continue
+        rows = _read_json_lines(folder / "result.json")
+        config = json.loads((folder / "params.json").read_text())
+        error_file = folder / "error.txt"
+        error = _error_summary(error_file.read_text()) if error_file.is_file() else ""
+        scored = [r for r in rows if _finite(r.get(metric))]
+        best = (max if mode == "max" else min)(scored, key=lambda r: r[metric]) if scored else None
+        epochs = max((int(r.get("training_iteration", 0)) for r in rows), default=0)
+        if error:
+            status = FAILED
+        elif epochs >= max_epochs:
+            status = COMPLETED
+        else:
+            status = STOPPED if finished else UNFINISHED
+        trials.append(
+            TrialRecord(
+                trial_id=str(rows[0]["trial_id"]) if rows else folder.name.split("_")[-1],
+                folder=folder.name,
+                status=status,
+                epochs=epochs,
+                best_value=best[metric] if best else None,
+                best_epoch=int(best["training_iteration"]) if best else None,
+                val_loss=best.get("val_loss") if best else None,
+                val_accuracy=best.get("val_accuracy") if best else None,
+                config=config,
+                error=error,
+            )
+        )
+    sign = -1 if mode == "max" else 1
+    trials.sort(key=lambda t: (t.best_value is None, sign * (t.best_value or 0.0), t.trial_id))
+    return trials
+
+
+def write_reports(study_dir: Path) -> dict:
+    """Write leaderboard.csv, best_config.json and summary.md; return what they say."""
+    study_dir = Path(study_dir)
+    study = read_study(study_dir)
+    space = load_space(study_dir / SPACE_COPY)
+    finished = bool(study.get("finished_at"))
+    trials = read_trials(study_dir, space.metric, space.mode, space.max_epochs, finished)
+    if not trials:
+        raise UserError(f"{study_dir}: the study has no trials yet")
+    best = trials[0] if trials[0].best_value is not None else None
+
+    _write_atomic(study_dir / LEADERBOARD, leaderboard_csv(trials, [p.name for p in space.params]))
+    if best is not None:
+        write_json(study_dir / BEST_CONFIG, best_config(study, space, best))
+    summary = summary_markdown(study, space, trials, best, finished)
+    _write_atomic(study_dir / SUMMARY, summary)
+    return {"best_value": best.best_value if best else None, "trials": len(trials), "summary_md": summary}
+
+
+def leaderboard_csv(trials: list[TrialRecord], searched: list[str]) -> str:
+    other = sorted({k for t in trials for k in t.config} - set(searched))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["rank", "trial_id", "status", "epochs_trained", "best_epoch", "best_value", "val_accuracy",
+                     "val_loss", *searched, *other, "error"])
+    for rank, t in enumerate(trials, 1):
+        writer.writerow([rank, t.trial_id, t.status, t.epochs, _blank(t.best_epoch), _blank(t.best_value),
+                         _blank(t.val_accuracy), _blank(t.val_loss),
+                         *(t.config.get(k, "") for k in searched + other), t.error])
+    return out.getvalue()
+
+
+def best_config(study: dict, space, best: TrialRecord) -> dict:
+    """Everything retraining needs: the complete TrainParams, the data settings, and provenance."""
+    return {
+        "study": study["name"],
+        "trial_id": best.trial_id,
+        "metric": space.metric,
+        "mode": space.mode,
+        "value": best.best_value,
+        "best_epoch": best.best_epoch,
+        "params": TrainParams.from_config(best.config).to_dict(),
+        "data": study["data"],
+        "space": study["space"],
+    }
+
+
+def edge_warnings(space, config: dict) -> list[str]:
+    warnings = []
+    for spec in space.params:
+        if spec.name not in config:
+            continue
+        side = spec.edge(config[spec.name])
+        if side:
+            bound = spec.low if side == "low" else spec.high
+            if spec.type == "categorical":
+                bound = (min if side == "low" else max)(spec.choices)
+            warnings.append(
+                f"`{spec.name}` = {config[spec.name]!r} sits at the {side} edge of its range ({bound!r}): "
+                f"the best value may lie beyond it; consider widening the range in the space file."
+            )
+    return warnings
+
+
+def summary_markdown(study: dict, space, trials: list[TrialRecord], best: Optional[TrialRecord], finished: bool) -> str:
+    counts = {s: sum(t.status == s for t in trials) for s in (COMPLETED, STOPPED, FAILED, UNFINISHED)}
+    trial_epochs = sum(t.epochs for t in trials)
+    settings = study["settings"]
+    wall = study.get("wall_s")
+    lines = [
+        f"# Study `{study['name']}`",
+        "",
+        f"- Status: {'finished' if finished else 'not finished (interrupted or still running): resume with `--resume ' + study['name'] + '`'}",
+        f"- Started: {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(study['started_at']))}",
+        f"- Wall time: {_duration(wall) if wall else 'n/a'}",
+        f"- Search space: `{study['space']['path']}` (sha256 `{study['space']['sha256'][:16]}…`, copied to `space.yaml`)",
+        f"- Ranked by: {space.metric} ({space.mode})",
+        f"- Trials: {len(trials)} — {counts[COMPLETED]} completed, {counts[STOPPED]} stopped early by ASHA, "
+        f"{counts[FAILED]} failed" + (f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""),
+        f"- Trial-epochs trained: {trial_epochs} (of {len(trials) * space.max_epochs} without early stopping)",
+    ]
+    if best is not None:
+        lines.append(f"- Best {space.metric}: **{best.best_value:.4f}** (trial `{best.trial_id}`, epoch {best.best_epoch})")
+    lines += ["", "## Reproduce", "", "```", study["command"], "```", "", "## Settings", "",
+              "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in settings.items()]
+    lines += [f"| data.{k} | {v} |" for k, v in study["data"].items()]
+    if best is not None:
+        lines += ["", "## Best configuration", "", "| parameter | value | searched |", "|---|---|---|"]
+        searched = {p.name for p in space.params}
+        full = TrainParams.from_config(best.config).to_dict()
+        lines += [f"| {k} | {v} | {'yes' if k in searched else ''} |" for k, v in full.items()]
+        warnings = edge_warnings(space, best.config)
+        if warnings:
+            lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
+    lines += ["", "## Leaderboard (top 10; all trials in leaderboard.csv)", "",
+              "| rank | trial | status | epochs | " + space.metric + " | " +
+              " | ".join(p.name for p in space.params) + " |",
+              "|" + "---|" * (5 + len(space.params))]
+    for rank, t in enumerate(trials[:10], 1):
+        value = f"{t.best_value:.4f}" if t.best_value is not None else "—"
+        params = " | ".join(_short(t.config.get(p.name, "")) for p in space.params)
+        lines.append(f"| {rank} | {t.trial_id} | {t.status} | {t.epochs} | {value} | {params} |")
+    failed = [t for t in trials if t.status == FAILED]
+    if failed:
+        lines += ["", "## Failed trials", ""] + [f"- `{t.trial_id}`: {t.error}" for t in failed]
+    lines += [
+        "",
+        "## Notes",
+        "",
+        "- ASHA stops weak trials after grace_period epochs and at each rung; OptunaSearch reports a stopped "
+        "trial to Optuna as complete with its last value, so TPE also learns from short-budget results.",
+        f"- Curves and the HParams comparison: `tensorboard --logdir {Path(settings['results_dir']) / study['name']}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _read_json_lines(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by an interrupted driver
+    return rows
+
+
+def _error_summary(text: str) -> str:
+    """The most telling line of a Tune error.txt: the exception's own message."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line.split(":")[0] or "Exception" in line.split(":")[0]:
+            return line[:300]
+    return lines[-1][:300] if lines else "failed"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _blank(value) -> Any:
+    return "" if value is None else value
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"

@@ -1,0 +1,294 @@
+"""Search-space files: YAML -> a validated SearchSpace.
+
+A space file says what is searched and what is held fixed, in Optuna's distribution vocabulary:
+
+    metric: val_accuracy
+    mode: max
+    fixed:  {epochs: 10}
+    params:
+      learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+      conv_blocks:   {type: int, low: 1, high: 4}
+      batch_norm:    {type: categorical, choices: [true, false]}
+    search: {num_samples: 20, grace_period: 1, reduction_factor: 3}   # optional defaults
+
+Everything is checked here, before Ray starts, and every mistake is one line naming the file,
+the key and the rule. No Ray and no TensorFlow: search.py maps a SearchSpace onto Tune domains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from fashion_tune.config import ConfigError, SearchSettings, TrainParams
+from fashion_tune.errors import UserError
+
+# Metrics a trial reports after every epoch, with the direction that is better.
+METRICS = {"val_accuracy": "max", "val_loss": "min", "train_accuracy": "max", "train_loss": "min"}
+TOP_KEYS = ("description", "metric", "mode", "fixed", "params", "search")
+DISTRIBUTION_KEYS = {
+    "float": ("type", "low", "high", "step", "log"),
+    "int": ("type", "low", "high", "step", "log"),
+    "categorical": ("type", "choices"),
+}
+# The budget of every trial: ASHA's max_t, so it is held fixed.
+FIXED_ONLY = ("epochs",)
+# The keys of `search:` that a space file may set (the CLI's flags override them).
+SEARCH_DEFAULT_KEYS = (
+    "num_samples",
+    "max_concurrent",
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "grace_period",
+    "reduction_factor",
+    "tpe_startup_trials",
+    "max_failures",
+)
+
+
+class SpaceError(UserError, ValueError):
+    """A search-space file that breaks a rule."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched hyperparameter: an Optuna distribution."""
+
+    name: str  # a TrainParams field
+    type: str  # "float", "int" or "categorical"
+    low: Optional[float] = None  # lower bound, inclusive (float, int)
+    high: Optional[float] = None  # upper bound, inclusive (float, int)
+    step: Optional[float] = None  # grid step from low (float, int); None: continuous / every integer
+    log: bool = False  # sample uniformly in log space (float, int)
+    choices: tuple = ()  # the values to choose from (categorical)
+
+    def edge(self, value: Any) -> Optional[str]:
+        """'low' or 'high' when value sits at the edge of this range (the tuning playbook's
+        warning that the best value may lie outside it), else None."""
+        if self.type == "categorical":
+            numeric = [c for c in self.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+            if len(numeric) < 3 or len(numeric) != len(self.choices) or value not in numeric:
+                return None
+            return "low" if value == min(numeric) else "high" if value == max(numeric) else None
+        scale = math.log if self.log else (lambda v: v)
+        lo, hi, v = scale(self.low), scale(self.high), scale(value)
+        margin = 0.05 * (hi - lo)
+        if self.type == "int" and self.high - self.low < 20:
+            margin = 0  # few integers: only the end values themselves count as edges
+        if v <= lo + margin:
+            return "low"
+        if v >= hi - margin:
+            return "high"
+        return None
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated space file."""
+
+    path: str  # the file it was read from
+    sha256: str  # hash of the file's bytes, recorded in every study's summary
+    text: str  # the file itself, copied into the study folder
+    metric: str  # what trials are ranked by, one of METRICS
+    mode: str  # "max" or "min"
+    fixed: dict  # TrainParams values held fixed
+    params: tuple  # ParamSpec for each searched value
+    search_defaults: dict  # SearchSettings defaults from the file's `search:` section
+    description: str = ""
+
+    @property
+    def max_epochs(self) -> int:
+        """The full budget of a trial: ASHA's max_t."""
+        return self.fixed.get("epochs", TrainParams().epochs)
+
+    def param(self, name: str) -> ParamSpec:
+        return next(p for p in self.params if p.name == name)
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Read and validate a space file; raise SpaceError naming the file, key and rule."""
+    path = Path(path)
+    where = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpaceError(f"{where}: no such search-space file") from None
+    except OSError as e:
+        raise SpaceError(f"{where}: cannot read it ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+        doc = yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise SpaceError(f"{where}: not a UTF-8 text file") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpaceError(f"{where}: {at}YAML syntax error: {problem}") from None
+    return parse_space(doc, where, text, hashlib.sha256(raw).hexdigest())
+
+
+def parse_space(doc: Any, where: str, text: str = "", sha256: str = "") -> SearchSpace:
+    """Validate an already-parsed space document."""
+
+    def fail(key: str, rule: str):
+        raise SpaceError(f"{where}: {key}: {rule}")
+
+    if not isinstance(doc, dict):
+        raise SpaceError(f"{where}: must be a mapping with keys metric, mode, fixed, params")
+    _no_unknown_keys(doc, TOP_KEYS, "", fail)
+
+    metric = doc.get("metric")
+    if metric is None:
+        fail("metric", f"missing; name the metric to rank trials by: {', '.join(METRICS)}")
+    if metric not in METRICS:
+        fail("metric", f"{metric!r} is not a reported metric; use one of {', '.join(METRICS)}")
+    mode = doc.get("mode", METRICS[metric])
+    if mode not in ("max", "min"):
+        fail("mode", f"{mode!r} must be max or min")
+
+    fixed = doc.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        fail("fixed", "must be a mapping of parameter: value")
+    checked_fixed = {}
+    for name, value in fixed.items():
+        _known_param(name, f"fixed.{name}", fail)
+        checked_fixed[name] = _check_value(name, value, f"fixed.{name}", fail)
+
+    params_doc = doc.get("params")
+    if not isinstance(params_doc, dict) or not params_doc:
+        fail("params", "must be a non-empty mapping of parameter: distribution")
+    params = []
+    for name, dist in params_doc.items():
+        key = f"params.{name}"
+        _known_param(name, key, fail)
+        if name in FIXED_ONLY:
+            fail(key, f"{name} cannot be searched (it is the budget ASHA shares out); put it under fixed")
+        if name in checked_fixed:
+            fail(key, f"{name} is also under fixed; a parameter is either fixed or searched")
+        params.append(_parse_distribution(name, dist, key, fail))
+
+    search_doc = doc.get("search") or {}
+    if not isinstance(search_doc, dict):
+        fail("search", "must be a mapping of setting: value")
+    _no_unknown_keys(search_doc, SEARCH_DEFAULT_KEYS, "search.", fail)
+    for name, value in search_doc.items():
+        try:
+            SearchSettings.check_value(name, value)
+        except ConfigError as e:
+            fail(f"search.{name}", str(e))
+
+    return SearchSpace(
+        path=where,
+        sha256=sha256,
+        text=text,
+        metric=metric,
+        mode=mode,
+        fixed=checked_fixed,
+        params=tuple(params),
+        search_defaults=dict(search_doc),
+        description=str(doc.get("description", "")),
+    )
+
+
+def _no_unknown_keys(mapping: dict, allowed, prefix: str, fail) -> None:
+    for key in mapping:
+        if key not in allowed:
+            fail(f"{prefix}{key}", f"unknown key; allowed here: {', '.join(allowed)}")
+
+
+def _known_param(name: str, key: str, fail) -> None:
+    if name == "seed":
+        fail(key, "the seed is set with --seed, not in the space file")
+    if name not in TrainParams.field_names():
+        fail(key, f"unknown parameter; known: {', '.join(TrainParams.field_names())}")
+
+
+def _check_value(name: str, value: Any, key: str, fail) -> Any:
+    """Check a value against the TrainParams rule for `name`."""
+    if isinstance(value, str) and _looks_numeric(value) and TrainParams.field_type(name) != "str":
+        fail(key, _yaml_number_hint(value))
+    try:
+        return TrainParams.check_value(name, value)
+    except ConfigError as e:
+        fail(key, str(e))
+
+
+def _parse_distribution(name: str, dist: Any, key: str, fail) -> ParamSpec:
+    if not isinstance(dist, dict):
+        fail(key, "must be a mapping such as {type: float, low: 0.0, high: 0.5}")
+    kind = dist.get("type")
+    if kind not in DISTRIBUTION_KEYS:
+        fail(f"{key}.type", f"{kind!r} is not a distribution type; use float, int or categorical")
+    _no_unknown_keys(dist, DISTRIBUTION_KEYS[kind], f"{key}.", fail)
+    field_type = TrainParams.field_type(name)
+
+    if kind == "categorical":
+        choices = dist.get("choices")
+        if not isinstance(choices, list) or not choices:
+            fail(f"{key}.choices", "must be a non-empty list")
+        if len(set(map(repr, choices))) != len(choices):
+            fail(f"{key}.choices", "has a repeated value")
+        checked = tuple(_check_value(name, c, f"{key}.choices", fail) for c in choices)
+        return ParamSpec(name=name, type=kind, choices=checked)
+
+    if field_type not in ("int", "float") or (kind == "float" and field_type == "int"):
+        fail(f"{key}.type", f"{kind} does not fit {name} (a {field_type}); use "
+             + ("type: int" if field_type == "int" else "type: categorical with choices"))
+    for bound in ("low", "high"):
+        if bound not in dist:
+            fail(f"{key}.{bound}", f"missing; a {kind} distribution needs low and high")
+        value = dist[bound]
+        if isinstance(value, str):
+            fail(f"{key}.{bound}", _yaml_number_hint(value) if _looks_numeric(value) else f"{value!r} is not a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail(f"{key}.{bound}", f"{value!r} is not a number")
+        if kind == "int" and not float(value).is_integer():
+            fail(f"{key}.{bound}", f"{value!r} must be an integer for an int distribution")
+    low, high = dist["low"], dist["high"]
+    if low >= high:
+        fail(key, f"low ({low}) must be < high ({high})")
+    log = dist.get("log", False)
+    if not isinstance(log, bool):
+        fail(f"{key}.log", f"{log!r} must be true or false")
+    if log and low <= 0:
+        fail(f"{key}.low", f"{low} must be > 0 with log: true")
+    step = dist.get("step")
+    if step is not None:
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
+            fail(f"{key}.step", f"{step!r} must be a number > 0")
+        if log:
+            fail(f"{key}.step", "cannot be combined with log: true (Optuna samples a log range continuously)")
+        if kind == "int" and not float(step).is_integer():
+            fail(f"{key}.step", f"{step!r} must be an integer for an int distribution")
+    for bound, value in (("low", low), ("high", high)):
+        _check_value(name, value, f"{key}.{bound}", fail)
+    as_type = int if kind == "int" else float
+    return ParamSpec(
+        name=name,
+        type=kind,
+        low=as_type(low),
+        high=as_type(high),
+        step=None if step is None else as_type(step),
+        log=log,
+    )
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _yaml_number_hint(text: str) -> str:
+    return (
+        f"{text!r} is a string, not a number: YAML reads exponents without a decimal point as text; "
+        f"write it with one (e.g. 1.0e-4 for 1e-4)"
+    )

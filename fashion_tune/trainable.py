@@ -1,0 +1,120 @@
+"""One trial: build the model its config describes, fit it epoch by epoch, report to Tune.
+
+After every epoch the trial reports its metrics with a checkpoint (the whole model, optimizer
+state included, as `.keras`), so ASHA can stop it at any rung and a restarted or resumed trial
+picks up from its last finished epoch. The data arrive through Ray's object store
+(tune.with_parameters in search.py), never re-read from disk here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from ray import tune
+
+from fashion_tune.config import TrainParams
+from fashion_tune.data import Splits
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_MODEL = "model.keras"
+CHECKPOINT_STATE = "state.json"
+
+
+def train_trial(config: dict, splits: Splits) -> None:
+    """Tune's function trainable. A failure raises, and Tune records the trial as errored."""
+    params = TrainParams.from_config(config)
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per epoch is noise
+    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
+    configure_tensorflow(threads=max(1, round(cpus)))
+
+    import keras
+
+    from fashion_tune.model import build_model, compile_model
+
+    keras.utils.set_random_seed(params.seed)
+    model, first_epoch = _restore_or_build(params, build_model, compile_model)
+    model.fit(
+        splits.x_train,
+        splits.y_train,
+        batch_size=params.batch_size,
+        epochs=params.epochs,
+        initial_epoch=first_epoch,
+        validation_data=(splits.x_val, splits.y_val),
+        callbacks=[_epoch_reporter(keras)],
+        verbose=0,  # Tune's progress table is the display; Keras stays quiet inside trials
+    )
+
+
+def configure_tensorflow(threads: int) -> None:
+    """Give TensorFlow the trial's CPU share as threads, and let it share a GPU.
+
+    Must run before TensorFlow's first op: afterwards it can no longer change these, and
+    says so with a RuntimeError (then we keep what it has, e.g. in a reused worker).
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        # TensorFlow takes a whole GPU by default; with fractional GPUs per trial it must grow.
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError as e:
+        log.debug("TensorFlow already initialised, keeping its settings: %s", e)
+
+
+def _restore_or_build(params: TrainParams, build_model, compile_model):
+    """The model from the trial's last checkpoint (retry, resume), or a new one."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return compile_model(build_model(params), params), 0
+    import keras
+
+    with checkpoint.as_directory() as folder:
+        state = json.loads(Path(folder, CHECKPOINT_STATE).read_text())
+        # Our own file, written by this trial; safe_mode stays on all the same.
+        model = keras.models.load_model(Path(folder, CHECKPOINT_MODEL), safe_mode=True)
+    log.info("resuming from the checkpoint after epoch %d", state["epoch"])
+    return model, state["epoch"]
+
+
+def _epoch_reporter(keras):
+    """A Keras callback that reports each epoch to Tune with a checkpoint.
+
+    Ray's own Keras callbacks changed with most releases; this one only needs tune.report.
+    """
+
+    class ReportEpochToTune(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            seconds = time.perf_counter() - self._started
+            loss = float(logs.get("loss", math.nan))
+            if not math.isfinite(loss):
+                # Recorded by Tune as the trial's error; Optuna learns the config failed.
+                raise FloatingPointError(
+                    f"training loss is {loss} after epoch {epoch + 1}; the learning rate is likely too high"
+                )
+            metrics = {
+                "epoch": epoch + 1,
+                "val_accuracy": float(logs["val_accuracy"]),
+                "val_loss": float(logs["val_loss"]),
+                "train_accuracy": float(logs["accuracy"]),
+                "train_loss": loss,
+                "epoch_time_s": seconds,
+            }
+            with tempfile.TemporaryDirectory() as folder:
+                self.model.save(os.path.join(folder, CHECKPOINT_MODEL))
+                Path(folder, CHECKPOINT_STATE).write_text(json.dumps({"epoch": epoch + 1}))
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    return ReportEpochToTune()

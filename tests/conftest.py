@@ -1,0 +1,49 @@
+"""Shared fixtures: seeding, the real Fashion-MNIST folder, and space files written on the fly."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACES = ROOT / "search_spaces"
+# Where this project's machines (and CI) keep the official files; FASHION_TUNE_DATA wins.
+SHARED_DATA = ROOT.parent / "shared" / "data" / "fashion-mnist"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same random state."""
+    random.seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """The folder with the real Fashion-MNIST files (integration tests)."""
+    folder = Path(os.environ.get("FASHION_TUNE_DATA") or SHARED_DATA)
+    if not (folder / "train-images-idx3-ubyte.gz").is_file():
+        message = f"Fashion-MNIST not found in {folder}; set FASHION_TUNE_DATA to the folder with the official files"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI has the files: a missing folder is a broken setup, not a skip
+        pytest.skip(message)
+    return folder
+
+
+@pytest.fixture
+def write_space(tmp_path):
+    """write_space(text) -> path of a space file holding text."""
+    counter = iter(range(1000))
+
+    def write(text: str, name: str | None = None) -> Path:
+        path = tmp_path / (name or f"space{next(counter)}.yaml")
+        path.write_text(text)
+        return path
+
+    return write

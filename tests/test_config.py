@@ -1,0 +1,54 @@
+import pytest
+
+from fashion_tune.config import ConfigError, DataSettings, SearchSettings, TrainParams
+
+
+def test_defaults_are_valid():
+    TrainParams()
+    DataSettings()
+    SearchSettings()
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("learning_rate", -1, "learning_rate is -1.0, must be > 0"),
+        ("conv_blocks", 5, "conv_blocks is 5, must be 1 to 4 (28x28 images allow four 2x2 poolings)"),
+        ("kernel_size", 4, "kernel_size is 4, must be one of 3, 5"),
+        ("dense_dropout", 1.0, "dense_dropout is 1.0, must be in [0, 1)"),
+        ("optimizer", "rmsprop", "optimizer is 'rmsprop', must be one of 'adam', 'adamw', 'sgd'"),
+        ("batch_norm", "yes", "batch_norm is 'yes', must be true or false"),
+        ("filters", 3.5, "filters is 3.5, must be an integer"),
+        ("learning_rate", float("nan"), "learning_rate is nan, must be a finite number"),
+    ],
+)
+def test_bad_values_name_field_value_and_rule(field, value, message):
+    with pytest.raises(ConfigError) as err:
+        TrainParams(**{field: value})
+    assert str(err.value) == message
+
+
+def test_from_config_coerces_numpy_and_rejects_unknown_keys():
+    import numpy as np
+
+    params = TrainParams.from_config({"filters": np.int64(16), "learning_rate": np.float64(0.01), "batch_norm": np.bool_(False)})
+    assert (params.filters, params.learning_rate, params.batch_norm) == (16, 0.01, False)
+    assert type(params.filters) is int and type(params.batch_norm) is bool
+    with pytest.raises(ConfigError, match="unknown TrainParams key 'filtres'"):
+        TrainParams.from_config({"filtres": 16})
+
+
+def test_block_filters_grow_per_block():
+    params = TrainParams(conv_blocks=4, filters=16, filter_growth=1.5)
+    assert [params.block_filters(b) for b in range(4)] == [16, 24, 36, 54]
+
+
+def test_layered_settings_later_layers_win_and_none_means_unset():
+    settings = SearchSettings.layered({"num_samples": 5, "grace_period": 2}, {"num_samples": 9, "grace_period": None})
+    assert (settings.num_samples, settings.grace_period) == (9, 2)
+
+
+def test_study_names_are_safe_folder_names():
+    SearchSettings(name="quick-2026.v1_a")
+    with pytest.raises(ConfigError, match="name is '../x'"):
+        SearchSettings(name="../x")

@@ -1,0 +1,113 @@
+"""Every rule of a space file, each broken once: one line naming the file, the key and the rule."""
+
+import pytest
+
+from fashion_tune.space import SpaceError, load_space
+from tests.conftest import SPACES
+
+GOOD = """\
+metric: val_accuracy
+mode: max
+fixed:
+  epochs: 4
+params:
+  learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+  conv_blocks:   {type: int, low: 1, high: 4}
+  dense_units:   {type: int, low: 32, high: 256, step: 32}
+  conv_dropout:  {type: float, low: 0.0, high: 0.4, step: 0.1}
+  batch_norm:    {type: categorical, choices: [true, false]}
+search:
+  num_samples: 8
+"""
+
+
+@pytest.mark.parametrize("path", sorted(SPACES.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_spaces_are_valid(path):
+    space = load_space(path)
+    assert space.params and space.max_epochs >= 1
+
+
+def test_good_space_parses(write_space):
+    space = load_space(write_space(GOOD))
+    assert (space.metric, space.mode, space.max_epochs) == ("val_accuracy", "max", 4)
+    lr = space.param("learning_rate")
+    assert (lr.type, lr.low, lr.high, lr.log) == ("float", 1e-4, 1e-2, True)
+    units = space.param("dense_units")
+    assert (units.low, units.high, units.step) == (32, 256, 32)
+    assert space.param("batch_norm").choices == (True, False)
+    assert space.search_defaults == {"num_samples": 8}
+    assert len(space.sha256) == 64
+
+
+def add_param(line: str) -> str:
+    return GOOD.replace("search:", f"  {line}\nsearch:")
+
+
+def replace(old: str, new: str) -> str:
+    assert old in GOOD
+    return GOOD.replace(old, new)
+
+
+BAD = {
+    "yaml syntax": ("metric: val_accuracy\nparams: {learning_rate: [1, 2\n", r"line \d+, column \d+: YAML syntax error"),
+    "unknown top key": (GOOD + "scheduler: asha\n", r"scheduler: unknown key; allowed here: description, metric"),
+    "unknown param": (replace("conv_blocks:", "conv_block:"), r"params\.conv_block: unknown parameter; known: conv_blocks"),
+    "unknown dist key": (replace("{type: int, low: 1, high: 4}", "{type: int, low: 1, high: 4, q: 1}"),
+                         r"params\.conv_blocks\.q: unknown key; allowed here: type, low, high, step, log"),
+    "low >= high": (replace("low: 1, high: 4", "low: 4, high: 4"), r"params\.conv_blocks: low \(4\) must be < high \(4\)"),
+    "log with low <= 0": (replace("low: 1.0e-4, high: 1.0e-2, log: true", "low: 0.0, high: 1.0e-2, log: true"),
+                          r"params\.learning_rate\.low: 0\.0 must be > 0 with log: true"),
+    "empty choices": (replace("choices: [true, false]", "choices: []"), r"params\.batch_norm\.choices: must be a non-empty list"),
+    "string bound": (replace("low: 1.0e-4", "low: 1e-4"),
+                     r"params\.learning_rate\.low: '1e-4' is a string, not a number: YAML reads exponents without a decimal point as text.*1\.0e-4"),
+    "text bound": (replace("high: 4}", "high: four}"), r"params\.conv_blocks\.high: 'four' is not a number"),
+    "unknown type": (replace("{type: int, low: 1", "{type: integer, low: 1"),
+                     r"params\.conv_blocks\.type: 'integer' is not a distribution type; use float, int or categorical"),
+    "missing metric": (replace("metric: val_accuracy\n", ""), r"metric: missing; name the metric"),
+    "unknown metric": (replace("metric: val_accuracy", "metric: accuracy"), r"metric: 'accuracy' is not a reported metric"),
+    "bad mode": (replace("mode: max", "mode: up"), r"mode: 'up' must be max or min"),
+    "bad fixed value": (replace("epochs: 4", "epochs: 0"), r"fixed\.epochs: epochs is 0, must be >= 1"),
+    "bound breaks param rule": (replace("low: 1, high: 4", "low: 1, high: 6"), r"params\.conv_blocks\.high: conv_blocks is 6, must be 1 to 4"),
+    "choice breaks param rule": (add_param("optimizer: {type: categorical, choices: [adam, lion]}"),
+                                 r"params\.optimizer\.choices: optimizer is 'lion', must be one of"),
+    "epochs searched": (add_param("epochs: {type: int, low: 1, high: 9}"), r"params\.epochs: epochs cannot be searched \(it is the budget ASHA shares out\); put it under fixed"),
+    "seed in space": (replace("epochs: 4", "epochs: 4\n  seed: 3"), r"fixed\.seed: the seed is set with --seed"),
+    "fixed and searched": (replace("epochs: 4", "epochs: 4\n  conv_blocks: 2"), r"params\.conv_blocks: conv_blocks is also under fixed"),
+    "float for int param": (replace("{type: int, low: 1, high: 4}", "{type: float, low: 1, high: 4}"),
+                            r"params\.conv_blocks\.type: float does not fit conv_blocks \(a int\); use type: int"),
+    "range for bool": (replace("{type: categorical, choices: [true, false]}", "{type: int, low: 0, high: 1}"),
+                       r"params\.batch_norm\.type: int does not fit batch_norm \(a bool\)"),
+    "step with log": (replace("log: true}", "log: true, step: 0.001}"), r"params\.learning_rate\.step: cannot be combined with log: true"),
+    "unknown search key": (replace("num_samples: 8", "samples: 8"), r"search\.samples: unknown key; allowed here: num_samples"),
+    "bad search value": (replace("num_samples: 8", "num_samples: 0"), r"search\.num_samples: num_samples is 0, must be >= 1"),
+    "not a mapping": ("- just\n- a list\n", r"must be a mapping with keys metric"),
+    "no params": (GOOD.split("params:")[0], r"params: must be a non-empty mapping"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_space_gets_one_clear_line(write_space, case):
+    text, pattern = BAD[case]
+    path = write_space(text)
+    with pytest.raises(SpaceError) as err:
+        load_space(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: "), message
+    assert "\n" not in message
+    assert pytest.importorskip("re").search(pattern, message), message
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(SpaceError, match=r"nope\.yaml: no such search-space file"):
+        load_space(tmp_path / "nope.yaml")
+
+
+def test_edges_of_ranges(write_space):
+    space = load_space(write_space(add_param("filters: {type: categorical, choices: [16, 32, 64]}")))
+    lr = space.param("learning_rate")
+    assert lr.edge(1.05e-4) == "low" and lr.edge(9.6e-3) == "high" and lr.edge(1e-3) is None
+    blocks = space.param("conv_blocks")
+    assert blocks.edge(1) == "low" and blocks.edge(4) == "high" and blocks.edge(2) is None
+    filters = space.param("filters")
+    assert filters.edge(16) == "low" and filters.edge(64) == "high" and filters.edge(32) is None
+    assert space.param("batch_norm").edge(True) is None

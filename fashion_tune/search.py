@@ -8,6 +8,7 @@ the space file, and the reports results.py writes when it ends.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -70,10 +71,11 @@ def new_study(flags: Mapping[str, Any], data_settings: DataSettings) -> Path:
         "started_at": time.time(),
         "finished_at": None,
     }
-    study_dir.mkdir(parents=True)
-    (study_dir / SPACE_COPY).write_text(space.text)
-    results.write_json(study_dir / STUDY_FILE, record)
-    return _run(settings, space, splits, study_dir, record, restore=False)
+    with ray_session(settings):  # before anything is written: a cluster that cannot run it writes nothing
+        study_dir.mkdir(parents=True)
+        (study_dir / SPACE_COPY).write_text(space.text)
+        results.write_json(study_dir / STUDY_FILE, record)
+        return _run(settings, space, splits, study_dir, record, restore=False)
 
 
 def resume_study(name: str, results_dir: str, address: Optional[str] = None) -> Path:
@@ -91,7 +93,8 @@ def resume_study(name: str, results_dir: str, address: Optional[str] = None) -> 
     space = load_space(study_dir / SPACE_COPY)
     data_settings = DataSettings.from_config(record["data"])
     splits = _load_splits(data_settings, settings.seed)
-    return _run(settings, space, splits, study_dir, record, restore=True)
+    with ray_session(settings):
+        return _run(settings, space, splits, study_dir, record, restore=True)
 
 
 def study_path(settings: SearchSettings) -> Path:
@@ -132,35 +135,30 @@ def _load_splits(data_settings: DataSettings, seed: int) -> data.Splits:
 
 
 def _run(settings, space, splits, study_dir: Path, record: dict, restore: bool) -> Path:
-    import ray
+    """Fit the Tuner (new or restored), then record the end and write the reports."""
     from ray import tune
 
     from fashion_tune.trainable import train_trial
 
-    started_ray = _connect(settings)
-    try:
-        trainable = tune.with_resources(
-            tune.with_parameters(train_trial, splits=splits),  # one copy in the object store
-            {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
-        )
-        if restore:
-            if not tune.Tuner.can_restore(str(study_dir)):
-                raise UserError(f"--resume {settings.name}: {study_dir} holds no Tune state to resume from")
-            tuner = tune.Tuner.restore(str(study_dir), trainable, resume_unfinished=True, resume_errored=False)
-        else:
-            tuner = _make_tuner(trainable, settings, space)
-        began = time.time()
-        grid = tuner.fit()
-        record["wall_s"] = record.get("wall_s", 0.0) + time.time() - began
-        record["finished_at"] = time.time()
-        results.write_json(study_dir / STUDY_FILE, record)
-        report = results.write_reports(study_dir)
-        log.info("%d trials (%d errored); reports in %s", len(grid), grid.num_errors, study_dir)
-        log.info("best %s: %s", space.metric, report.get("best_value"))
-        return study_dir
-    finally:
-        if started_ray:
-            ray.shutdown()
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, splits=splits),  # one copy in the object store
+        {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
+    )
+    if restore:
+        if not tune.Tuner.can_restore(str(study_dir)):
+            raise UserError(f"--resume {settings.name}: {study_dir} holds no Tune state to resume from")
+        tuner = tune.Tuner.restore(str(study_dir), trainable, resume_unfinished=True, resume_errored=False)
+    else:
+        tuner = _make_tuner(trainable, settings, space)
+    began = time.time()
+    grid = tuner.fit()
+    record["wall_s"] = record.get("wall_s", 0.0) + time.time() - began
+    record["finished_at"] = time.time()
+    results.write_json(study_dir / STUDY_FILE, record)
+    report = results.write_reports(study_dir)
+    log.info("%d trials (%d errored); reports in %s", len(grid), grid.num_errors, study_dir)
+    log.info("best %s: %s", space.metric, report.get("best_value"))
+    return study_dir
 
 
 def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
@@ -210,12 +208,15 @@ def trial_name(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _connect(settings: SearchSettings) -> bool:
-    """Join the cluster at settings.address, or start local Ray; True if we started it."""
+@contextlib.contextmanager
+def ray_session(settings: SearchSettings):
+    """Join the cluster at settings.address, or start local Ray and check it can run a trial;
+    shut down on leaving what this started."""
     import ray
 
     if ray.is_initialized():
-        return False
+        yield
+        return
     # Trials import TensorFlow; keep its C++ start-up chatter out of the progress display.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Tune warns when it snapshots its state often; with a checkpoint every epoch, it does, by design.
@@ -230,4 +231,7 @@ def _connect(settings: SearchSettings) -> bool:
                 ray.shutdown()
                 flag = f"--{key.lower()}s-per-trial"
                 raise UserError(f"{flag} is {asked}, but this machine offers Ray {available.get(key, 0):g} {key}s")
-    return True
+    try:
+        yield
+    finally:
+        ray.shutdown()

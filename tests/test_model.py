@@ -1,6 +1,5 @@
 """The builder at the corners of the default space: every corner builds, has 10 outputs, and trains."""
 
-import itertools
 
 import numpy as np
 import pytest

@@ -1,0 +1,76 @@
+"""The quick study on this machine: wall time, trials, best val accuracy, and how busy the CPUs were.
+
+Runs the real CLI on search_spaces/quick.yaml (local Ray, the full training set) while sampling
+/proc/stat every 5 s, then reads the study's reports.
+
+    python benchmarks/quick_study.py --data-dir ../shared/data/fashion-mnist [--results-dir /tmp/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_times() -> dict[str, tuple[int, int]]:
+    """(busy, total) jiffies per CPU line of /proc/stat."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu"):
+            name, *values = line.split()
+            values = list(map(int, values))
+            idle = values[3] + values[4]  # idle + iowait
+            out[name] = (sum(values) - idle, sum(values))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--results-dir", default="/tmp/fashion_tune_bench")
+    parser.add_argument("--space", default="search_spaces/quick.yaml")
+    args = parser.parse_args()
+
+    name = f"quick-bench-{time.strftime('%Y%m%d-%H%M%S')}"
+    cmd = [sys.executable, "-m", "fashion_tune", "search", "--space", args.space, "--name", name,
+           "--results-dir", args.results_dir, "--data-dir", args.data_dir]
+    samples: dict[str, list[float]] = {}
+    began = time.perf_counter()
+    process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+    last = cpu_times()
+    while process.poll() is None:
+        time.sleep(5)
+        now = cpu_times()
+        for cpu, (busy, total) in now.items():
+            if total > last[cpu][1]:
+                samples.setdefault(cpu, []).append((busy - last[cpu][0]) / (total - last[cpu][1]))
+        last = now
+    wall = time.perf_counter() - began
+    if process.returncode:
+        sys.exit(f"the study failed with exit code {process.returncode}")
+
+    study = Path(args.results_dir) / name
+    best = json.loads((study / "best_config.json").read_text())
+    with open(study / "leaderboard.csv") as f:
+        rows = list(csv.DictReader(f))
+    statuses = {s: sum(r["status"] == s for r in rows) for s in ("completed", "stopped early", "failed")}
+    print(f"study {study}")
+    print(f"wall time: {wall / 60:.1f} min")
+    print(f"trials: {len(rows)} ({statuses['completed']} completed, {statuses['stopped early']} stopped early, "
+          f"{statuses['failed']} failed); trial-epochs: {sum(int(r['epochs_trained']) for r in rows)}")
+    print(f"best val_accuracy: {best['value']:.4f} (trial {best['trial_id']}, epoch {best['best_epoch']})")
+    per_core = {cpu: statistics.mean(v) for cpu, v in samples.items() if cpu != "cpu"}
+    print("CPU busy, mean over the study: " + ", ".join(f"{cpu} {100 * u:.0f}%" for cpu, u in sorted(per_core.items()))
+          + f"; all {100 * statistics.mean(samples['cpu']):.0f}%")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Integration: real Ray, real Optuna, real TensorFlow on a real Fashion-MNIST subset, through the CLI."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fashion_tune.config import TrainParams
+from tests.conftest import ROOT, SPACES
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "fashion_tune", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, fashion_dir):
+    """The smoke study, run once for the module: 6 trials, 3 epochs, 3,000 images."""
+    results_dir = tmp_path_factory.mktemp("results")
+    done = run_cli("search", "--space", SPACES / "smoke.yaml", "--subset", 3000, "--data-dir", fashion_dir,
+                   "--results-dir", results_dir, "--name", "smoke")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return results_dir, results_dir / "smoke"
+
+
+def read_leaderboard(study):
+    with open(study / "leaderboard.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_study_writes_every_report(smoke):
+    _, study = smoke
+    for name in ("study.json", "space.yaml", "leaderboard.csv", "best_config.json", "summary.md"):
+        assert (study / name).is_file(), name
+    assert json.loads((study / "study.json").read_text())["finished_at"]
+
+
+def test_leaderboard_has_every_trial_and_asha_stopped_some(smoke):
+    _, study = smoke
+    rows = read_leaderboard(study)
+    trial_dirs = sorted(p.name.removeprefix("trial_") for p in study.glob("trial_*"))
+    assert len(rows) == 6 and sorted(r["trial_id"] for r in rows) == trial_dirs
+    statuses = [r["status"] for r in rows]
+    assert "stopped early" in statuses and "failed" not in statuses
+    for r in rows:
+        expected = 3 if r["status"] == "completed" else None
+        assert expected is None or int(r["epochs_trained"]) == expected
+    assert any(int(r["epochs_trained"]) < 3 for r in rows)
+
+
+def test_training_learned(smoke):
+    _, study = smoke
+    best = json.loads((study / "best_config.json").read_text())
+    rows = read_leaderboard(study)
+    assert best["value"] == max(float(r["best_value"]) for r in rows)
+    assert best["value"] > 0.6, "ten classes: chance is 0.1; the best trial must clearly learn"
+    TrainParams.from_config(best["params"])  # complete and valid: retraining can use it as it is
+    assert best["data"]["subset"] == 3000 and best["space"]["sha256"]
+
+
+def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, study = smoke
+    rows = {r["trial_id"]: r for r in read_leaderboard(study)}
+    for trial_dir in study.glob("trial_*"):
+        events = EventAccumulator(str(trial_dir), size_guidance={"scalars": 0})
+        events.Reload()
+        tags = events.Tags()["scalars"]
+        val = [t for t in tags if t.endswith("/val_accuracy")]
+        assert val, f"{trial_dir.name}: no val_accuracy scalar in {tags}"
+        epochs = int(rows[trial_dir.name.removeprefix("trial_")]["epochs_trained"])
+        assert len(events.Scalars(val[0])) == epochs
+        plugins = events.PluginTagToContent("hparams") if "hparams" in events.ActivePlugins() else {}
+        assert plugins, f"{trial_dir.name}: no HParams record"
+
+
+def test_summary_tells_the_study(smoke):
+    _, study = smoke
+    summary = (study / "summary.md").read_text()
+    assert "# Study `smoke`" in summary and "search_spaces/smoke.yaml" in summary
+    assert "Trials: 6 — " in summary and "stopped early by ASHA" in summary
+    assert "python -m fashion_tune search --space" in summary and "--subset 3000" in summary
+    assert "Trial-epochs trained:" in summary and "Wall time:" in summary
+
+
+def test_existing_study_is_not_overwritten(smoke):
+    results_dir, study = smoke
+    before = (study / "leaderboard.csv").stat().st_mtime_ns
+    done = run_cli("search", "--space", SPACES / "smoke.yaml", "--results-dir", results_dir, "--name", "smoke")
+    assert done.returncode == 2
+    assert "study 'smoke' already exists" in done.stderr and "--resume smoke" in done.stderr
+    assert (study / "leaderboard.csv").stat().st_mtime_ns == before
+
+
+def test_resuming_a_finished_study_changes_nothing(smoke):
+    results_dir, study = smoke
+    before = {p: p.stat().st_mtime_ns for p in study.rglob("*")}
+    done = run_cli("search", "--resume", "smoke", "--results-dir", results_dir)
+    assert done.returncode == 0
+    assert "already finished" in done.stderr
+    assert {p: p.stat().st_mtime_ns for p in study.rglob("*")} == before
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, fashion_dir, write_space):
+    # SGD at a learning rate of 1e20 drives the loss to NaN in the first epoch.
+    space = write_space(
+        "metric: val_accuracy\n"
+        "fixed: {epochs: 2, optimizer: sgd, batch_norm: false, conv_blocks: 1, filters: 8, dense_units: 16}\n"
+        "params:\n"
+        "  learning_rate: {type: categorical, choices: [1.0e+20, 1.0e-2]}\n"
+        "search: {num_samples: 4, max_concurrent: 2, tpe_startup_trials: 4}\n"
+    )
+    done = run_cli("search", "--space", space, "--subset", 1000, "--data-dir", fashion_dir,
+                   "--results-dir", tmp_path / "r", "--name", "nan")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_leaderboard(tmp_path / "r" / "nan")
+    assert len(rows) == 4
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert failed and len(failed) < 4, rows
+    assert all(float(r["learning_rate"]) == 1e20 for r in failed)
+    assert all("training loss is nan after epoch 1" in r["error"] for r in failed)
+    summary = (tmp_path / "r" / "nan" / "summary.md").read_text()
+    assert f"{len(failed)} failed" in summary and "## Failed trials" in summary

@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from fashion_tune.errors import UserError
+from fashion_tune.errors import StudyInterrupted, UserError
 
 log = logging.getLogger("fashion_tune")
 
@@ -32,7 +32,8 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
 def _data_settings(args):
     from fashion_tune.config import DataSettings
 
-    return DataSettings(data_dir=args.data_dir, subset=args.subset, val_fraction=args.val_fraction, seed=args.seed or 0)
+    # The split's seed is the study's --seed; search.new_study sets it.
+    return DataSettings(data_dir=args.data_dir, subset=args.subset, val_fraction=args.val_fraction)
 
 
 def cmd_search(args) -> int:
@@ -113,6 +114,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
         return args.run(args)
+    except StudyInterrupted as e:
+        print(f"fashion-tune: {e}", file=sys.stderr)
+        return 130
     except UserError as e:
         if args.debug:
             raise

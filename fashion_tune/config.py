@@ -180,7 +180,7 @@ class DataSettings(_Validated):
     data_dir: Optional[str] = None  # folder with the official .gz files or Kaggle CSVs; None: look in the usual places
     subset: Optional[int] = None  # use a stratified subset of this many training images (quick studies, tests)
     val_fraction: float = 0.1  # share of the training images held out for validation, stratified by class
-    seed: int = 0  # seeds the subset and the split
+    seed: int = 0  # seeds the subset and the split (a study sets it to its --seed)
 
     RULES = {
         "subset": (lambda v: 100 <= v <= 60000, "must be 100 to 60000 (the training set has 60,000 images)"),

@@ -6,3 +6,10 @@ class UserError(Exception):
 
     The message names the file, key or value and the rule it breaks, in one line.
     """
+
+
+class StudyInterrupted(UserError):
+    """A study stopped before its end (Ctrl-C); Tune saved its state and --resume continues it.
+
+    The CLI exits with 130, the conventional code for an interrupted command.
+    """

@@ -9,6 +9,7 @@ the space file, and the reports results.py writes when it ends.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Any, Mapping, Optional
 
 from fashion_tune import data, results
 from fashion_tune.config import DataSettings, SearchSettings
-from fashion_tune.errors import UserError
+from fashion_tune.errors import StudyInterrupted, UserError
 from fashion_tune.results import SPACE_COPY, STUDY_FILE
 from fashion_tune.space import ParamSpec, SearchSpace, load_space
 
@@ -61,11 +62,15 @@ def new_study(flags: Mapping[str, Any], data_settings: DataSettings) -> Path:
             f"study {settings.name!r} already exists at {study_dir}; choose another --name, "
             f"or continue it with --resume {settings.name}"
         )
-    splits = _load_splits(data_settings, settings.seed)
+    # One seed for the study: TPE, the validation split and every trial.
+    data_settings = dataclasses.replace(data_settings, seed=settings.seed)
+    splits = _load_splits(data_settings)
+    # Absolute in the record, so --resume works from any folder; the command keeps what was typed.
+    data_dir = str(Path(data_settings.data_dir).expanduser().resolve()) if data_settings.data_dir else None
     record = {
         "name": settings.name,
         "settings": settings.to_dict(),
-        "data": {**data_settings.to_dict(), "seed": settings.seed},
+        "data": {**data_settings.to_dict(), "data_dir": data_dir},
         "space": {"path": space.path, "sha256": space.sha256, "metric": space.metric, "mode": space.mode},
         "command": reproduce_command(settings, data_settings),
         "started_at": time.time(),
@@ -91,8 +96,7 @@ def resume_study(name: str, results_dir: str, address: Optional[str] = None) -> 
     settings = SearchSettings.from_config({**record["settings"], "address": address})
     # The space as it was when the study started, not whatever the original path holds now.
     space = load_space(study_dir / SPACE_COPY)
-    data_settings = DataSettings.from_config(record["data"])
-    splits = _load_splits(data_settings, settings.seed)
+    splits = _load_splits(DataSettings.from_config(record["data"]))
     with ray_session(settings):
         return _run(settings, space, splits, study_dir, record, restore=True)
 
@@ -127,9 +131,9 @@ def _check_budget(settings: SearchSettings, space: SearchSpace) -> None:
         )
 
 
-def _load_splits(data_settings: DataSettings, seed: int) -> data.Splits:
+def _load_splits(data_settings: DataSettings) -> data.Splits:
     dataset = data.load(data_settings.data_dir)
-    splits = data.split_for_search(dataset, data_settings.subset, data_settings.val_fraction, seed)
+    splits = data.split_for_search(dataset, data_settings.subset, data_settings.val_fraction, data_settings.seed)
     log.info("data from %s: %s (the 10,000 test images are kept out)", dataset.source, splits.describe())
     return splits
 
@@ -153,11 +157,19 @@ def _run(settings, space, splits, study_dir: Path, record: dict, restore: bool) 
     began = time.time()
     grid = tuner.fit()
     record["wall_s"] = record.get("wall_s", 0.0) + time.time() - began
-    record["finished_at"] = time.time()
+    # Interrupted (Ctrl-C), Tune saves its state and fit() returns: only a study whose every
+    # trial ended is finished; any other stays resumable.
+    finished = grid.num_terminated + grid.num_errors >= settings.num_samples
+    if finished:
+        record["finished_at"] = time.time()
     results.write_json(study_dir / STUDY_FILE, record)
-    report = results.write_reports(study_dir)
-    log.info("%d trials (%d errored); reports in %s", len(grid), grid.num_errors, study_dir)
-    log.info("best %s: %s", space.metric, report.get("best_value"))
+    if len(grid):
+        report = results.write_reports(study_dir)
+        log.info("best %s so far: %s", space.metric, report.get("best_value"))
+    log.info("%d of %d trials ended (%d failed); reports in %s",
+             grid.num_terminated + grid.num_errors, settings.num_samples, grid.num_errors, study_dir)
+    if not finished:
+        raise StudyInterrupted(f"study {settings.name!r} stopped before its end; continue it with --resume {settings.name}")
     return study_dir
 
 

@@ -51,6 +51,10 @@ SEARCH_DEFAULT_KEYS = (
 )
 
 
+# The spaces that come with the project; `--space quick` and the default find them from any folder.
+SHIPPED_SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
+
+
 class SpaceError(UserError, ValueError):
     """A search-space file that breaks a rule."""
 
@@ -110,9 +114,21 @@ class SearchSpace:
         return next(p for p in self.params if p.name == name)
 
 
+def resolve_space_path(name: str | Path) -> Path:
+    """The file as given if it exists, else the shipped space of that name (quick, quick.yaml,
+    search_spaces/quick.yaml), else the path as given (load_space then says it is missing)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    for candidate in (SHIPPED_SPACES / path.name, SHIPPED_SPACES / f"{path.name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    return path
+
+
 def load_space(path: str | Path) -> SearchSpace:
     """Read and validate a space file; raise SpaceError naming the file, key and rule."""
-    path = Path(path)
+    path = resolve_space_path(path)
     where = str(path)
     try:
         raw = path.read_bytes()

@@ -97,6 +97,12 @@ def test_bad_space_gets_one_clear_line(write_space, case):
     assert pytest.importorskip("re").search(pattern, message), message
 
 
+def test_shipped_spaces_are_found_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("quick", "quick.yaml", "search_spaces/quick.yaml"):
+        assert load_space(name).path == str(SPACES / "quick.yaml")
+
+
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(SpaceError, match=r"nope\.yaml: no such search-space file"):
         load_space(tmp_path / "nope.yaml")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from fashion_tune.errors import StudyInterrupted, UserError
@@ -17,7 +18,7 @@ from fashion_tune.errors import StudyInterrupted, UserError
 log = logging.getLogger("fashion_tune")
 
 
-def _add_data_args(parser: argparse.ArgumentParser) -> None:
+def _add_data_args(parser: argparse.ArgumentParser, split: bool = True) -> None:
     group = parser.add_argument_group("data")
     group.add_argument(
         "--data-dir",
@@ -25,15 +26,17 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
         "$FASHION_TUNE_DATA, else ~/.keras/datasets/fashion-mnist, else download there",
     )
     group.add_argument("--subset", type=int, help="use a stratified subset of N training images")
-    group.add_argument("--val-fraction", type=float, default=0.1,
-                       help="share of the training images held out for validation (default 0.1)")
+    if split:
+        group.add_argument("--val-fraction", type=float, default=0.1,
+                           help="share of the training images held out for validation (default 0.1)")
 
 
 def _data_settings(args):
     from fashion_tune.config import DataSettings
 
     # The split's seed is the study's --seed; search.new_study sets it.
-    return DataSettings(data_dir=args.data_dir, subset=args.subset, val_fraction=args.val_fraction)
+    return DataSettings(data_dir=args.data_dir, subset=args.subset,
+                        val_fraction=getattr(args, "val_fraction", DataSettings.val_fraction))
 
 
 def cmd_search(args) -> int:
@@ -53,13 +56,92 @@ def cmd_search(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from pathlib import Path
-
     from fashion_tune import results
 
     study_dir = Path(args.results_dir) / args.study
     report = results.write_reports(study_dir)
     print(report["summary_md"])
+    return 0
+
+
+def cmd_retrain(args) -> int:
+    from fashion_tune import retrain
+
+    config = retrain.config_path_for(args.study, args.config, args.results_dir)
+    out = retrain.retrain(config, epochs=args.epochs, patience=args.early_stopping, holdout_fraction=args.holdout,
+                          data_settings=_data_settings(args), out_dir=args.out)
+    print(f"model: {out / retrain.MODEL_FILE}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from fashion_tune import evaluate
+
+    model_path = evaluate.model_path_for(args.study, args.model, args.results_dir)
+    metrics = evaluate.evaluate(model_path, args.out, args.data_dir)
+    out = Path(args.out) if args.out else model_path.parent.parent / evaluate.EVALUATION_DIR
+    print(f"test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
+          f"ECE {metrics['calibration']['ece']:.4f}")
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from fashion_tune import evaluate, export
+
+    model_path = evaluate.model_path_for(args.study, args.model, args.results_dir)
+    out = export.export(model_path, Path(args.out), args.results_dir, force=args.force)
+    print(f"exported to {out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from fashion_tune import predict
+
+    model_path = predict.resolve_model(args.model, args.results_dir)
+    predictions = predict.classify(args.images, model_path)
+    if args.json:
+        print(predict.format_json(predictions, args.top, model_path))
+    else:
+        out, err = predict.format_text(predictions, args.top)
+        for line in out:
+            print(line)
+        for line in err:
+            print(line, file=sys.stderr)
+    # Non-zero when any file could not be classified, so scripts notice; the rest were classified.
+    return 1 if any(p.error for p in predictions) else 0
+
+
+def cmd_baselines(args) -> int:
+    from fashion_tune import baselines
+
+    rows = baselines.run_baselines(baselines.resolve_names(args.only), args.epochs, _data_settings(args),
+                                   Path(args.out), studies=args.study or (), results_dir=args.results_dir)
+    for row in sorted(rows, key=lambda r: -r["test_accuracy"]):
+        print(f"{row['model']:<28} test accuracy {row['test_accuracy']:.4f}  macro F1 {row['macro_f1']:.4f}")
+    print(f"table: {Path(args.out) / 'baselines.md'}")
+    return 0
+
+
+def cmd_lr_find(args) -> int:
+    import time
+
+    from fashion_tune import lr_find, retrain
+    from fashion_tune.config import TrainParams
+
+    if args.study or args.config:
+        config = retrain.config_path_for(args.study, args.config, args.results_dir)
+        params = TrainParams.from_config(retrain.read_best_config(config)["params"])
+        out = Path(args.out) if args.out else config.parent / "lr_find"
+    else:
+        params = TrainParams()
+        out = Path(args.out) if args.out else Path(args.results_dir) / f"lr-find-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = lr_find.lr_find(params, _data_settings(args), out, args.min_lr, args.max_lr, args.steps)
+    low, high = result["range"]
+    print(f"suggested learning_rate: {result['suggestion']:.2e} (steepest fall of the loss); "
+          f"lowest loss at {result['lowest_loss_rate']:.2e}")
+    print(f"for a space file: learning_rate: {{type: float, low: {low:.1e}, high: {high:.1e}, log: true}}")
+    print(f"plot: {out / 'lr_find.png'}")
     return 0
 
 
@@ -100,6 +182,63 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--study", required=True, help="study name")
     r.add_argument("--results-dir", default="results", help="where studies live (default: results)")
     r.set_defaults(run=cmd_report)
+
+    def study_or(sub, other: str, other_help: str):
+        group = sub.add_mutually_exclusive_group(required=True)
+        group.add_argument("--study", help="study name (in --results-dir)")
+        group.add_argument(other, help=other_help)
+        sub.add_argument("--results-dir", default="results", help="where studies live (default: results)")
+
+    t = commands.add_parser("retrain", help="train a study's best configuration on the full training set")
+    study_or(t, "--config", "a best_config.json instead of a study")
+    t.add_argument("--epochs", type=int, help="epochs to train (default: the configuration's budget)")
+    t.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                   help="hold out a slice and stop when its loss has not improved for PATIENCE epochs")
+    t.add_argument("--holdout", type=float, default=0.1, help="share held out for early stopping (default 0.1)")
+    t.add_argument("--out", help="output folder (default: <study>/retrain)")
+    _add_data_args(t, split=False)
+    t.set_defaults(run=cmd_retrain)
+
+    e = commands.add_parser("evaluate", help="score the retrained model on the 10,000 test images, with figures")
+    study_or(e, "--model", "a .keras model instead of a study's retrained one")
+    e.add_argument("--out", help="output folder (default: <study>/evaluation)")
+    e.add_argument("--data-dir", help="folder with the Fashion-MNIST files")
+    e.set_defaults(run=cmd_evaluate)
+
+    x = commands.add_parser("export", help="write the model as .keras and SavedModel with a model card")
+    study_or(x, "--model", "a .keras model instead of a study's retrained one")
+    x.add_argument("--out", required=True, help="export folder")
+    x.add_argument("--force", action="store_true", help="replace --out if it exists")
+    x.set_defaults(run=cmd_export)
+
+    p = commands.add_parser("predict", help="classify product photos (files or folders)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    p.add_argument("--model", help="export folder or .keras file (default: the newest export)")
+    p.add_argument("--results-dir", default="results", help="where the newest export is recorded (default: results)")
+    p.add_argument("--top", type=int, default=3, help="categories to show per image (default 3)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_predict)
+
+    b = commands.add_parser("baselines", help="train and evaluate the hand-designed baselines; compare with studies")
+    b.add_argument("--only", nargs="+", metavar="PRESET", help="presets to run (default: mlp cnn cnn_unnormalised)")
+    b.add_argument("--epochs", type=int, default=10, help="epochs per baseline (default 10)")
+    b.add_argument("--study", action="append", help="add this evaluated study to the table (repeatable)")
+    b.add_argument("--results-dir", default="results", help="where studies live (default: results)")
+    b.add_argument("--out", default="results/baselines", help="output folder (default: results/baselines)")
+    _add_data_args(b, split=False)
+    b.set_defaults(run=cmd_baselines)
+
+    f = commands.add_parser("lr-find", help="sweep the learning rate to find a sensible range")
+    group = f.add_mutually_exclusive_group()
+    group.add_argument("--study", help="use this study's best configuration (default: TrainParams defaults)")
+    group.add_argument("--config", help="a best_config.json")
+    f.add_argument("--results-dir", default="results", help="where studies live (default: results)")
+    f.add_argument("--min-lr", type=float, default=1e-4, help="start of the sweep (default 1e-4)")
+    f.add_argument("--max-lr", type=float, default=1e-1, help="end of the sweep (default 1e-1)")
+    f.add_argument("--steps", type=int, default=100, help="batches in the sweep (default 100)")
+    f.add_argument("--out", help="output folder (default: <study>/lr_find or results/lr-find-<time>)")
+    _add_data_args(f, split=False)
+    f.set_defaults(run=cmd_lr_find)
     return parser
 
 

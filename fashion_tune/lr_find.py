@@ -1,0 +1,104 @@
+"""Learning-rate range test: raise the learning rate exponentially batch by batch, watch the loss.
+
+The loss falls fastest somewhere below the rate where it starts to climb; that steepest point is
+the suggestion, and [suggestion / 10, the rate of the lowest loss] a sensible range for a space
+file. Writes lr_find.csv and lr_find.png, and returns the figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from fashion_tune import data, plots
+from fashion_tune.config import DataSettings, TrainParams
+from fashion_tune.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SMOOTHING = 0.9  # exponential moving average of the per-batch loss
+DIVERGED = 4.0  # stop once the smoothed loss is this many times its lowest value
+
+
+def lr_find(params: TrainParams, data_settings: DataSettings, out_dir: Path, min_lr: float = 1e-4,
+            max_lr: float = 1e-1, steps: int = 100) -> dict:
+    if not 0 < min_lr < max_lr:
+        raise UserError(f"--min-lr {min_lr} and --max-lr {max_lr}: need 0 < min-lr < max-lr")
+    if steps < 10:
+        raise UserError(f"--steps is {steps}, must be >= 10")
+    import keras
+
+    from fashion_tune.model import build_model, compile_model
+
+    dataset = data.load(data_settings.data_dir)
+    images, labels = dataset.train_images, dataset.train_labels
+    if data_settings.subset:
+        images, labels = data.stratified_subset(images, labels, data_settings.subset, params.seed)
+    x, y = data.to_model_input(images), labels.astype(np.int32)
+    keras.utils.set_random_seed(params.seed)
+    model = compile_model(build_model(params), params)
+    sweep = _Sweep(keras, min_lr, max_lr, steps)
+    batches_per_epoch = math.ceil(len(y) / params.batch_size)
+    model.fit(x, y, batch_size=params.batch_size, epochs=math.ceil(steps / batches_per_epoch), callbacks=[sweep],
+              verbose=0)
+    rates, losses = np.array(sweep.rates), np.array(sweep.smoothed)
+    if len(rates) < 5:
+        raise UserError(f"the loss diverged after {len(rates)} batches; lower --min-lr")
+    lowest = int(np.argmin(losses))
+    # Steepest fall of the loss against log(learning rate), before the lowest point.
+    slopes = np.gradient(losses[: lowest + 1], np.log(rates[: lowest + 1])) if lowest >= 2 else np.array([0.0])
+    steepest = int(np.argmin(slopes)) if lowest >= 2 else 0
+    suggestion = float(rates[steepest])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "lr_find.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["step", "learning_rate", "loss", "smoothed_loss"])
+        writer.writerows(zip(range(1, len(rates) + 1), sweep.rates, sweep.losses, sweep.smoothed))
+    plots.save_png(plots.loss_vs_learning_rate(rates, losses, suggestion, "learning-rate range test"),
+                   out_dir / "lr_find.png")
+    result = {"suggestion": suggestion, "lowest_loss_rate": float(rates[lowest]),
+              "range": [suggestion / 10, float(rates[lowest])], "steps": len(rates), "diverged": sweep.diverged}
+    log.info("suggested learning_rate %.2e (steepest fall); lowest loss at %.2e; curve in %s",
+             suggestion, result["lowest_loss_rate"], out_dir / "lr_find.png")
+    return result
+
+
+def _Sweep(keras, min_lr: float, max_lr: float, steps: int):
+    class Sweep(keras.callbacks.Callback):
+        """Sets the learning rate before each batch and records that batch's own loss."""
+
+        def __init__(self):
+            super().__init__()
+            self.rates, self.losses, self.smoothed = [], [], []
+            self.diverged = False
+            self._average = 0.0  # exponential moving average, before bias correction
+            self._mean, self._seen_in_epoch = 0.0, 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._mean, self._seen_in_epoch = 0.0, 0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            step = len(self.rates)
+            self.model.optimizer.learning_rate.assign(min_lr * (max_lr / min_lr) ** (step / (steps - 1)))
+
+        def on_train_batch_end(self, batch, logs=None):
+            # Keras reports the epoch's running mean; recover this batch's loss from it.
+            mean = float(logs["loss"])
+            n = self._seen_in_epoch + 1
+            loss = n * mean - (n - 1) * self._mean
+            self._mean, self._seen_in_epoch = mean, n
+            self.rates.append(float(self.model.optimizer.learning_rate.numpy()))
+            self.losses.append(loss)
+            self._average = SMOOTHING * self._average + (1 - SMOOTHING) * loss
+            self.smoothed.append(self._average / (1 - SMOOTHING ** len(self.losses)))  # bias-corrected
+            if not math.isfinite(loss) or self.smoothed[-1] > DIVERGED * min(self.smoothed):
+                self.diverged = True
+                self.model.stop_training = True
+            if len(self.rates) >= steps:
+                self.model.stop_training = True
+
+    return Sweep()

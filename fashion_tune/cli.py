@@ -48,7 +48,7 @@ def cmd_search(args) -> int:
         flags = {key: getattr(args, key) for key in (
             "space", "name", "results_dir", "num_samples", "max_concurrent", "cpus_per_trial",
             "gpus_per_trial", "grace_period", "reduction_factor", "tpe_startup_trials",
-            "max_failures", "seed", "address")}
+            "max_failures", "seed", "address", "mixed_precision", "jit_compile")}
         study_dir = search.new_study(flags, _data_settings(args))
     print(f"study written to {study_dir}")
     print(f"summary: {study_dir / 'summary.md'}")
@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-failures", type=int, help="retries of a failed trial from its checkpoint (default 0)")
     s.add_argument("--seed", type=int, help="seeds TPE, the data split and the trials (default 0)")
     s.add_argument("--address", help="Ray cluster to join, e.g. auto or ray://head:10001 (default: local Ray)")
+    s.add_argument("--mixed-precision", action="store_true", default=None,
+                   help="train every trial in mixed float16 (GPUs with tensor cores)")
+    s.add_argument("--jit-compile", action="store_true", default=None, help="compile every trial's step with XLA")
     _add_data_args(s)
     s.set_defaults(run=cmd_search)
 

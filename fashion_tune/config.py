@@ -148,6 +148,8 @@ class TrainParams(_Validated):
     batch_size: int = 128  # images per gradient step
     augment: bool = False  # random shifts (up to 10%) and horizontal flips while training
     epochs: int = 10  # the full budget of a trial; ASHA's max_t
+    mixed_precision: bool = False  # float16 compute, float32 weights (fast on GPUs with tensor cores)
+    jit_compile: bool = False  # compile the training step with XLA
     seed: int = 0  # seeds weights, shuffling and augmentation
 
     RULES = {
@@ -206,6 +208,8 @@ class SearchSettings(_Validated):
     max_failures: int = 0  # retries of a failed trial, from its last checkpoint
     seed: int = 0  # seeds TPE, the data split and every trial
     address: Optional[str] = None  # Ray cluster to join ("auto", "ray://host:10001"); None: start local Ray
+    mixed_precision: bool = False  # every trial computes in float16 (TrainParams.mixed_precision)
+    jit_compile: bool = False  # every trial compiles its training step with XLA (TrainParams.jit_compile)
 
     RULES = {
         "name": (

@@ -14,6 +14,18 @@ from fashion_tune.data import CLASS_NAMES, IMAGE_SHAPE
 def build_model(params: TrainParams, name: str = "fashion_cnn"):
     """conv blocks (conv [-> BN] -> relu, x convs_per_block; pool; dropout) -> dense -> softmax."""
     import keras
+
+    # Layers take the global dtype policy when they are made: set it for this model only.
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("mixed_float16" if params.mixed_precision else "float32")
+    try:
+        return _build(params, name)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def _build(params: TrainParams, name: str):
+    import keras
     from keras import layers
 
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
@@ -62,5 +74,6 @@ def make_optimizer(params: TrainParams):
 
 def compile_model(model, params: TrainParams):
     """Attach the optimizer, loss and metrics that `params` asks for; return the model."""
-    model.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=params.jit_compile)
     return model

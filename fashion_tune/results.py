@@ -46,6 +46,7 @@ class TrialRecord:
     val_accuracy: Optional[float]  # validation accuracy at that epoch
     config: dict = field(default_factory=dict)
     error: str = ""  # first line of the error, for failed trials
+    nodes: tuple = ()  # Ray node ids the trial ran on, in order (more than one after a restart elsewhere)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -97,6 +98,7 @@ def read_trials(study_dir: Path, metric: str, mode: str, max_epochs: int, finish
                 val_accuracy=best.get("val_accuracy") if best else None,
                 config=config,
                 error=error,
+                nodes=tuple(dict.fromkeys(r["node_id"] for r in rows if r.get("node_id"))),
             )
         )
     sign = -1 if mode == "max" else 1
@@ -128,11 +130,11 @@ def leaderboard_csv(trials: list[TrialRecord], searched: list[str]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["rank", "trial_id", "status", "epochs_trained", "best_epoch", "best_value", "val_accuracy",
-                     "val_loss", *searched, *other, "error"])
+                     "val_loss", *searched, *other, "nodes", "error"])
     for rank, t in enumerate(trials, 1):
         writer.writerow([rank, t.trial_id, t.status, t.epochs, _blank(t.best_epoch), _blank(t.best_value),
                          _blank(t.val_accuracy), _blank(t.val_loss),
-                         *(t.config.get(k, "") for k in searched + other), t.error])
+                         *(t.config.get(k, "") for k in searched + other), " ".join(t.nodes), t.error])
     return out.getvalue()
 
 
@@ -184,6 +186,7 @@ def summary_markdown(study: dict, space, trials: list[TrialRecord], best: Option
         f"- Trials: {len(trials)} — {counts[COMPLETED]} completed, {counts[STOPPED]} stopped early by ASHA, "
         f"{counts[FAILED]} failed" + (f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""),
         f"- Trial-epochs trained: {trial_epochs} (of {len(trials) * space.max_epochs} without early stopping)",
+        f"- Ray nodes that ran trials: {len({n for t in trials for n in t.nodes})}",
     ]
     if best is not None:
         lines.append(f"- Best {space.metric}: **{best.best_value:.4f}** (trial `{best.trial_id}`, epoch {best.best_epoch})")

@@ -43,9 +43,12 @@ def tune_domain(spec: ParamSpec):
     return (tune.loguniform if spec.log else tune.uniform)(spec.low, spec.high)
 
 
-def param_space(space: SearchSpace, seed: int) -> dict[str, Any]:
-    """Tune's param_space: fixed values as constants, searched ones as domains."""
-    return {**space.fixed, "seed": seed, **{p.name: tune_domain(p) for p in space.params}}
+def param_space(space: SearchSpace, settings: SearchSettings) -> dict[str, Any]:
+    """Tune's param_space: fixed values as constants, searched ones as domains; the study's seed
+    and the execution options given on the command line override the space file."""
+    execution = {k: True for k in ("mixed_precision", "jit_compile") if getattr(settings, k)}
+    domains = {p.name: tune_domain(p) for p in space.params if p.name not in execution}
+    return {**space.fixed, **domains, "seed": settings.seed, **execution}
 
 
 def new_study(flags: Mapping[str, Any], data_settings: DataSettings) -> Path:
@@ -113,6 +116,7 @@ def reproduce_command(settings: SearchSettings, data_settings: DataSettings) -> 
         value = getattr(settings, key)
         if value is not None:
             args += ["--" + key.replace("_", "-"), str(value)]
+    args += ["--" + key.replace("_", "-") for key in ("mixed_precision", "jit_compile") if getattr(settings, key)]
     if settings.results_dir != SearchSettings.results_dir:
         args += ["--results-dir", settings.results_dir]
     if data_settings.subset is not None:
@@ -193,7 +197,7 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
     )
     return tune.Tuner(
         trainable,
-        param_space=param_space(space, settings.seed),
+        param_space=param_space(space, settings),
         tune_config=tune.TuneConfig(
             metric=space.metric,
             mode=space.mode,
@@ -236,7 +240,8 @@ def ray_session(settings: SearchSettings):
     if settings.address:
         ray.init(address=settings.address, logging_level=logging.WARNING)
     else:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        # "local": always a new Ray of our own, never a cluster someone left running here.
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
         available = ray.cluster_resources()
         for key, asked in (("CPU", settings.cpus_per_trial), ("GPU", settings.gpus_per_trial)):
             if asked > available.get(key, 0):

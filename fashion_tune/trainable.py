@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import ray
 from ray import tune
 
 from fashion_tune.config import TrainParams
@@ -92,6 +93,12 @@ def _epoch_reporter(keras):
     """
 
     class ReportEpochToTune(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            # Where the trial runs, in its results: which node, which GPUs (ids as Ray assigned them).
+            context = ray.get_runtime_context()
+            self._placement = {"node_id": context.get_node_id(),
+                               "gpu_ids": ",".join(str(g) for g in context.get_accelerator_ids().get("GPU", []))}
+
         def on_epoch_begin(self, epoch, logs=None):
             self._started = time.perf_counter()
 
@@ -111,6 +118,7 @@ def _epoch_reporter(keras):
                 "train_accuracy": float(logs["accuracy"]),
                 "train_loss": loss,
                 "epoch_time_s": seconds,
+                **self._placement,
             }
             with tempfile.TemporaryDirectory() as folder:
                 self.model.save(os.path.join(folder, CHECKPOINT_MODEL))

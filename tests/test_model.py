@@ -80,3 +80,19 @@ def test_optimizers():
         assert np.isclose(float(optimizer.learning_rate), 0.02)
     sgd = make_optimizer(TrainParams(optimizer="sgd"))
     assert sgd.momentum == 0.9 and sgd.nesterov
+
+
+def test_mixed_precision_and_xla_options_train():
+    import keras
+
+    from fashion_tune.model import build_model, compile_model
+
+    params = TrainParams(conv_blocks=1, filters=8, dense_units=16, mixed_precision=True, jit_compile=True)
+    model = compile_model(build_model(params), params)
+    conv = model.get_layer("block1_conv1")
+    assert conv.compute_dtype == "float16" and conv.variable_dtype == "float32"
+    assert model.get_layer("probabilities").compute_dtype == "float32"  # probabilities stay float32
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # the global policy is restored
+    rng = np.random.default_rng(0)
+    history = model.fit(rng.random((32, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 32), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])

@@ -1,0 +1,153 @@
+"""Distributed and fault tolerant, for real on one machine: a Ray cluster of a head and two
+worker nodes (separate raylets, as `ray start` makes them), a study joining it by address, a
+worker node killed mid-study, a trial's process killed, the driver killed with SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_search import read_leaderboard, run_cli
+
+pytestmark = pytest.mark.slow
+
+SPACE = (
+    "metric: val_accuracy\n"
+    "fixed: {{epochs: {epochs}, conv_blocks: 1, filters: 8, dense_units: 16, batch_size: 32}}\n"
+    "params:\n"
+    "  learning_rate: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}}\n"
+    "search: {{num_samples: {samples}, tpe_startup_trials: 2, grace_period: {epochs}}}\n"
+)
+
+
+@pytest.fixture
+def cluster():
+    """A head with no CPUs (so trials must go to workers) and two one-CPU worker nodes."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    yield cluster, workers
+    cluster.shutdown()
+
+
+def trial_rows(study):
+    return {d.name: [json.loads(line) for line in (d / "result.json").read_text().splitlines() if line.strip()]
+            for d in study.glob("trial_*") if (d / "result.json").is_file()}
+
+
+def start_search(space, study_args, *extra):
+    return subprocess.Popen([sys.executable, "-m", "fashion_tune", "search", "--space", str(space), *map(str, study_args),
+                             *map(str, extra)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout=300, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_study_spreads_over_the_worker_nodes(cluster, tmp_path, fashion_dir, write_space):
+    cluster, workers = cluster
+    space = write_space(SPACE.format(epochs=2, samples=4))
+    done = run_cli("search", "--space", space, "--address", cluster.address, "--subset", 1000, "--data-dir",
+                   fashion_dir, "--results-dir", tmp_path, "--name", "multi", "--max-concurrent", 2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    nodes = {row["node_id"] for rows in trial_rows(tmp_path / "multi").values() for row in rows}
+    assert nodes == {w.node_id for w in workers}, "trials ran on both workers and never on the CPU-less head"
+    rows = read_leaderboard(tmp_path / "multi")
+    assert len(rows) == 4 and all(r["nodes"] for r in rows)
+    assert "Ray nodes that ran trials: 2" in (tmp_path / "multi" / "summary.md").read_text()
+
+
+def test_a_killed_worker_node_loses_no_trial(cluster, tmp_path, fashion_dir, write_space):
+    cluster, workers = cluster
+    space = write_space(SPACE.format(epochs=4, samples=3))
+    study = tmp_path / "killed"
+    process = start_search(space, ["--address", cluster.address, "--subset", 3000, "--data-dir", fashion_dir,
+                                   "--results-dir", tmp_path, "--name", "killed", "--max-concurrent", 2,
+                                   "--max-failures", 3])
+    # Once some trial has checkpointed an epoch, kill the node it runs on, without warning.
+    victim = wait_for(lambda: next((rows for rows in trial_rows(study).values() if rows), None), what="a first epoch")
+    node = next(w for w in workers if w.node_id == victim[-1]["node_id"])
+    cluster.remove_node(node, allow_graceful=False)
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+    rows = read_leaderboard(study)
+    assert len(rows) == 3 and all(r["status"] in ("completed", "stopped early") for r in rows), rows
+    moved = [r for r in trial_rows(study).values() if len({row["node_id"] for row in r}) > 1]
+    assert moved, "a trial of the killed node went on elsewhere"
+    for history in moved:
+        first_elsewhere = next(row for row in history if row["node_id"] != history[0]["node_id"])
+        assert first_elsewhere["training_iteration"] > 1, "restarted from its checkpoint, not from scratch"
+
+
+def test_a_killed_trial_process_is_retried_from_its_checkpoint(tmp_path, fashion_dir, write_space):
+    space = write_space(SPACE.format(epochs=4, samples=2))
+    study = tmp_path / "retry"
+    process = start_search(space, ["--subset", 3000, "--data-dir", fashion_dir, "--results-dir", tmp_path,
+                                   "--name", "retry", "--max-concurrent", 1, "--max-failures", 2])
+    victim = wait_for(lambda: next((rows for rows in trial_rows(study).values() if rows), None), what="a first epoch")
+    os.kill(victim[-1]["pid"], signal.SIGKILL)  # the trial's worker process dies mid-training
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+    rows = read_leaderboard(study)
+    assert len(rows) == 2 and all(r["status"] == "completed" for r in rows), rows
+    history = trial_rows(study)[f"trial_{victim[-1]['trial_id']}"]
+    pids = list(dict.fromkeys(row["pid"] for row in history))
+    assert len(pids) == 2, "the trial ran again in a new process"
+    resumed = next(row for row in history if row["pid"] == pids[1])
+    assert resumed["training_iteration"] > 1 and history[-1]["training_iteration"] == 4
+
+
+def test_driver_killed_with_sigkill_resumes_without_losing_or_repeating_trials(tmp_path, fashion_dir, write_space):
+    space = write_space(SPACE.format(epochs=2, samples=4))
+    study = tmp_path / "dead"
+    process = start_search(space, ["--subset", 1000, "--data-dir", fashion_dir, "--results-dir", tmp_path,
+                                   "--name", "dead", "--max-concurrent", 1])
+    wait_for(lambda: sum(len(r) >= 2 for r in trial_rows(study).values()) >= 1, what="a finished trial")
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    subprocess.run(["ray", "stop", "--force"], capture_output=True)  # what the dead driver's local Ray left behind
+    assert json.loads((study / "study.json").read_text())["finished_at"] is None
+    done = run_cli("search", "--resume", "dead", "--results-dir", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_leaderboard(study)
+    assert len(rows) == 4 and len({r["trial_id"] for r in rows}) == 4, rows
+    assert all(r["status"] in ("completed", "stopped early") for r in rows), rows
+    # A finished study resumed again says so and changes nothing.
+    again = run_cli("search", "--resume", "dead", "--results-dir", tmp_path)
+    assert again.returncode == 0 and "already finished" in again.stderr
+
+
+def test_fractional_gpus_are_requested_and_packed(tmp_path, fashion_dir, write_space):
+    """A node that declares one GPU (Ray is told so; this machine has none): four trials at 0.25
+    GPU each share it, and TensorFlow's GPU set-up does not break without a real GPU."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 1})
+    try:
+        space = write_space(SPACE.format(epochs=1, samples=4))
+        done = run_cli("search", "--space", space, "--address", cluster.address, "--gpus-per-trial", 0.25,
+                       "--cpus-per-trial", 1, "--subset", 500, "--data-dir", fashion_dir, "--results-dir", tmp_path,
+                       "--name", "gpu")
+        assert done.returncode == 0, done.stderr[-3000:]
+    finally:
+        cluster.shutdown()
+    histories = trial_rows(tmp_path / "gpu")
+    assert len(histories) == 4
+    assert {rows[-1]["gpu_ids"] for rows in histories.values()} == {"0"}, "each trial was given GPU 0"
+    # Packed: trials ran on that one GPU at the same time.
+    spans = [(rows[-1]["timestamp"] - rows[-1]["time_total_s"], rows[-1]["timestamp"]) for rows in histories.values()]
+    most_at_once = max(sum(start <= t < end for start, end in spans) for t, _ in spans)
+    assert most_at_once >= 2, spans

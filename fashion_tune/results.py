@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class TrialRecord:
     config: dict = field(default_factory=dict)
     error: str = ""  # first line of the error, for failed trials
     nodes: tuple = ()  # Ray node ids the trial ran on, in order (more than one after a restart elsewhere)
+    failures: int = 0  # crashes Tune recorded; with --max-failures a trial can recover from them
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -75,12 +77,16 @@ def read_trials(study_dir: Path, metric: str, mode: str, max_epochs: int, finish
             continue
         rows = _read_json_lines(folder / "result.json")
         config = json.loads((folder / "params.json").read_text())
-        error_file = folder / "error.txt"
-        error = _error_summary(error_file.read_text()) if error_file.is_file() else ""
+        error_text = (folder / "error.txt").read_text() if (folder / "error.txt").is_file() else ""
+        failure_times = _FAILURE_HEADER.findall(error_text)
+        # Tune keeps error.txt after a retry succeeds: the trial failed only if no result came
+        # after its last failure (both stamps are Tune's local '%Y-%m-%d_%H-%M-%S').
+        failed = bool(failure_times) and (not rows or failure_times[-1] >= rows[-1].get("date", ""))
+        error = _error_summary(error_text) if failed else ""
         scored = [r for r in rows if _finite(r.get(metric))]
         best = (max if mode == "max" else min)(scored, key=lambda r: r[metric]) if scored else None
         epochs = max((int(r.get("training_iteration", 0)) for r in rows), default=0)
-        if error:
+        if failed:
             status = FAILED
         elif epochs >= max_epochs:
             status = COMPLETED
@@ -99,6 +105,7 @@ def read_trials(study_dir: Path, metric: str, mode: str, max_epochs: int, finish
                 config=config,
                 error=error,
                 nodes=tuple(dict.fromkeys(r["node_id"] for r in rows if r.get("node_id"))),
+                failures=len(failure_times),
             )
         )
     sign = -1 if mode == "max" else 1
@@ -130,11 +137,11 @@ def leaderboard_csv(trials: list[TrialRecord], searched: list[str]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["rank", "trial_id", "status", "epochs_trained", "best_epoch", "best_value", "val_accuracy",
-                     "val_loss", *searched, *other, "nodes", "error"])
+                     "val_loss", *searched, *other, "nodes", "failures", "error"])
     for rank, t in enumerate(trials, 1):
         writer.writerow([rank, t.trial_id, t.status, t.epochs, _blank(t.best_epoch), _blank(t.best_value),
                          _blank(t.val_accuracy), _blank(t.val_loss),
-                         *(t.config.get(k, "") for k in searched + other), " ".join(t.nodes), t.error])
+                         *(t.config.get(k, "") for k in searched + other), " ".join(t.nodes), t.failures, t.error])
     return out.getvalue()
 
 
@@ -188,6 +195,10 @@ def summary_markdown(study: dict, space, trials: list[TrialRecord], best: Option
         f"- Trial-epochs trained: {trial_epochs} (of {len(trials) * space.max_epochs} without early stopping)",
         f"- Ray nodes that ran trials: {len({n for t in trials for n in t.nodes})}",
     ]
+    recovered = [t for t in trials if t.failures and t.status != FAILED]
+    if recovered:
+        lines.append(f"- Recovered from crashes (retried from their checkpoints): {len(recovered)} trials, "
+                     f"{sum(t.failures for t in recovered)} crashes")
     if best is not None:
         lines.append(f"- Best {space.metric}: **{best.best_value:.4f}** (trial `{best.trial_id}`, epoch {best.best_epoch})")
     lines += ["", "## Reproduce", "", "```", study["command"], "```", "", "## Settings", "",
@@ -225,6 +236,9 @@ def summary_markdown(study: dict, space, trials: list[TrialRecord], best: Option
     return "\n".join(lines)
 
 
+_FAILURE_HEADER = re.compile(r"^Failure # \d+ \(occurred at (\S+)\)", re.MULTILINE)
+
+
 def _read_json_lines(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -238,7 +252,8 @@ def _read_json_lines(path: Path) -> list[dict]:
 
 
 def _error_summary(text: str) -> str:
-    """The most telling line of a Tune error.txt: the exception's own message."""
+    """The most telling line of a Tune error.txt (its last failure): the exception's own message."""
+    text = re.split(r"^Failure # \d+ .*$", text, flags=re.MULTILINE)[-1]
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     for line in reversed(lines):
         if "Error" in line.split(":")[0] or "Exception" in line.split(":")[0]:

@@ -145,6 +145,16 @@ def cmd_lr_find(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from fashion_tune import predict, serve
+
+    model = Path(args.model) if args.model else predict.resolve_model(None, args.results_dir).parent
+    if args.max_mb <= 0:
+        raise UserError(f"--max-mb is {args.max_mb}, must be > 0")
+    serve.serve_forever(model, args.host, args.port, args.replicas, int(args.max_mb * 1024 * 1024), args.address)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fashion-tune",
@@ -242,6 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", help="output folder (default: <study>/lr_find or results/lr-find-<time>)")
     _add_data_args(f, split=False)
     f.set_defaults(run=cmd_lr_find)
+
+    v = commands.add_parser("serve", help="HTTP service and web page: upload a photo, get its category (Ray Serve)")
+    v.add_argument("--model", help="export folder (default: the newest export)")
+    v.add_argument("--results-dir", default="results", help="where the newest export is recorded (default: results)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    v.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    v.add_argument("--replicas", type=int, default=1, help="model replicas (default 1); more on a cluster")
+    v.add_argument("--max-mb", type=float, default=10, help="largest upload accepted, in MB (default 10)")
+    v.add_argument("--address", help="Ray cluster to run on (default: local Ray)")
+    v.set_defaults(run=cmd_serve)
     return parser
 
 

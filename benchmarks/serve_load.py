@@ -1,0 +1,111 @@
+"""The service under load: requests per second and p50/p99 latency for single images, with 1 and
+2 replicas, against classifying the same image in-process (same preprocessing, same model call).
+
+Starts `fashion-tune serve` on loopback for each replica count, sends a fixed number of requests
+from a pool of client threads, and stops it.
+
+    python benchmarks/serve_load.py --model results/<study>/export  [--requests 400] [--clients 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import io
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def sample_jpeg() -> bytes:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    image = np.full((300, 300, 3), 255, np.uint8)
+    image[60:240, 80:220] = rng.integers(0, 120, (180, 140, 3))  # a dark object on white
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def summary(latencies: list[float], wall: float) -> str:
+    ms = sorted(1000 * x for x in latencies)
+    p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
+    return f"{len(ms) / wall:8.1f} req/s   p50 {statistics.median(ms):7.1f} ms   p99 {p99:7.1f} ms"
+
+
+def in_process(model_dir: Path, jpeg: bytes, n: int) -> str:
+    from fashion_tune.serve import ModelService
+
+    service = ModelService(str(model_dir))
+    service.classify("warm-up", jpeg)
+    latencies, began = [], time.perf_counter()
+    for _ in range(n):
+        t = time.perf_counter()
+        service.classify("x", jpeg)
+        latencies.append(time.perf_counter() - t)
+    return summary(latencies, time.perf_counter() - began)
+
+
+def over_http(model_dir: Path, jpeg: bytes, replicas: int, n: int, clients: int) -> str:
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "fashion_tune", "serve", "--model", str(model_dir), "--port",
+                                str(port), "--replicas", str(replicas)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                if requests.get(f"{url}/healthz", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        session = requests.Session()
+        for _ in range(20):  # warm up every replica
+            session.post(f"{url}/v1/classify", data=jpeg, headers={"Content-Type": "image/jpeg"})
+
+        def one(_):
+            t = time.perf_counter()
+            answer = requests.post(f"{url}/v1/classify", data=jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60)
+            answer.raise_for_status()
+            return time.perf_counter() - t
+
+        began = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            latencies = list(pool.map(one, range(n)))
+        return summary(latencies, time.perf_counter() - began)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="an export folder")
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
+    args = parser.parse_args()
+    jpeg = sample_jpeg()
+    print(f"single 300x300 JPEG, {args.requests} requests, {args.clients} concurrent clients")
+    print(f"in-process (no HTTP)  {in_process(Path(args.model), jpeg, args.requests)}", flush=True)
+    for replicas in (1, 2):
+        print(f"HTTP, {replicas} replica(s)     {over_http(Path(args.model), jpeg, replicas, args.requests, args.clients)}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The service through real HTTP on loopback (Ray Serve, a real exported model), and its page in
+a real headless browser (Debian's chromium)."""
+
+import concurrent.futures
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from fashion_tune import data
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, fashion_dir):
+    """A small model trained for real on 3,000 images, evaluated and exported."""
+    from fashion_tune.cli import main
+
+    results = tmp_path_factory.mktemp("results")
+    (results / "s").mkdir()
+    params = {"conv_blocks": 1, "filters": 8, "dense_units": 32, "batch_size": 64, "epochs": 2, "learning_rate": 3e-3}
+    (results / "s" / "best_config.json").write_text(json.dumps({"study": "s", "params": params}))
+    for argv in (["retrain", "--study", "s", "--subset", "3000"], ["evaluate", "--study", "s"]):
+        assert main([*argv, "--results-dir", str(results), "--data-dir", str(fashion_dir)]) == 0
+    assert main(["export", "--study", "s", "--results-dir", str(results), "--out", str(results / "export")]) == 0
+    return results / "export"
+
+
+@pytest.fixture(scope="module")
+def service(exported):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "fashion_tune", "serve", "--model", str(exported), "--port",
+                                str(port), "--max-mb", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if requests.get(f"{url}/healthz", timeout=2).ok:
+                break
+        except requests.RequestException:  # not listening yet, or the replica not ready yet
+            pass
+        time.sleep(1)
+    else:
+        process.kill()
+        pytest.fail("the service did not come up: " + process.stdout.read().decode()[-3000:])
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, fashion_dir):
+    """A photo-like JPEG (dark on white, colour), a Fashion-MNIST PNG, with their true classes."""
+    dataset = data.load(str(fashion_dir))
+    folder = tmp_path_factory.mktemp("photos")
+    rgb = np.stack([255 - dataset.test_images[0]] * 3, -1)
+    Image.fromarray(rgb).resize((300, 300)).save(folder / "photo.jpg")
+    Image.fromarray(dataset.test_images[1]).save(folder / "plain.png")
+    return folder
+
+
+def check_classification(answer: dict):
+    assert answer["category"] in data.CLASS_NAMES
+    assert set(answer["probabilities"]) == set(data.CLASS_NAMES)
+    assert sum(answer["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    assert answer["probability"] == max(answer["probabilities"].values())
+    assert isinstance(answer["unsure"], bool) and 0 < answer["unsure_below"] < 1
+
+
+def test_classify_multipart_and_raw_bytes(service, photos):
+    jpeg = (photos / "photo.jpg").read_bytes()
+    multipart = requests.post(f"{service}/v1/classify", files={"file": ("photo.jpg", jpeg, "image/jpeg")})
+    raw = requests.post(f"{service}/v1/classify", data=jpeg, headers={"Content-Type": "image/jpeg"})
+    assert multipart.status_code == raw.status_code == 200
+    check_classification(multipart.json())
+    assert multipart.json()["probabilities"] == pytest.approx(raw.json()["probabilities"])
+
+
+def test_same_preprocessing_and_answer_as_predict(service, photos, exported):
+    from fashion_tune import predict
+
+    expected = predict.classify([photos / "plain.png"], exported / "model.keras")[0].probabilities
+    answer = requests.post(f"{service}/v1/classify", files={"file": ("plain.png", (photos / "plain.png").read_bytes())})
+    assert answer.json()["probabilities"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_batch_keeps_going_past_a_bad_file(service, photos):
+    files = [("files", ("photo.jpg", (photos / "photo.jpg").read_bytes(), "image/jpeg")),
+             ("files", ("broken.jpg", b"\xff\xd8\xff\xe0 not really", "image/jpeg")),
+             ("files", ("plain.png", (photos / "plain.png").read_bytes(), "image/png"))]
+    answer = requests.post(f"{service}/v1/classify/batch", files=files)
+    assert answer.status_code == 200
+    results = answer.json()["results"]
+    assert [r["file"] for r in results] == ["photo.jpg", "broken.jpg", "plain.png"]
+    check_classification(results[0])
+    check_classification(results[2])
+    assert results[1]["status"] == 400 and "broken.jpg" in results[1]["error"]
+
+
+def bomb_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("1", (10_000, 5_000)).save(buffer, format="PNG")  # 50 Mpx in a few KB
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("case, send, status, message", [
+    ("empty body", dict(data=b"", headers={"Content-Type": "image/png"}), 400, "empty file"),
+    ("not an image", dict(files={"file": ("notes.txt", b"hello", "text/plain")}), 400, "not an image"),
+    ("wrong content type", dict(data=b"hello", headers={"Content-Type": "text/plain"}), 415, "is not accepted"),
+    ("over the size limit", dict(data=b"\0" * 1_200_000, headers={"Content-Type": "image/png"}), 413, "over the limit"),
+    ("over the limit, multipart", dict(files={"file": ("big.png", b"\0" * 1_200_000)}), 413, "over the limit"),
+    ("decompression bomb", dict(data=bomb_png(), headers={"Content-Type": "image/png"}), 400, "over the limit of 40,000,000"),
+    ("no file field", dict(files={"other": ("x.png", b"x")}), 400, "field named 'file'"),
+])
+def test_bad_input_gets_a_clear_4xx_and_the_service_keeps_serving(service, case, send, status, message):
+    answer = requests.post(f"{service}/v1/classify", **send)
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["error"]
+    assert requests.get(f"{service}/healthz").json()["status"] == "ok"
+
+
+def test_concurrent_requests(service, photos):
+    jpeg = (photos / "photo.jpg").read_bytes()
+
+    def one(_):
+        return requests.post(f"{service}/v1/classify", data=jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, range(32)))
+    assert all(a.status_code == 200 for a in answers)
+    assert len({json.dumps(a.json()["probabilities"], sort_keys=True) for a in answers}) == 1
+
+
+def test_model_card_and_health(service):
+    card = requests.get(f"{service}/v1/model").json()
+    assert card["classes"] == list(data.CLASS_NAMES) and card["study"] == "s"
+    assert requests.get(f"{service}/healthz").json() == {"status": "ok", "model": card["name"]}
+
+
+def chromium_or_skip():
+    """Debian's chromium and chromedriver: installed here if missing (as root, as CI runs), else skip."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")) and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], env=env, capture_output=True)
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+
+
+def test_the_page_classifies_an_uploaded_photo_in_a_real_browser(service, photos):
+    chromium_or_skip()
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options,
+                               service=webdriver.ChromeService(executable_path=shutil.which("chromedriver")))
+    try:
+        browser.get(f"{service}/")
+        assert "What is this product?" in browser.page_source
+        browser.find_element(By.ID, "files").send_keys(str(photos / "photo.jpg"))
+        category = WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".result .category"))
+        expected = requests.post(f"{service}/v1/classify", files={"file": ("photo.jpg", (photos / "photo.jpg").read_bytes())}).json()
+        assert category[0].text == f"{expected['category']} {100 * expected['probability']:.1f}%"
+        assert len(browser.find_elements(By.CSS_SELECTOR, ".result .bar")) == 10
+        assert browser.find_element(By.CSS_SELECTOR, ".result img").get_attribute("alt") == "photo.jpg"
+    finally:
+        browser.quit()

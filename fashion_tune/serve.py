@@ -27,7 +27,9 @@ from fashion_tune.errors import UserError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # per image
+MAX_BATCH_FILES = 32
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around each file
 DEFAULT_UNSURE_BELOW = 0.5  # used when the model card carries no review threshold from evaluate
 RAW_TYPES = ("image/", "application/octet-stream")
 
@@ -95,8 +97,17 @@ class ModelService:
         }
 
     def check_size(self, size: int, name: str = "the upload") -> None:
-        if size > self.max_bytes:
-            raise RequestError(413, f"{name}: {size:,} bytes is over the limit of {self.max_bytes:,}")
+        """413 when one image's bytes exceed the limit."""
+        self._refuse_over(size, self.max_bytes, name)
+
+    def check_form_size(self, size: int, images: int) -> None:
+        """413 when a multipart request is larger than `images` images at the limit could make it."""
+        self._refuse_over(size, images * (self.max_bytes + MULTIPART_OVERHEAD), "the request")
+
+    @staticmethod
+    def _refuse_over(size: int, limit: int, name: str) -> None:
+        if size > limit:
+            raise RequestError(413, f"{name}: {size:,} bytes is over the limit of {limit:,}")
 
 
 def page_html() -> str:
@@ -128,8 +139,10 @@ def build_app(export_dir: str, max_bytes: int):
     async def uploads_from(request: Request, service: ModelService, field: Optional[str]) -> list[tuple[str, bytes]]:
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
-            service.check_size(int(request.headers.get("content-length") or 0))
-            form = await request.form(max_part_size=service.max_bytes + 1)
+            # The whole request first (room for one image, or a full batch); each image again in decode().
+            declared = request.headers.get("content-length", "0")
+            service.check_form_size(int(declared) if declared.isdigit() else 0, 1 if field else MAX_BATCH_FILES)
+            form = await request.form(max_files=MAX_BATCH_FILES)
             files = [(v.filename or key, await v.read()) for key, v in form.multi_items()
                      if hasattr(v, "read") and (field is None or key == field)]
             if not files:

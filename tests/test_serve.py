@@ -117,6 +117,14 @@ def test_batch_keeps_going_past_a_bad_file(service, photos):
     assert results[1]["status"] == 400 and "broken.jpg" in results[1]["error"]
 
 
+def test_a_batch_may_hold_more_than_one_image_s_worth_of_bytes(service):
+    # Three 0.9 MB files under a 1 MB per-image limit: each is judged on its own (none is an image).
+    files = [("files", (f"f{i}.png", b"\0" * 900_000, "image/png")) for i in range(3)]
+    answer = requests.post(f"{service}/v1/classify/batch", files=files)
+    assert answer.status_code == 200
+    assert [r["status"] for r in answer.json()["results"]] == [400, 400, 400]
+
+
 def bomb_png() -> bytes:
     buffer = io.BytesIO()
     Image.new("1", (10_000, 5_000)).save(buffer, format="PNG")  # 50 Mpx in a few KB
@@ -129,6 +137,7 @@ def bomb_png() -> bytes:
     ("wrong content type", dict(data=b"hello", headers={"Content-Type": "text/plain"}), 415, "is not accepted"),
     ("over the size limit", dict(data=b"\0" * 1_200_000, headers={"Content-Type": "image/png"}), 413, "over the limit"),
     ("over the limit, multipart", dict(files={"file": ("big.png", b"\0" * 1_200_000)}), 413, "over the limit"),
+    ("just under the limit, multipart", dict(files={"file": ("big.png", b"\0" * 1_000_000)}), 400, "not an image"),
     ("decompression bomb", dict(data=bomb_png(), headers={"Content-Type": "image/png"}), 400, "over the limit of 40,000,000"),
     ("no file field", dict(files={"other": ("x.png", b"x")}), 400, "field named 'file'"),
 ])

@@ -47,7 +47,7 @@ def cmd_search(args) -> int:
     else:
         flags = {key: getattr(args, key) for key in (
             "space", "name", "results_dir", "num_samples", "max_concurrent", "cpus_per_trial",
-            "gpus_per_trial", "grace_period", "reduction_factor", "tpe_startup_trials",
+            "gpus_per_trial", "searcher", "scheduler", "grace_period", "reduction_factor", "tpe_startup_trials",
             "max_failures", "seed", "address", "mixed_precision", "jit_compile")}
         study_dir = search.new_study(flags, _data_settings(args))
     print(f"study written to {study_dir}")
@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as resources allow)")
     s.add_argument("--cpus-per-trial", type=float, help="CPUs per trial, also TensorFlow's threads (default 1)")
     s.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, may be fractional: 0.25 (default 0)")
+    s.add_argument("--searcher", choices=("tpe", "random"), help="how trials are proposed (default tpe)")
+    s.add_argument("--scheduler", choices=("asha", "none"),
+                   help="asha stops weak trials early; none trains every trial fully (default asha)")
     s.add_argument("--grace-period", type=int, help="epochs before ASHA may stop a trial (default 1)")
     s.add_argument("--reduction-factor", type=int, help="ASHA keeps the best 1/N at each rung (default 3)")
     s.add_argument("--tpe-startup-trials", type=int, help="random trials before TPE models (default 10)")

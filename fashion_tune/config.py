@@ -204,6 +204,8 @@ class SearchSettings(_Validated):
     gpus_per_trial: float = 0.0  # GPUs per trial; 0.25 packs four trials on one GPU
     grace_period: int = 1  # epochs every trial trains before ASHA may stop it
     reduction_factor: int = 3  # ASHA keeps the top 1/reduction_factor at each rung
+    searcher: str = "tpe"  # "tpe" (Optuna's TPE) or "random" (Optuna's RandomSampler), both seeded
+    scheduler: str = "asha"  # "asha" stops weak trials early; "none" trains every trial for its full budget
     tpe_startup_trials: int = 10  # random trials before TPE starts modelling
     max_failures: int = 0  # retries of a failed trial, from its last checkpoint
     seed: int = 0  # seeds TPE, the data split and every trial
@@ -222,6 +224,8 @@ class SearchSettings(_Validated):
         "gpus_per_trial": _at_least(0),
         "grace_period": _at_least(1),
         "reduction_factor": _at_least(2),
+        "searcher": _one_of("tpe", "random"),
+        "scheduler": _one_of("asha", "none"),
         "tpe_startup_trials": _at_least(0),
         "max_failures": _at_least(-1),
         "seed": _at_least(0),

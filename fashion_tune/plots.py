@@ -128,3 +128,18 @@ def loss_vs_learning_rate(rates: np.ndarray, losses: np.ndarray, suggestion: flo
     ax.set_title(title)
     ax.legend()
     return png_bytes(fig)
+
+
+def best_so_far(curves: dict, metric: str, title: str) -> bytes:
+    """For each study: the best metric reached against the trial-epochs spent to reach it."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = ["-", "--", ":", "-."]  # curves often overlap early (same seed, same first trials)
+    for i, (name, (epochs, best)) in enumerate(curves.items()):
+        ax.step(epochs, best, where="post", label=name, linestyle=styles[i % len(styles)], linewidth=2)
+    ax.set_xlabel("trial-epochs spent")
+    ax.set_ylabel(f"best {metric} so far")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return png_bytes(fig)

@@ -111,8 +111,8 @@ def study_path(settings: SearchSettings) -> Path:
 def reproduce_command(settings: SearchSettings, data_settings: DataSettings) -> str:
     """The exact command line that runs this study again."""
     args = ["python", "-m", "fashion_tune", "search", "--space", settings.space, "--name", settings.name]
-    for key in ("num_samples", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "grace_period",
-                "reduction_factor", "tpe_startup_trials", "max_failures", "seed"):
+    for key in ("num_samples", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "searcher", "scheduler",
+                "grace_period", "reduction_factor", "tpe_startup_trials", "max_failures", "seed"):
         value = getattr(settings, key)
         if value is not None:
             args += ["--" + key.replace("_", "-"), str(value)]
@@ -184,17 +184,21 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # Tune's table is the progress display
-    searcher = OptunaSearch(
-        sampler=optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials)
-    )
-    # ASHA decides after every reported epoch; a trial it stops is told to Optuna as complete
-    # with its last value, so TPE also learns from short-budget results.
-    scheduler = ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=space.max_epochs,
-        grace_period=settings.grace_period,
-        reduction_factor=settings.reduction_factor,
-    )
+    if settings.searcher == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials)
+    else:  # the same OptunaSearch path, sampling at random: the baseline TPE must beat
+        sampler = optuna.samplers.RandomSampler(seed=settings.seed)
+    searcher = OptunaSearch(sampler=sampler)
+    scheduler = None  # Tune's FIFO: every trial trains for its full budget
+    if settings.scheduler == "asha":
+        # ASHA decides after every reported epoch; a trial it stops is told to Optuna as complete
+        # with its last value, so TPE also learns from short-budget results.
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=space.max_epochs,
+            grace_period=settings.grace_period,
+            reduction_factor=settings.reduction_factor,
+        )
     return tune.Tuner(
         trainable,
         param_space=param_space(space, settings),

@@ -44,6 +44,8 @@ SEARCH_DEFAULT_KEYS = (
     "max_concurrent",
     "cpus_per_trial",
     "gpus_per_trial",
+    "searcher",
+    "scheduler",
     "grace_period",
     "reduction_factor",
     "tpe_startup_trials",

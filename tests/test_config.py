@@ -52,3 +52,11 @@ def test_study_names_are_safe_folder_names():
     SearchSettings(name="quick-2026.v1_a")
     with pytest.raises(ConfigError, match="name is '../x'"):
         SearchSettings(name="../x")
+
+
+def test_searcher_and_scheduler_choices():
+    assert SearchSettings(searcher="random", scheduler="none").scheduler == "none"
+    with pytest.raises(ConfigError, match="searcher is 'grid', must be one of 'tpe', 'random'"):
+        SearchSettings(searcher="grid")
+    with pytest.raises(ConfigError, match="scheduler is 'hyperband', must be one of 'asha', 'none'"):
+        SearchSettings(scheduler="hyperband")

@@ -170,3 +170,15 @@ def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, 
     assert before <= {p.name for p in study.glob("trial_*")}
     assert all(r["status"] in ("completed", "stopped early") for r in rows), rows
     assert json.loads((study / "study.json").read_text())["finished_at"]
+
+
+def test_random_search_without_early_stopping(tmp_path, fashion_dir):
+    """The baselines a search-efficiency comparison needs: every trial trains its full budget."""
+    done = run_cli("search", "--space", SPACES / "smoke.yaml", "--subset", 1000, "--data-dir", fashion_dir,
+                   "--results-dir", tmp_path, "--name", "plain", "--num-samples", 3, "--searcher", "random",
+                   "--scheduler", "none")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_leaderboard(tmp_path / "plain")
+    assert len(rows) == 3 and all(r["status"] == "completed" and r["epochs_trained"] == "3" for r in rows), rows
+    command = json.loads((tmp_path / "plain" / "study.json").read_text())["command"]
+    assert "--searcher random --scheduler none" in command

@@ -1,0 +1,91 @@
+"""What ASHA and TPE buy: the same space, seed and number of trials searched three ways.
+
+  tpe-asha     Optuna's TPE proposes, ASHA stops weak trials early (the default)
+  tpe-full     TPE, every trial trained for its full budget
+  random-asha  random proposals (Optuna's seeded RandomSampler), ASHA
+
+For each: total trial-epochs, wall time, best val accuracy, and the best val accuracy reached as
+a function of trial-epochs spent. Prints a table; writes search_efficiency.{json,csv,png} and the
+three studies under --out.
+
+    python benchmarks/search_efficiency.py --data-dir ../shared/data/fashion-mnist [--space quick]
+        [--num-samples 16] [--seed 0] [--subset N] [--out results/benchmarks/search_efficiency]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+VARIANTS = {
+    "tpe-asha": ["--searcher", "tpe", "--scheduler", "asha"],
+    "tpe-full": ["--searcher", "tpe", "--scheduler", "none"],
+    "random-asha": ["--searcher", "random", "--scheduler", "asha"],
+}
+
+
+def curve(study: Path, metric: str = "val_accuracy") -> tuple[list[int], list[float]]:
+    """Every reported epoch of every trial in the order they happened -> (trial-epochs, best so far)."""
+    rows = [json.loads(line) for f in study.glob("trial_*/result.json") for line in f.read_text().splitlines() if line]
+    rows.sort(key=lambda r: (r["timestamp"], r["time_total_s"]))
+    epochs, best, top = [], [], float("-inf")
+    for spent, row in enumerate(rows, 1):
+        top = max(top, row[metric])
+        epochs.append(spent)
+        best.append(top)
+    return epochs, best
+
+
+def main() -> None:
+    from fashion_tune import plots
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--space", default="quick")
+    parser.add_argument("--num-samples", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--subset", type=int, help="training images (default: all)")
+    parser.add_argument("--out", default="results/benchmarks/search_efficiency")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    summary = {}
+    for name, flags in VARIANTS.items():
+        study = out / name
+        if not (study / "summary.md").is_file():  # a finished variant is reused: rerun with a fresh --out
+            cmd = [sys.executable, "-m", "fashion_tune", "-q", "search", "--space", args.space, "--name", name,
+                   "--results-dir", str(out), "--num-samples", str(args.num_samples), "--seed", str(args.seed),
+                   "--data-dir", args.data_dir, *flags] + (["--subset", str(args.subset)] if args.subset else [])
+            subprocess.run(cmd, cwd=ROOT, check=True)
+        record = json.loads((study / "study.json").read_text())
+        epochs, best = curve(study)
+        summary[name] = {"trial_epochs": epochs[-1], "wall_s": record["wall_s"], "best_val_accuracy": best[-1],
+                         "curve": list(zip(epochs, best)), "command": record["command"]}
+        print(f"{name:<12} trial-epochs {epochs[-1]:>5}  wall {record['wall_s'] / 60:6.1f} min  "
+              f"best val accuracy {best[-1]:.4f}", flush=True)
+
+    base, full = summary["tpe-asha"], summary["tpe-full"]
+    print(f"TPE without early stopping spent {full['trial_epochs'] / base['trial_epochs']:.2f}x the trial-epochs of "
+          f"TPE + ASHA; best val accuracy differs by {100 * (full['best_val_accuracy'] - base['best_val_accuracy']):+.2f} points")
+    (out / "search_efficiency.json").write_text(json.dumps(summary, indent=2))
+    with open(out / "search_efficiency.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["variant", "trial_epochs", "wall_s", "best_val_accuracy"])
+        for name, s in summary.items():
+            writer.writerow([name, s["trial_epochs"], round(s["wall_s"], 1), s["best_val_accuracy"]])
+    curves = {name: tuple(zip(*s["curve"])) for name, s in summary.items()}
+    plots.save_png(plots.best_so_far(curves, "val_accuracy", f"search efficiency ({args.space}, "
+                                     f"{args.num_samples} trials, seed {args.seed})"), out / "search_efficiency.png")
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()

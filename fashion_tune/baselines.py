@@ -74,9 +74,7 @@ def run_baselines(names: Sequence[str], epochs: int, data_settings: DataSettings
 
     study_rows = [_study_row(name, results_dir) for name in studies]  # fail before training, not after
     dataset = data.load(data_settings.data_dir)
-    images, labels = dataset.train_images, dataset.train_labels
-    if data_settings.subset:
-        images, labels = data.stratified_subset(images, labels, data_settings.subset, seed)
+    images, labels = data.training_set(dataset, data_settings.subset, seed)
     x, y = data.to_model_input(images), labels.astype(np.int32)
     # The seeds' models trained with Adam at its default rate, in batches of 128.
     params = TrainParams(optimizer="adam", learning_rate=1e-3, batch_size=128, epochs=epochs, seed=seed)

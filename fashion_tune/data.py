@@ -275,6 +275,13 @@ def stratified_subset(images: np.ndarray, labels: np.ndarray, n: int, seed: int)
     return images, labels
 
 
+def training_set(dataset: FashionMNIST, subset: Optional[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training images and labels (uint8), or a stratified subset of `subset` of them."""
+    if subset is None:
+        return dataset.train_images, dataset.train_labels
+    return stratified_subset(dataset.train_images, dataset.train_labels, subset, seed)
+
+
 def split_for_search(
     dataset: FashionMNIST, subset: Optional[int] = None, val_fraction: float = 0.1, seed: int = 0
 ) -> Splits:
@@ -284,9 +291,7 @@ def split_for_search(
     """
     from sklearn.model_selection import train_test_split
 
-    images, labels = dataset.train_images, dataset.train_labels
-    if subset is not None:
-        images, labels = stratified_subset(images, labels, subset, seed)
+    images, labels = training_set(dataset, subset, seed)
     x_train, x_val, y_train, y_val = train_test_split(
         images, labels, test_size=val_fraction, stratify=labels, random_state=seed
     )

@@ -75,9 +75,10 @@ def fashion_mnist_style(image) -> np.ndarray:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     gray = np.asarray(image.convert("L"), dtype=np.float32)
-    if _background(gray) > 127:
-        gray = 255.0 - gray  # light background: negate, so the object is light on dark
-    gray = np.clip(gray - _background(gray), 0, None)
+    background = _background(gray)
+    if background > 127:  # light background: negate, so the object is light on dark
+        gray, background = 255.0 - gray, 255.0 - background
+    gray = np.clip(gray - background, 0, None)
     if gray.max() <= 0:
         return np.zeros((SIZE, SIZE, 1), np.float32)  # a blank image: nothing to find
     gray = gray / gray.max() * 255.0

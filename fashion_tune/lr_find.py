@@ -35,9 +35,7 @@ def lr_find(params: TrainParams, data_settings: DataSettings, out_dir: Path, min
     from fashion_tune.model import build_model, compile_model
 
     dataset = data.load(data_settings.data_dir)
-    images, labels = dataset.train_images, dataset.train_labels
-    if data_settings.subset:
-        images, labels = data.stratified_subset(images, labels, data_settings.subset, params.seed)
+    images, labels = data.training_set(dataset, data_settings.subset, params.seed)
     x, y = data.to_model_input(images), labels.astype(np.int32)
     keras.utils.set_random_seed(params.seed)
     model = compile_model(build_model(params), params)

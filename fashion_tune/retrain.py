@@ -115,9 +115,7 @@ def retrain(config_path: Path, *, epochs: Optional[int] = None, patience: Option
         raise UserError(f"--holdout is {holdout_fraction}, must be > 0 and < 0.5")
 
     dataset = data.load(data_settings.data_dir)
-    images, labels = dataset.train_images, dataset.train_labels
-    if data_settings.subset:
-        images, labels = data.stratified_subset(images, labels, data_settings.subset, params.seed)
+    images, labels = data.training_set(dataset, data_settings.subset, params.seed)
     holdout = None
     if patience is not None:
         from sklearn.model_selection import train_test_split

@@ -37,7 +37,7 @@ def plain_fit(args) -> None:
     params = TrainParams(epochs=args.epochs)
     splits = data.split_for_search(data.load(args.data_dir), args.subset, 0.1, params.seed)
     keras.utils.set_random_seed(params.seed)
-    model = compile_model(build_model(params), params)
+    model = compile_model(build_model(params), params, len(splits.y_train))
     times = []
 
     class Timer(keras.callbacks.Callback):

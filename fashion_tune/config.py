@@ -143,7 +143,8 @@ class TrainParams(_Validated):
     dense_dropout: float = 0.3  # dropout rate after the hidden dense layer
     # --- the fitting (fashion_tune/model.py: compile_model; fashion_tune/trainable.py) ---
     optimizer: str = "adam"  # "adam", "adamw" (decoupled weight decay) or "sgd" (Nesterov momentum 0.9)
-    learning_rate: float = 1e-3  # the optimizer's step size
+    learning_rate: float = 1e-3  # the optimizer's step size (the peak, under a schedule)
+    lr_schedule: str = "constant"  # "constant", or "cosine": decays it to 0 over the run's epochs, step by step
     weight_decay: float = 0.0  # decoupled weight decay; only "adamw" uses it
     batch_size: int = 128  # images per gradient step
     augment: bool = False  # random shifts (up to 10%) and horizontal flips while training
@@ -164,6 +165,7 @@ class TrainParams(_Validated):
         "dense_dropout": _unit_interval_open(),
         "optimizer": _one_of("adam", "adamw", "sgd"),
         "learning_rate": (_positive, "must be > 0"),
+        "lr_schedule": _one_of("constant", "cosine"),
         "weight_decay": _at_least(0),
         "batch_size": _at_least(1),
         "epochs": _at_least(1),

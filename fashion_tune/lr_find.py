@@ -8,6 +8,7 @@ file. Writes lr_find.csv and lr_find.png, and returns the figures.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -38,7 +39,9 @@ def lr_find(params: TrainParams, data_settings: DataSettings, out_dir: Path, min
     images, labels = data.training_set(dataset, data_settings.subset, params.seed)
     x, y = data.to_model_input(images), labels.astype(np.int32)
     keras.utils.set_random_seed(params.seed)
-    model = compile_model(build_model(params), params)
+    # The sweep sets the rate batch by batch itself: a configured schedule would fight it.
+    sweep_params = dataclasses.replace(params, lr_schedule="constant")
+    model = compile_model(build_model(sweep_params), sweep_params)
     sweep = _Sweep(keras, min_lr, max_lr, steps)
     batches_per_epoch = math.ceil(len(y) / params.batch_size)
     model.fit(x, y, batch_size=params.batch_size, epochs=math.ceil(steps / batches_per_epoch), callbacks=[sweep],

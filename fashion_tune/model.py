@@ -7,6 +7,9 @@ loss the parameters ask for, so every caller (trial, retrain, benchmark) compile
 
 from __future__ import annotations
 
+import math
+from typing import Optional
+
 from fashion_tune.config import TrainParams
 from fashion_tune.data import CLASS_NAMES, IMAGE_SHAPE
 
@@ -62,18 +65,39 @@ def _build(params: TrainParams, name: str):
     return keras.Model(inputs, outputs, name=name)
 
 
-def make_optimizer(params: TrainParams):
+def learning_rate(params: TrainParams, steps_per_epoch: int = 1):
+    """The optimizer's learning rate: a constant, or a cosine decay over all params.epochs.
+
+    The schedule counts optimizer steps, which a checkpoint saves, so a resumed trial carries on
+    along the same curve; and it spans the run's whole budget, so a retrain with more epochs
+    stretches it rather than ending early at a low rate.
+    """
     import keras
 
+    if params.lr_schedule == "constant":
+        return params.learning_rate
+    return keras.optimizers.schedules.CosineDecay(params.learning_rate, decay_steps=params.epochs * steps_per_epoch)
+
+
+def make_optimizer(params: TrainParams, steps_per_epoch: int = 1):
+    import keras
+
+    rate = learning_rate(params, steps_per_epoch)
     if params.optimizer == "adam":
-        return keras.optimizers.Adam(params.learning_rate)
+        return keras.optimizers.Adam(rate)
     if params.optimizer == "adamw":
-        return keras.optimizers.AdamW(params.learning_rate, weight_decay=params.weight_decay)
-    return keras.optimizers.SGD(params.learning_rate, momentum=0.9, nesterov=True)
+        return keras.optimizers.AdamW(rate, weight_decay=params.weight_decay)
+    return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True)
 
 
-def compile_model(model, params: TrainParams):
-    """Attach the optimizer, loss and metrics that `params` asks for; return the model."""
-    model.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=params.jit_compile)
+def compile_model(model, params: TrainParams, train_images: Optional[int] = None):
+    """Attach the optimizer, loss and metrics that `params` asks for; return the model.
+
+    train_images: how many images an epoch has; a learning-rate schedule needs it to count steps.
+    """
+    if train_images is None and params.lr_schedule != "constant":
+        raise ValueError(f"lr_schedule {params.lr_schedule!r} needs the number of training images")
+    steps_per_epoch = max(1, math.ceil((train_images or 1) / params.batch_size))
+    model.compile(optimizer=make_optimizer(params, steps_per_epoch), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=params.jit_compile)
     return model

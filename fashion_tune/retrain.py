@@ -132,7 +132,7 @@ def retrain(config_path: Path, *, epochs: Optional[int] = None, patience: Option
     from fashion_tune.model import build_model, compile_model
 
     keras.utils.set_random_seed(params.seed)
-    model = compile_model(build_model(params), params)
+    model = compile_model(build_model(params), params, len(y))
     out_dir.mkdir(parents=True, exist_ok=True)
     result = fit(model, params, x, y, holdout=holdout, patience=patience,
                  tensorboard_dir=out_dir / "tensorboard", verbose=verbose)

@@ -40,7 +40,7 @@ def train_trial(config: dict, splits: Splits) -> None:
     from fashion_tune.model import build_model, compile_model
 
     keras.utils.set_random_seed(params.seed)
-    model, first_epoch = _restore_or_build(params, build_model, compile_model)
+    model, first_epoch = _restore_or_build(params, build_model, compile_model, len(splits.y_train))
     model.fit(
         splits.x_train,
         splits.y_train,
@@ -71,11 +71,11 @@ def configure_tensorflow(threads: int) -> None:
         log.debug("TensorFlow already initialised, keeping its settings: %s", e)
 
 
-def _restore_or_build(params: TrainParams, build_model, compile_model):
+def _restore_or_build(params: TrainParams, build_model, compile_model, train_images: int):
     """The model from the trial's last checkpoint (retry, resume), or a new one."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return compile_model(build_model(params), params), 0
+        return compile_model(build_model(params), params, train_images), 0
     import keras
 
     with checkpoint.as_directory() as folder:

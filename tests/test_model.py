@@ -1,5 +1,6 @@
 """The builder at the corners of the default space: every corner builds, has 10 outputs, and trains."""
 
+import dataclasses
 
 import numpy as np
 import pytest
@@ -60,7 +61,7 @@ def test_every_corner_of_the_default_space_builds_and_trains(name):
     from fashion_tune.model import build_model, compile_model
 
     params = CORNERS[name]
-    model = compile_model(build_model(params), params)
+    model = compile_model(build_model(params), params, train_images=16)
     assert model.output_shape == (None, 10)
     rng = np.random.default_rng(0)
     x = rng.random((16, 28, 28, 1), dtype=np.float32)
@@ -80,6 +81,32 @@ def test_optimizers():
         assert np.isclose(float(optimizer.learning_rate), 0.02)
     sgd = make_optimizer(TrainParams(optimizer="sgd"))
     assert sgd.momentum == 0.9 and sgd.nesterov
+
+
+def test_cosine_schedule_decays_over_the_whole_run_and_survives_a_checkpoint(tmp_path):
+    import keras
+
+    from fashion_tune.model import build_model, compile_model, learning_rate
+
+    params = TrainParams(conv_blocks=1, filters=4, dense_units=8, learning_rate=0.01, lr_schedule="cosine",
+                         epochs=4, batch_size=10)
+    with pytest.raises(ValueError, match="needs the number of training images"):
+        compile_model(build_model(params), params)
+    schedule = learning_rate(params, steps_per_epoch=10)  # 40 steps in all
+    assert np.isclose(float(schedule(0)), 0.01)
+    assert np.isclose(float(schedule(20)), 0.005)  # halfway: half the peak
+    assert float(schedule(40)) < 1e-9
+    assert learning_rate(dataclasses.replace(params, lr_schedule="constant")) == 0.01
+    model = compile_model(build_model(params), params, train_images=95)  # 10 steps an epoch
+    rng = np.random.default_rng(0)
+    x, y = rng.random((95, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 95)
+    model.fit(x, y, batch_size=10, epochs=2, verbose=0)
+    assert np.isclose(float(model.optimizer.learning_rate), 0.005, rtol=1e-3)
+    # A trial's checkpoint: the schedule and its step count come back, so a resumed run goes on along the curve.
+    model.save(tmp_path / "m.keras")
+    restored = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert int(restored.optimizer.iterations) == 20
+    assert np.isclose(float(restored.optimizer.learning_rate), 0.005, rtol=1e-3)
 
 
 def test_mixed_precision_and_xla_options_train():

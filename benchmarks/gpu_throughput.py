@@ -11,34 +11,26 @@ machine with an NVIDIA GPU and the `gpu` extra installed (pip install -e ".[gpu]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import epoch_rows, one_model_space, run_study
+
 PACKINGS = (1, 2, 4, 8)
 
 
 def run_packing(trials_per_gpu: int, args, workdir: Path) -> dict:
-    space = workdir / "one.yaml"
-    space.write_text(
-        f"metric: val_accuracy\nfixed: {{epochs: {args.epochs}}}\n"
-        "params:\n  filters: {type: categorical, choices: [32]}\n"  # TrainParams defaults in every trial
-        f"search: {{num_samples: {2 * trials_per_gpu}, grace_period: {args.epochs}}}\n"
-    )
+    space = one_model_space(workdir / "one.yaml", args.epochs, num_samples=2 * trials_per_gpu)
     name = f"gpu{trials_per_gpu}"
     cpus = max(1, (os.cpu_count() or 2) // trials_per_gpu) if not args.address else 1
-    cmd = [sys.executable, "-m", "fashion_tune", "-q", "search", "--space", str(space), "--name", name,
-           "--results-dir", str(workdir), "--gpus-per-trial", str(1 / trials_per_gpu), "--cpus-per-trial", str(cpus),
-           "--data-dir", args.data_dir] + (["--mixed-precision"] if args.mixed_precision else []) \
+    flags = ["--gpus-per-trial", str(1 / trials_per_gpu), "--cpus-per-trial", str(cpus)] \
+        + (["--mixed-precision"] if args.mixed_precision else []) \
         + (["--address", args.address] if args.address else []) + (["--subset", str(args.subset)] if args.subset else [])
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
-    study = json.loads((workdir / name / "study.json").read_text())
-    rows = [json.loads(line) for f in (workdir / name).glob("trial_*/result.json") for line in f.read_text().splitlines()]
+    study = run_study(space, name, workdir, args.data_dir, *flags)
+    rows = epoch_rows(workdir / name)
     steady = [r["epoch_time_s"] for r in rows if r["training_iteration"] > 1] or [r["epoch_time_s"] for r in rows]
     return {"trials_per_gpu": trials_per_gpu, "trial_epochs": len(rows), "wall_s": study["wall_s"],
             "trial_epochs_per_min": 60 * len(rows) / study["wall_s"], "epoch_s": statistics.median(steady)}
@@ -54,7 +46,7 @@ def main() -> None:
     parser.add_argument("--subset", type=int, help="training images (default: all)")
     args = parser.parse_args()
     try:
-        gpus = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.strip()
+        gpus = subprocess.run(["nvidia-smi", "-L"], check=False, capture_output=True, text=True).stdout.strip()
     except FileNotFoundError:
         gpus = "none visible here (no nvidia-smi)"
     print(f"GPU: {gpus}")

@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, epoch_rows, one_model_space, run_study
+
 sys.path.insert(0, str(ROOT))
 
 
@@ -54,21 +55,12 @@ def plain_fit(args) -> None:
 
 def tune_fit(args, workdir: Path) -> dict:
     """The same model as a one-trial study through the real CLI."""
-    space = workdir / "one.yaml"
-    space.write_text(
-        f"metric: val_accuracy\nfixed: {{epochs: {args.epochs}}}\n"
-        "params:\n  filters: {type: categorical, choices: [32]}\n"  # the default, as the one 'searched' value
-    )
-    cmd = [sys.executable, "-m", "fashion_tune", "-q", "search", "--space", str(space), "--name", "one",
-           "--results-dir", str(workdir), "--num-samples", "1", "--cpus-per-trial", str(args.threads),
-           "--data-dir", args.data_dir]
-    if args.subset:
-        cmd += ["--subset", str(args.subset)]
+    space = one_model_space(workdir / "one.yaml", args.epochs)
     began = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    run_study(space, "one", workdir, args.data_dir, "--cpus-per-trial", str(args.threads),
+              *(["--subset", str(args.subset)] if args.subset else []))
     wall = time.perf_counter() - began
-    trial = next((workdir / "one").glob("trial_*"))
-    rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+    rows = epoch_rows(workdir / "one")
     return {
         "wall_s": wall,
         "epoch_s": [r["epoch_time_s"] for r in rows],  # Keras's epoch inside the trial

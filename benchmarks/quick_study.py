@@ -1,9 +1,10 @@
-"""The quick study on this machine: wall time, trials, best val accuracy, and how busy the CPUs were.
+"""A study on this machine: wall time, trials, best val accuracy, and how busy the CPUs were.
 
-Runs the real CLI on search_spaces/quick.yaml (local Ray, the full training set) while sampling
-/proc/stat every 5 s, then reads the study's reports.
+Runs the real CLI on a space (default search_spaces/quick.yaml; local Ray, the full training set)
+while sampling /proc/stat every 5 s, then reads the study's reports.
 
     python benchmarks/quick_study.py --data-dir ../shared/data/fashion-mnist [--results-dir /tmp/bench]
+        [--space reference --name reference]
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--results-dir", default="/tmp/fashion_tune_bench")
     parser.add_argument("--space", default="search_spaces/quick.yaml")
+    parser.add_argument("--name", help="study name (default: <space>-bench-<time>)")
     args = parser.parse_args()
 
-    name = f"quick-bench-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.name or f"{Path(args.space).stem}-bench-{time.strftime('%Y%m%d-%H%M%S')}"
     cmd = [sys.executable, "-m", "fashion_tune", "search", "--space", args.space, "--name", name,
            "--results-dir", args.results_dir, "--data-dir", args.data_dir]
     samples: dict[str, list[float]] = {}
@@ -54,6 +56,7 @@ def main() -> None:
                 samples.setdefault(cpu, []).append((busy - last[cpu][0]) / (total - last[cpu][1]))
         last = now
     wall = time.perf_counter() - began
+    Path(args.results_dir, name, "cpu_busy.json").write_text(json.dumps({"wall_s": wall, "samples": samples}))
     if process.returncode:
         sys.exit(f"the study failed with exit code {process.returncode}")
 

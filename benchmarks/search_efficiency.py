@@ -9,7 +9,11 @@ a function of trial-epochs spent. Prints a table; writes search_efficiency.{json
 three studies under --out.
 
     python benchmarks/search_efficiency.py --data-dir ../shared/data/fashion-mnist [--space quick]
-        [--num-samples 16] [--seed 0] [--subset N] [--out results/benchmarks/search_efficiency]
+        [--epochs 9] [--num-samples 16] [--seed 0] [--subset N] [--out results/benchmarks/search_efficiency]
+
+--epochs sets every trial's budget (ASHA's max_t; the space's own by default) in a copy of the
+space written to --out: what early stopping saves grows with the budget, and with grace period 1
+and reduction factor 3 a budget of 9 gives ASHA rungs at 1, 3 and 9 epochs.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,25 +49,42 @@ def curve(study: Path, metric: str = "val_accuracy") -> tuple[list[int], list[fl
     return epochs, best
 
 
+def space_with_budget(space: str, epochs: int | None, out: Path) -> str:
+    """The space file to search: as given, or a copy in `out` with fixed.epochs set."""
+    from fashion_tune.space import resolve_space_path
+
+    path = resolve_space_path(space)
+    if epochs is None:
+        return str(path)
+    spec = yaml.safe_load(path.read_text())
+    spec.setdefault("fixed", {})["epochs"] = epochs
+    copy = out / f"{path.stem}-{epochs}-epochs.yaml"
+    copy.write_text(f"# {path.name} with every trial's budget set to {epochs} epochs by search_efficiency.py\n"
+                    + yaml.safe_dump(spec, sort_keys=False))
+    return str(copy)
+
+
 def main() -> None:
     from fashion_tune import plots
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--space", default="quick")
+    parser.add_argument("--epochs", type=int, help="every trial's budget (default: the space's)")
     parser.add_argument("--num-samples", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", type=int, help="training images (default: all)")
     parser.add_argument("--out", default="results/benchmarks/search_efficiency")
     args = parser.parse_args()
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    space = space_with_budget(args.space, args.epochs, out)
 
     summary = {}
     for name, flags in VARIANTS.items():
         study = out / name
         if not (study / "summary.md").is_file():  # a finished variant is reused: rerun with a fresh --out
-            cmd = [sys.executable, "-m", "fashion_tune", "-q", "search", "--space", args.space, "--name", name,
+            cmd = [sys.executable, "-m", "fashion_tune", "-q", "search", "--space", space, "--name", name,
                    "--results-dir", str(out), "--num-samples", str(args.num_samples), "--seed", str(args.seed),
                    "--data-dir", args.data_dir, *flags] + (["--subset", str(args.subset)] if args.subset else [])
             subprocess.run(cmd, cwd=ROOT, check=True)
@@ -82,7 +105,7 @@ def main() -> None:
         for name, s in summary.items():
             writer.writerow([name, s["trial_epochs"], round(s["wall_s"], 1), s["best_val_accuracy"]])
     curves = {name: tuple(zip(*s["curve"])) for name, s in summary.items()}
-    plots.save_png(plots.best_so_far(curves, "val_accuracy", f"search efficiency ({args.space}, "
+    plots.save_png(plots.best_so_far(curves, "val_accuracy", f"search efficiency ({Path(space).stem}, "
                                      f"{args.num_samples} trials, seed {args.seed})"), out / "search_efficiency.png")
     print(f"written to {out}")
 

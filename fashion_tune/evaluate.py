@@ -45,12 +45,15 @@ def model_path_for(study: Optional[str], model: Optional[str], results_dir: str)
     return path
 
 
-def load_model(path: Path):
-    """Load a .keras model; safe_mode stays on (no arbitrary code from the file)."""
+def load_model(path: Path, compile: bool = True):
+    """Load a .keras model; safe_mode stays on (no arbitrary code from the file).
+
+    compile=False leaves out the optimizer: all inference needs, and a third of the file to save.
+    """
     import keras
 
     try:
-        return keras.models.load_model(path, safe_mode=True)
+        return keras.models.load_model(path, safe_mode=True, compile=compile)
     except Exception as e:  # Keras raises several types for a bad file; the user needs one line
         raise UserError(f"{path}: cannot load it as a Keras model ({type(e).__name__}: {str(e).splitlines()[0]})") from None
 

@@ -45,7 +45,7 @@ def export(model_path: Path, out_dir: Path, results_dir: str = "results", force:
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise UserError(f"--out {out_dir}: exists and is not empty; choose another folder or pass --force to replace it")
-    model = load_model(model_path)
+    model = load_model(model_path, compile=False)  # the weights, without the optimizer's training state
     staging = out_dir.with_name(f".{out_dir.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

@@ -1,13 +1,15 @@
 """Classify new product photos with an exported model.
 
 The model is an export folder (model.keras + model_card.json) or a .keras file; by default the
-newest export (recorded in <results_dir>/LATEST_EXPORT by `export`). A file that cannot be read
-as an image gets its own one-line error; the others are still classified.
+newest export (recorded in <results_dir>/LATEST_EXPORT by `export`), and before you have exported
+one, the reference model committed with the repository (results/reference/model). A file that
+cannot be read as an image gets its own one-line error; the others are still classified.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -18,8 +20,13 @@ from fashion_tune import images
 from fashion_tune.data import CLASS_NAMES
 from fashion_tune.errors import UserError
 
+log = logging.getLogger(__name__)
+
 LATEST_EXPORT = "LATEST_EXPORT"
 EXPORT_MODEL = "model.keras"
+# The reference study's export, committed with the repository: what a newcomer classifies with
+# right after installing. Present in a source checkout (and an editable install), not in a wheel.
+REFERENCE_EXPORT = Path(__file__).resolve().parents[1] / "results" / "reference" / "model"
 
 
 @dataclass
@@ -40,7 +47,7 @@ class Prediction:
 
 def resolve_model(model: Optional[str], results_dir: str) -> Path:
     """The .keras file to classify with: --model (an export folder or a .keras file), else the
-    newest export."""
+    newest export, else the reference model."""
     if model:
         path = Path(model)
         path = path / EXPORT_MODEL if path.is_dir() else path
@@ -53,6 +60,10 @@ def resolve_model(model: Optional[str], results_dir: str) -> Path:
         if path.is_file():
             return path
         raise UserError(f"{pointer} points at {path.parent}, which holds no {EXPORT_MODEL}; export again or pass --model")
+    reference = REFERENCE_EXPORT / EXPORT_MODEL
+    if reference.is_file():
+        log.info("no export of your own in %s/: using the reference model %s", results_dir, REFERENCE_EXPORT)
+        return reference
     raise UserError("no exported model found: run `fashion-tune export --study NAME --out DIR`, or pass --model DIR")
 
 

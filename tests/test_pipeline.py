@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion_tune import data, images
+from fashion_tune import data, images, predict
 from fashion_tune.cli import main
 
 pytestmark = pytest.mark.slow
@@ -190,10 +190,26 @@ def test_predict_classifies_files_and_folders_and_reports_broken_ones(study, tmp
     assert captured.err.strip().splitlines() == [captured.err.strip()] and "broken.jpg" in captured.err
 
 
-def test_predict_without_any_export_says_how_to_make_one(tmp_path, capsys):
+def test_predict_without_any_export_says_how_to_make_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(predict, "REFERENCE_EXPORT", tmp_path / "no-reference")  # as in an installed wheel
     (tmp_path / "x.png").write_bytes(b"")
     assert main(["predict", str(tmp_path / "x.png"), "--results-dir", str(tmp_path / "none")]) == 2
     assert "no exported model found" in capsys.readouterr().err
+
+
+def test_predict_uses_the_committed_reference_model_before_any_export(tmp_path, capsys, fashion_dir):
+    """A newcomer classifies photos right after installing: the reference study's export is in the repository."""
+    reference = predict.REFERENCE_EXPORT / predict.EXPORT_MODEL
+    assert reference.is_file(), f"{reference} is committed with the repository"
+    dataset = data.load(fashion_dir)
+    for i in range(20):
+        Image.fromarray(dataset.test_images[i]).save(tmp_path / f"{i:02d}.png")
+    assert main(["predict", str(tmp_path), "--results-dir", str(tmp_path / "no-exports"), "--json", "--top", "1"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["model"] == str(reference)
+    guesses = [p["top"][0]["class"] for p in sorted(answer["predictions"], key=lambda p: p["file"])]
+    truth = [data.CLASS_NAMES[label] for label in dataset.test_labels[:20]]
+    assert sum(g == t for g, t in zip(guesses, truth)) >= 18
 
 
 def test_baselines_compare_presets_with_the_study(study, tmp_path, fashion_dir):

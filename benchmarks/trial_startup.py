@@ -1,0 +1,84 @@
+"""What a trial costs before its first epoch: new process, TensorFlow import, data from the object
+store, model build, first step (graph tracing).
+
+Each trial of a study runs in a new Ray actor process, as here: the driver puts the training split
+in Ray's object store once (as `search` does with tune.with_parameters), then starts --repeats
+actors one after another; each times its own steps with fashion_tune's real functions.
+
+    python benchmarks/trial_startup.py --data-dir ../shared/data/fashion-mnist [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+from common import ROOT
+
+sys.path.insert(0, str(ROOT))
+
+STEPS = ("process_s", "tensorflow_import_s", "data_from_object_store_s", "model_build_s", "first_step_s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import ray
+
+    from fashion_tune import data
+
+    splits = data.split_for_search(data.load(args.data_dir), None, 0.1, 0)
+    ray.init(address="local", include_dashboard=False, logging_level="WARNING",
+             runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
+    began = time.perf_counter()
+    ref = ray.put(splits)
+    put_s = time.perf_counter() - began
+
+    @ray.remote(num_cpus=1)
+    class TrialProcess:
+        def __init__(self, requested_at: float):
+            self.process_s = time.time() - requested_at  # a new worker process, Ray's and our imports
+
+        def start(self, refs: list) -> dict:
+            timings = {"process_s": self.process_s}
+            t = time.perf_counter()
+            from fashion_tune.trainable import configure_tensorflow
+
+            configure_tensorflow(threads=1)  # imports TensorFlow, as a trial's first step does
+            import keras
+            timings["tensorflow_import_s"], t = time.perf_counter() - t, time.perf_counter()
+            trial_splits = ray.get(refs[0])  # a list, so Ray hands over the reference, not the value
+            timings["data_from_object_store_s"], t = time.perf_counter() - t, time.perf_counter()
+            from fashion_tune.config import TrainParams
+            from fashion_tune.model import build_model, compile_model
+
+            params = TrainParams()
+            model = compile_model(build_model(params), params, len(trial_splits.y_train))
+            timings["model_build_s"], t = time.perf_counter() - t, time.perf_counter()
+            model.train_on_batch(trial_splits.x_train[: params.batch_size], trial_splits.y_train[: params.batch_size])
+            timings["first_step_s"] = time.perf_counter() - t
+            keras.backend.clear_session()
+            return timings
+
+    runs = []
+    for _ in range(args.repeats):
+        actor = TrialProcess.remote(time.time())
+        runs.append(ray.get(actor.start.remote([ref])))
+        ray.kill(actor)
+    ray.shutdown()
+    size_mb = (splits.x_train.nbytes + splits.x_val.nbytes) / 1e6
+    print(f"training split in the object store: {size_mb:.0f} MB, put once by the driver in {put_s:.2f} s")
+    print(f"median of {args.repeats} new trial processes (default model, 1 TensorFlow thread):")
+    for step in STEPS:
+        print(f"  {step:<26} {statistics.median(r[step] for r in runs):6.2f} s")
+    total = statistics.median(sum(r[s] for s in STEPS) for r in runs)
+    print(f"  {'before the first epoch':<26} {total:6.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -121,7 +122,8 @@ def test_driver_killed_with_sigkill_resumes_without_losing_or_repeating_trials(t
     wait_for(lambda: sum(len(r) >= 2 for r in trial_rows(study).values()) >= 1, what="a finished trial")
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
-    subprocess.run(["ray", "stop", "--force"], capture_output=True)  # what the dead driver's local Ray left behind
+    # What the dead driver's local Ray left behind; the ray CLI of this interpreter, venv activated or not.
+    subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
     assert json.loads((study / "study.json").read_text())["finished_at"] is None
     done = run_cli("search", "--resume", "dead", "--results-dir", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -14,10 +14,10 @@ from fashion_tune.config import TrainParams
 from fashion_tune.data import CLASS_NAMES, IMAGE_SHAPE
 
 # Batch norm's moving statistics (used at inference, so for every validation score) follow the
-# batches with this momentum. Keras's 0.99 needs ~500 steps to forget its initial values: in the
-# reference study, trials with batch 256 (211 steps an epoch) trained to 0.80 accuracy in epoch 1
-# but scored 0.10-0.30 on validation, and ASHA stopped them at that first rung. 0.9 (PyTorch's
-# default) catches up within ~50 steps, so short-budget scores judge the configuration itself.
+# batches with this momentum. With Keras's 0.99 they lag the fast-moving weights of a first epoch:
+# in the reference study, trials with batch 256 (211 steps an epoch) trained to 0.76-0.81 accuracy
+# in epoch 1 but scored 0.10-0.30 on validation, and ASHA stopped them at that first rung; one
+# re-run with 0.9 (PyTorch's default) scored 0.86. See results/reference/benchmarks.md.
 BATCH_NORM_MOMENTUM = 0.9
 
 

@@ -22,10 +22,14 @@ def one_model_space(path: Path, epochs: int, num_samples: int = 1) -> Path:
 
 
 def run_study(space: Path, name: str, results_dir: Path, data_dir: str, *flags: str) -> dict:
-    """Run `fashion_tune search` (quiet); return its study.json."""
+    """Run `fashion_tune search` (quiet); return its study.json. A failed study ends the benchmark
+    with its command and the end of its error output."""
     cmd = [sys.executable, "-m", "fashion_tune", "-q", "search", "--space", str(space), "--name", name,
            "--results-dir", str(results_dir), "--data-dir", data_dir, *flags]
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode:
+        tail = "\n".join(done.stderr.strip().splitlines()[-20:])
+        sys.exit(f"study {name!r} failed (exit {done.returncode}): {' '.join(cmd)}\n{tail}")
     return json.loads((results_dir / name / "study.json").read_text())
 
 

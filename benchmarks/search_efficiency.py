@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+from common import ROOT, epoch_rows, run_study
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 VARIANTS = {
@@ -39,8 +38,7 @@ VARIANTS = {
 
 def curve(study: Path, metric: str = "val_accuracy") -> tuple[list[int], list[float]]:
     """Every reported epoch of every trial in the order they happened -> (trial-epochs, best so far)."""
-    rows = [json.loads(line) for f in study.glob("trial_*/result.json") for line in f.read_text().splitlines() if line]
-    rows.sort(key=lambda r: (r["timestamp"], r["time_total_s"]))
+    rows = sorted(epoch_rows(study), key=lambda r: (r["timestamp"], r["time_total_s"]))
     epochs, best, top = [], [], float("-inf")
     for spent, row in enumerate(rows, 1):
         top = max(top, row[metric])
@@ -84,10 +82,9 @@ def main() -> None:
     for name, flags in VARIANTS.items():
         study = out / name
         if not (study / "summary.md").is_file():  # a finished variant is reused: rerun with a fresh --out
-            cmd = [sys.executable, "-m", "fashion_tune", "-q", "search", "--space", space, "--name", name,
-                   "--results-dir", str(out), "--num-samples", str(args.num_samples), "--seed", str(args.seed),
-                   "--data-dir", args.data_dir, *flags] + (["--subset", str(args.subset)] if args.subset else [])
-            subprocess.run(cmd, cwd=ROOT, check=True)
+            print(f"{name}: searching ...", flush=True)
+            run_study(Path(space), name, out, args.data_dir, "--num-samples", str(args.num_samples),
+                      "--seed", str(args.seed), *flags, *(["--subset", str(args.subset)] if args.subset else []))
         record = json.loads((study / "study.json").read_text())
         epochs, best = curve(study)
         summary[name] = {"trial_epochs": epochs[-1], "wall_s": record["wall_s"], "best_val_accuracy": best[-1],

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from common import ROOT, epoch_rows, run_study
+from common import ROOT, run_study
 
 sys.path.insert(0, str(ROOT))
 
@@ -36,15 +36,13 @@ VARIANTS = {
 }
 
 
-def curve(study: Path, metric: str = "val_accuracy") -> tuple[list[int], list[float]]:
+def curve(study: Path) -> tuple[list[int], list[float]]:
     """Every reported epoch of every trial in the order they happened -> (trial-epochs, best so far)."""
-    rows = sorted(epoch_rows(study), key=lambda r: (r["timestamp"], r["time_total_s"]))
-    epochs, best, top = [], [], float("-inf")
-    for spent, row in enumerate(rows, 1):
-        top = max(top, row[metric])
-        epochs.append(spent)
-        best.append(top)
-    return epochs, best
+    from fashion_tune import results
+
+    started = json.loads((study / "study.json").read_text())["started_at"]
+    progress = [p for p in results.best_so_far(study, "val_accuracy", "max", started) if p.best is not None]
+    return [p.trial_epochs for p in progress], [p.best for p in progress]
 
 
 def space_with_budget(space: str, epochs: int | None, out: Path) -> str:

@@ -113,6 +113,31 @@ def read_trials(study_dir: Path, metric: str, mode: str, max_epochs: int, finish
     return trials
 
 
+@dataclass
+class Progress:
+    """The search at one reported epoch: what it had spent, and the best it had found by then."""
+
+    trial_epochs: int  # epochs reported by all trials up to and including this one
+    minutes: float  # since the study started
+    best: Optional[float]  # best value of the metric so far (None until a finite one is reported)
+    trial_id: str  # the trial that reported this epoch
+
+
+def best_so_far(study_dir: Path, metric: str, mode: str, started_at: float) -> list[Progress]:
+    """Every epoch any trial reported, in the order they were reported, with the best value so far:
+    what more trials or more time would have bought."""
+    rows = [r for folder in sorted(Path(study_dir).iterdir()) if (folder / "params.json").is_file()
+            for r in _read_json_lines(folder / "result.json")]
+    rows.sort(key=lambda r: (r.get("timestamp", 0), r.get("time_total_s", 0)))
+    better = max if mode == "max" else min
+    progress, best = [], None
+    for spent, row in enumerate(rows, 1):
+        if _finite(row.get(metric)):
+            best = row[metric] if best is None else better(best, row[metric])
+        progress.append(Progress(spent, (row.get("timestamp", started_at) - started_at) / 60, best, str(row.get("trial_id", ""))))
+    return progress
+
+
 def write_reports(study_dir: Path) -> dict:
     """Write leaderboard.csv, best_config.json and summary.md; return what they say."""
     study_dir = Path(study_dir)
@@ -127,7 +152,8 @@ def write_reports(study_dir: Path) -> dict:
     _write_atomic(study_dir / LEADERBOARD, leaderboard_csv(trials, [p.name for p in space.params]))
     if best is not None:
         write_json(study_dir / BEST_CONFIG, best_config(study, space, best))
-    summary = summary_markdown(study, space, trials, best, finished)
+    progress = best_so_far(study_dir, space.metric, space.mode, study["started_at"])
+    summary = summary_markdown(study, space, trials, best, finished, progress)
     _write_atomic(study_dir / SUMMARY, summary)
     return {"best_value": best.best_value if best else None, "trials": len(trials), "summary_md": summary}
 
@@ -177,7 +203,8 @@ def edge_warnings(space, config: dict) -> list[str]:
     return warnings
 
 
-def summary_markdown(study: dict, space, trials: list[TrialRecord], best: Optional[TrialRecord], finished: bool) -> str:
+def summary_markdown(study: dict, space, trials: list[TrialRecord], best: Optional[TrialRecord], finished: bool,
+                     progress: list[Progress]) -> str:
     counts = {s: sum(t.status == s for t in trials) for s in (COMPLETED, STOPPED, FAILED, UNFINISHED)}
     trial_epochs = sum(t.epochs for t in trials)
     settings = study["settings"]
@@ -213,6 +240,12 @@ def summary_markdown(study: dict, space, trials: list[TrialRecord], best: Option
         warnings = edge_warnings(space, best.config)
         if warnings:
             lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
+    improvements = [p for i, p in enumerate(progress) if p.best is not None and (i == 0 or p.best != progress[i - 1].best)]
+    if improvements:
+        lines += ["", f"## Best {space.metric} as the search went on", "",
+                  "When each new best was reported: a curve that flattens early says fewer trials would have done.", "",
+                  "| minutes | trial-epochs spent | best so far | trial |", "|---|---|---|---|"]
+        lines += [f"| {p.minutes:.1f} | {p.trial_epochs} | {p.best:.4f} | {p.trial_id} |" for p in improvements]
     lines += ["", "## Leaderboard (top 10; all trials in leaderboard.csv)", "",
               "| rank | trial | status | epochs | " + space.metric + " | " +
               " | ".join(p.name for p in space.params) + " |",

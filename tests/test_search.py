@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+from itertools import pairwise
 
 import pytest
 
@@ -90,6 +91,22 @@ def test_summary_tells_the_study(smoke):
     assert "Trials: 6 — " in summary and "stopped early by ASHA" in summary
     assert "python -m fashion_tune search --space" in summary and "--subset 3000" in summary
     assert "Trial-epochs trained:" in summary and "Wall time:" in summary
+    best = json.loads((study / "best_config.json").read_text())["value"]
+    progress_table = summary.split("## Best val_accuracy as the search went on")[1].split("##")[0]
+    assert progress_table.strip().splitlines()[-1].split(" | ")[2] == f"{best:.4f}"
+
+
+def test_best_so_far_follows_every_reported_epoch(smoke):
+    from fashion_tune.results import best_so_far
+
+    _, study = smoke
+    started = json.loads((study / "study.json").read_text())["started_at"]
+    progress = best_so_far(study, "val_accuracy", "max", started)
+    rows = read_leaderboard(study)
+    assert [p.trial_epochs for p in progress] == list(range(1, sum(int(r["epochs_trained"]) for r in rows) + 1))
+    bests = [p.best for p in progress]
+    assert bests == sorted(bests) and bests[-1] == max(float(r["best_value"]) for r in rows)
+    assert all(0 <= a.minutes <= b.minutes for a, b in pairwise(progress))
 
 
 def test_existing_study_is_not_overwritten(smoke):

@@ -9,11 +9,15 @@ a function of trial-epochs spent. Prints a table; writes search_efficiency.{json
 three studies under --out.
 
     python benchmarks/search_efficiency.py --data-dir ../shared/data/fashion-mnist [--space quick]
-        [--epochs 9] [--num-samples 16] [--seed 0] [--subset N] [--out results/benchmarks/search_efficiency]
+        [--epochs 9] [--num-samples 16] [--seed 0] [--subset N] [--reduction-factor N]
+        [--out results/benchmarks/search_efficiency]
 
 --epochs sets every trial's budget (ASHA's max_t; the space's own by default) in a copy of the
 space written to --out: what early stopping saves grows with the budget, and with grace period 1
-and reduction factor 3 a budget of 9 gives ASHA rungs at 1, 3 and 9 epochs.
+and reduction factor 3 a budget of 9 gives ASHA rungs at 1, 3 and 9 epochs. --reduction-factor
+overrides the space's for the two ASHA variants (it does not touch tpe-full). A variant whose
+folder under --out holds a finished study is reused, not run again: to try other ASHA settings
+against the same tpe-full run, copy its folder into the new --out.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", type=int, help="training images (default: all)")
+    parser.add_argument("--reduction-factor", type=int, help="ASHA's, for the ASHA variants (default: the space's)")
     parser.add_argument("--out", default="results/benchmarks/search_efficiency")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -81,8 +86,9 @@ def main() -> None:
         study = out / name
         if not (study / "summary.md").is_file():  # a finished variant is reused: rerun with a fresh --out
             print(f"{name}: searching ...", flush=True)
+            asha = ["--reduction-factor", str(args.reduction_factor)] if args.reduction_factor and "asha" in flags else []
             run_study(Path(space), name, out, args.data_dir, "--num-samples", str(args.num_samples),
-                      "--seed", str(args.seed), *flags, *(["--subset", str(args.subset)] if args.subset else []))
+                      "--seed", str(args.seed), *flags, *asha, *(["--subset", str(args.subset)] if args.subset else []))
         record = json.loads((study / "study.json").read_text())
         epochs, best = curve(study)
         summary[name] = {"trial_epochs": epochs[-1], "wall_s": record["wall_s"], "best_val_accuracy": best[-1],

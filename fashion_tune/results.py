@@ -261,8 +261,8 @@ def summary_markdown(study: dict, space, trials: list[TrialRecord], best: Option
         "",
         "## Notes",
         "",
-        "- ASHA stops weak trials after grace_period epochs and at each rung; OptunaSearch reports a stopped "
-        "trial to Optuna as complete with its last value, so TPE also learns from short-budget results.",
+        "- ASHA stops weak trials after grace_period epochs and at each rung; a stopped trial reaches Optuna "
+        "as pruned, so TPE ranks it below every trial that ran its budget (by how far it got, then its value).",
         f"- Curves and the HParams comparison: `tensorboard --logdir {Path(settings['results_dir']) / study['name']}`",
         "",
     ]

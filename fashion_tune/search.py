@@ -181,18 +181,19 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
+
+    from fashion_tune.searcher import StoppedTrialsArePruned
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # Tune's table is the progress display
     if settings.searcher == "tpe":
         sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials)
     else:  # the same OptunaSearch path, sampling at random: the baseline TPE must beat
         sampler = optuna.samplers.RandomSampler(seed=settings.seed)
-    searcher = OptunaSearch(sampler=sampler)
+    searcher = StoppedTrialsArePruned(sampler=sampler, max_epochs=space.max_epochs)
     scheduler = None  # Tune's FIFO: every trial trains for its full budget
     if settings.scheduler == "asha":
-        # ASHA decides after every reported epoch; a trial it stops is told to Optuna as complete
-        # with its last value, so TPE also learns from short-budget results.
+        # ASHA decides after every reported epoch; a trial it stops reaches Optuna as pruned
+        # (searcher.py), ranked below the trials that ran their budget.
         scheduler = ASHAScheduler(
             time_attr="training_iteration",
             max_t=space.max_epochs,

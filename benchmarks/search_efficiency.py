@@ -4,12 +4,12 @@
   tpe-full     TPE, every trial trained for its full budget
   random-asha  random proposals (Optuna's seeded RandomSampler), ASHA
 
-For each: total trial-epochs, wall time, best val accuracy, and the best val accuracy reached as
-a function of trial-epochs spent. Prints a table; writes search_efficiency.{json,csv,png} and the
+For each: total trial-epochs, wall time, best val accuracy, how many trials reached each ASHA rung,
+and the best val accuracy reached as a function of trial-epochs spent. Prints a table; writes search_efficiency.{json,csv,png} and the
 three studies under --out.
 
     python benchmarks/search_efficiency.py --data-dir ../shared/data/fashion-mnist [--space quick]
-        [--epochs 9] [--num-samples 16] [--seed 0] [--subset N] [--reduction-factor N]
+        [--epochs 9] [--num-samples 16] [--seed 0] [--subset N] [--val-fraction F] [--reduction-factor N]
         [--out results/benchmarks/search_efficiency]
 
 --epochs sets every trial's budget (ASHA's max_t; the space's own by default) in a copy of the
@@ -49,6 +49,22 @@ def curve(study: Path) -> tuple[list[int], list[float]]:
     return [p.trial_epochs for p in progress], [p.best for p in progress]
 
 
+def trials_per_rung(study: Path, rungs: list[int]) -> list[int]:
+    """How many of the study's trials trained at least as far as each rung (epochs)."""
+    with open(study / "leaderboard.csv", newline="") as f:
+        trained = [int(row["epochs_trained"]) for row in csv.DictReader(f)]
+    return [sum(epochs >= rung for epochs in trained) for rung in rungs]
+
+
+def asha_rungs(grace_period: int, reduction_factor: int, budget: int) -> list[int]:
+    """The epochs at which ASHA compares trials (grace_period * reduction_factor**k), then the budget."""
+    rungs, rung = [], grace_period
+    while rung < budget:
+        rungs.append(rung)
+        rung *= reduction_factor
+    return rungs + [budget]
+
+
 def space_with_budget(space: str, epochs: int | None, out: Path) -> str:
     """The space file to search: as given, or a copy in `out` with fixed.epochs set."""
     from fashion_tune.space import resolve_space_path
@@ -74,12 +90,14 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", type=int, help="training images (default: all)")
+    parser.add_argument("--val-fraction", type=float, help="of them held out for validation (default: the search's)")
     parser.add_argument("--reduction-factor", type=int, help="ASHA's, for the ASHA variants (default: the space's)")
     parser.add_argument("--out", default="results/benchmarks/search_efficiency")
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     space = space_with_budget(args.space, args.epochs, out)
+    budget = yaml.safe_load(Path(space).read_text()).get("fixed", {}).get("epochs", 10)
 
     summary = {}
     for name, flags in VARIANTS.items():
@@ -88,13 +106,19 @@ def main() -> None:
             print(f"{name}: searching ...", flush=True)
             asha = ["--reduction-factor", str(args.reduction_factor)] if args.reduction_factor and "asha" in flags else []
             run_study(Path(space), name, out, args.data_dir, "--num-samples", str(args.num_samples),
-                      "--seed", str(args.seed), *flags, *asha, *(["--subset", str(args.subset)] if args.subset else []))
+                      "--seed", str(args.seed), *flags, *asha, *(["--subset", str(args.subset)] if args.subset else []),
+                      *(["--val-fraction", str(args.val_fraction)] if args.val_fraction else []))
         record = json.loads((study / "study.json").read_text())
         epochs, best = curve(study)
+        settings = record["settings"]
+        rungs = asha_rungs(settings["grace_period"], settings["reduction_factor"], budget)
+        reached = trials_per_rung(study, rungs)
         summary[name] = {"trial_epochs": epochs[-1], "wall_s": record["wall_s"], "best_val_accuracy": best[-1],
-                         "curve": list(zip(epochs, best)), "command": record["command"]}
+                         "trials_per_rung": dict(zip(rungs, reached)), "curve": list(zip(epochs, best)),
+                         "command": record["command"]}
         print(f"{name:<12} trial-epochs {epochs[-1]:>5}  wall {record['wall_s'] / 60:6.1f} min  "
-              f"best val accuracy {best[-1]:.4f}", flush=True)
+              f"best val accuracy {best[-1]:.4f}  trials reaching epoch "
+              f"{'/'.join(map(str, rungs))}: {'/'.join(map(str, reached))}", flush=True)
 
     base, full = summary["tpe-asha"], summary["tpe-full"]
     print(f"TPE without early stopping spent {full['trial_epochs'] / base['trial_epochs']:.2f}x the trial-epochs of "
@@ -102,9 +126,10 @@ def main() -> None:
     (out / "search_efficiency.json").write_text(json.dumps(summary, indent=2))
     with open(out / "search_efficiency.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["variant", "trial_epochs", "wall_s", "best_val_accuracy"])
+        writer.writerow(["variant", "trial_epochs", "wall_s", "best_val_accuracy", "trials_per_rung"])
         for name, s in summary.items():
-            writer.writerow([name, s["trial_epochs"], round(s["wall_s"], 1), s["best_val_accuracy"]])
+            reached = " ".join(f"{rung}:{n}" for rung, n in s["trials_per_rung"].items())
+            writer.writerow([name, s["trial_epochs"], round(s["wall_s"], 1), s["best_val_accuracy"], reached])
     curves = {name: tuple(zip(*s["curve"])) for name, s in summary.items()}
     plots.save_png(plots.best_so_far(curves, "val_accuracy", f"search efficiency ({Path(space).stem}, "
                                      f"{args.num_samples} trials, seed {args.seed})"), out / "search_efficiency.png")

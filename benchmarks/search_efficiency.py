@@ -9,15 +9,16 @@ and the best val accuracy reached as a function of trial-epochs spent. Prints a 
 three studies under --out.
 
     python benchmarks/search_efficiency.py --data-dir ../shared/data/fashion-mnist [--space quick]
-        [--epochs 9] [--num-samples 16] [--seed 0] [--subset N] [--val-fraction F] [--reduction-factor N]
+        [--epochs 9] [--num-samples 16] [--seed 0] [--subset N] [--val-fraction F]
+        [--reduction-factor N] [--grace-period N]
         [--out results/benchmarks/search_efficiency]
 
 --epochs sets every trial's budget (ASHA's max_t; the space's own by default) in a copy of the
 space written to --out: what early stopping saves grows with the budget, and with grace period 1
 and reduction factor 3 a budget of 9 gives ASHA rungs at 1, 3 and 9 epochs. --reduction-factor
-overrides the space's for the two ASHA variants (it does not touch tpe-full). A variant whose
-folder under --out holds a finished study is reused, not run again: to try other ASHA settings
-against the same tpe-full run, copy its folder into the new --out.
+and --grace-period override the space's for the two ASHA variants (they do not touch tpe-full). A
+variant whose folder under --out holds a finished study is reused, not run again: to try other
+ASHA settings against the same tpe-full run, copy its folder into the new --out.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--subset", type=int, help="training images (default: all)")
     parser.add_argument("--val-fraction", type=float, help="of them held out for validation (default: the search's)")
     parser.add_argument("--reduction-factor", type=int, help="ASHA's, for the ASHA variants (default: the space's)")
+    parser.add_argument("--grace-period", type=int, help="ASHA's, for the ASHA variants (default: the space's)")
     parser.add_argument("--out", default="results/benchmarks/search_efficiency")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -104,10 +106,12 @@ def main() -> None:
         study = out / name
         if not (study / "summary.md").is_file():  # a finished variant is reused: rerun with a fresh --out
             print(f"{name}: searching ...", flush=True)
-            asha = ["--reduction-factor", str(args.reduction_factor)] if args.reduction_factor and "asha" in flags else []
+            given = {"--subset": args.subset, "--val-fraction": args.val_fraction}
+            if "asha" in flags:
+                given |= {"--reduction-factor": args.reduction_factor, "--grace-period": args.grace_period}
             run_study(Path(space), name, out, args.data_dir, "--num-samples", str(args.num_samples),
-                      "--seed", str(args.seed), *flags, *asha, *(["--subset", str(args.subset)] if args.subset else []),
-                      *(["--val-fraction", str(args.val_fraction)] if args.val_fraction else []))
+                      "--seed", str(args.seed), *flags,
+                      *(str(x) for flag, value in given.items() if value is not None for x in (flag, value)))
         record = json.loads((study / "study.json").read_text())
         epochs, best = curve(study)
         settings = record["settings"]

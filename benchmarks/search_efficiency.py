@@ -4,9 +4,9 @@
   tpe-full     TPE, every trial trained for its full budget
   random-asha  random proposals (Optuna's seeded RandomSampler), ASHA
 
-For each: total trial-epochs, wall time, best val accuracy, how many trials reached each ASHA rung,
-and the best val accuracy reached as a function of trial-epochs spent. Prints a table; writes search_efficiency.{json,csv,png} and the
-three studies under --out.
+For each: total trial-epochs, wall time, best val accuracy, how many trials reached each ASHA
+rung, and the best val accuracy reached as a function of trial-epochs spent. Prints a table;
+writes search_efficiency.{json,csv,png} and the three studies under --out.
 
     python benchmarks/search_efficiency.py --data-dir ../shared/data/fashion-mnist [--space quick]
         [--epochs 9] [--num-samples 16] [--seed 0] [--subset N] [--val-fraction F]
@@ -83,6 +83,7 @@ def space_with_budget(space: str, epochs: int | None, out: Path) -> str:
 
 def main() -> None:
     from fashion_tune import plots
+    from fashion_tune.space import load_space
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
@@ -99,7 +100,7 @@ def main() -> None:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     space = space_with_budget(args.space, args.epochs, out)
-    budget = yaml.safe_load(Path(space).read_text()).get("fixed", {}).get("epochs", 10)
+    budget = load_space(space).max_epochs
 
     summary = {}
     for name, flags in VARIANTS.items():

@@ -27,18 +27,17 @@ sys.path.insert(0, str(ROOT))
 def plain_fit(args) -> None:
     """Child process: train with plain model.fit and print the epoch times as JSON."""
     from fashion_tune import data
-    from fashion_tune.config import TrainParams
+    from fashion_tune.config import DataSettings, TrainParams
     from fashion_tune.trainable import configure_tensorflow
 
     configure_tensorflow(args.threads)
     import keras
 
-    from fashion_tune.model import build_model, compile_model
+    from fashion_tune.model import compiled_model
 
     params = TrainParams(epochs=args.epochs)
-    splits = data.split_for_search(data.load(args.data_dir), args.subset, 0.1, params.seed)
-    keras.utils.set_random_seed(params.seed)
-    model = compile_model(build_model(params), params, len(splits.y_train))
+    splits = data.prepare(DataSettings(data_dir=args.data_dir, subset=args.subset, seed=params.seed))
+    model = compiled_model(params, len(splits.y_train))
     times = []
 
     class Timer(keras.callbacks.Callback):
@@ -49,7 +48,7 @@ def plain_fit(args) -> None:
             times.append(time.perf_counter() - self.t)
 
     model.fit(splits.x_train, splits.y_train, batch_size=params.batch_size, epochs=params.epochs,
-              validation_data=(splits.x_val, splits.y_val), callbacks=[Timer()], verbose=0)
+              validation_data=splits.validation, callbacks=[Timer()], verbose=0)
     print(json.dumps({"epoch_s": times}))
 
 

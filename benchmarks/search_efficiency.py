@@ -44,9 +44,11 @@ VARIANTS = {
 def curve(study: Path) -> tuple[list[int], list[float]]:
     """Every reported epoch of every trial in the order they happened -> (trial-epochs, best so far)."""
     from fashion_tune import results
+    from fashion_tune.layout import StudyDir
 
-    started = json.loads((study / "study.json").read_text())["started_at"]
-    progress = [p for p in results.best_so_far(study, "val_accuracy", "max", started) if p.best is not None]
+    study = StudyDir(study)
+    started = results.read_study(study)["started_at"]
+    progress = [p for p in results.search_progress(study, "val_accuracy", "max", started) if p.best is not None]
     return [p.trial_epochs for p in progress], [p.best for p in progress]
 
 
@@ -82,7 +84,7 @@ def space_with_budget(space: str, epochs: int | None, out: Path) -> str:
 
 
 def main() -> None:
-    from fashion_tune import plots
+    from fashion_tune import atomic, plots
     from fashion_tune.space import load_space
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -136,8 +138,8 @@ def main() -> None:
             reached = " ".join(f"{rung}:{n}" for rung, n in s["trials_per_rung"].items())
             writer.writerow([name, s["trial_epochs"], round(s["wall_s"], 1), s["best_val_accuracy"], reached])
     curves = {name: tuple(zip(*s["curve"])) for name, s in summary.items()}
-    plots.save_png(plots.best_so_far(curves, "val_accuracy", f"search efficiency ({Path(space).stem}, "
-                                     f"{args.num_samples} trials, seed {args.seed})"), out / "search_efficiency.png")
+    atomic.write_bytes(out / "search_efficiency.png", plots.best_so_far_curves(
+        curves, "val_accuracy", f"search efficiency ({Path(space).stem}, {args.num_samples} trials, seed {args.seed})"))
     print(f"written to {out}")
 
 

@@ -43,9 +43,10 @@ def summary(latencies: list[float], wall: float) -> str:
 
 
 def in_process(model_dir: Path, jpeg: bytes, n: int) -> str:
+    from fashion_tune.layout import ExportDir
     from fashion_tune.serve import ModelService
 
-    service = ModelService(str(model_dir))
+    service = ModelService(ExportDir(Path(model_dir)))
     service.classify("warm-up", jpeg)
     latencies, began = [], time.perf_counter()
     for _ in range(n):

@@ -31,8 +31,9 @@ def main() -> None:
     import ray
 
     from fashion_tune import data
+    from fashion_tune.config import DataSettings
 
-    splits = data.split_for_search(data.load(args.data_dir), None, 0.1, 0)
+    splits = data.prepare(DataSettings(data_dir=args.data_dir))
     ray.init(address="local", include_dashboard=False, logging_level="WARNING",
              runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
     began = time.perf_counter()
@@ -55,10 +56,10 @@ def main() -> None:
             trial_splits = ray.get(refs[0])  # in a list, so Ray hands over the reference; numpy arrays come zero-copy
             timings["data_from_object_store_s"], t = time.perf_counter() - t, time.perf_counter()
             from fashion_tune.config import TrainParams
-            from fashion_tune.model import build_model, compile_model
+            from fashion_tune.model import compiled_model
 
             params = TrainParams()
-            model = compile_model(build_model(params), params, len(trial_splits.y_train))
+            model = compiled_model(params, len(trial_splits.y_train))
             timings["model_build_s"], t = time.perf_counter() - t, time.perf_counter()
             model.train_on_batch(trial_splits.x_train[: params.batch_size], trial_splits.y_train[: params.batch_size])
             timings["first_step_s"] = time.perf_counter() - t

@@ -5,8 +5,9 @@
                     Dense 256, dropout 0.25, Dense 10
   cnn_unnormalised  the same CNN fed raw pixels (0-255) instead of [0, 1]
 
-Each is trained with retrain.fit and scored with evaluate.evaluate_model, exactly as a tuned
-model is; `--study NAME` adds that study's evaluated model to the table.
+Each is made by model.compiled_model, trained by training.fit and scored by
+evaluate.evaluate_model, exactly as a tuned model is; `--study NAME` adds that study's evaluated
+model to the table. Each preset's folder under --out is a ModelDir with its evaluation/ inside.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ import csv
 import io
 import json
 import logging
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from fashion_tune import data
+from fashion_tune import atomic, data, training
 from fashion_tune.config import DataSettings, TrainParams
 from fashion_tune.data import CLASS_NAMES, IMAGE_SHAPE
 from fashion_tune.errors import UserError
-from fashion_tune.evaluate import EVALUATION_DIR, METRICS_FILE, evaluate_model
+from fashion_tune.evaluate import evaluate_model
+from fashion_tune.layout import BaselinesDir, StudyDir
+from fashion_tune.model import compiled_model
 
 log = logging.getLogger(__name__)
 
@@ -64,36 +66,29 @@ def build_preset(name: str):
     return keras.Model(inputs, outputs, name=name)
 
 
-def run_baselines(names: Sequence[str], epochs: int, data_settings: DataSettings, out_dir: Path,
-                  studies: Sequence[str] = (), results_dir: str = "results", seed: int = 0) -> list[dict]:
+def run_baselines(names: Sequence[str], epochs: int, data_settings: DataSettings, out: BaselinesDir,
+                  studies: Sequence[str] = (), results_dir: str = "results") -> list[dict]:
     """Train and evaluate each preset; write baselines.csv and baselines.md; return the rows."""
-    import keras
-
-    from fashion_tune.model import compile_model
-    from fashion_tune.retrain import fit, save_model_atomically
-
     study_rows = [_study_row(name, results_dir) for name in studies]  # fail before training, not after
     dataset = data.load(data_settings.data_dir)
-    images, labels = data.training_set(dataset, data_settings.subset, seed)
-    x, y = data.to_model_input(images), labels.astype(np.int32)
+    splits = data.prepare(data_settings, validation=False, dataset=dataset)
     # The seeds' models trained with Adam at its default rate, in batches of 128.
-    params = TrainParams(optimizer="adam", learning_rate=1e-3, batch_size=128, epochs=epochs, seed=seed)
+    params = TrainParams(optimizer="adam", learning_rate=1e-3, batch_size=128, epochs=epochs, seed=data_settings.seed)
     rows = []
     for name in names:
-        log.info("baseline %s: training on %d images for %d epochs", name, len(y), epochs)
-        keras.utils.set_random_seed(seed)
-        model = compile_model(build_preset(name), params)
-        folder = out_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
-        result = fit(model, params, x, y, tensorboard_dir=folder / "tensorboard")
-        save_model_atomically(model, folder / "model.keras")
-        metrics = evaluate_model(model, dataset.test_images, dataset.test_labels.astype(np.int64),
-                                 folder / EVALUATION_DIR, title=f"baseline {name}",
+        log.info("baseline %s: training on %d images for %d epochs", name, len(splits.y_train), epochs)
+        model = compiled_model(params, network=lambda _: build_preset(name))
+        folder = out.preset(name)
+        folder.path.mkdir(parents=True, exist_ok=True)
+        result = training.fit(model, params, splits, tensorboard_dir=folder.tensorboard)
+        atomic.save_model(model, folder.model)
+        metrics = evaluate_model(model, dataset.test_images, dataset.test_labels.astype(np.int64), folder.evaluation,
+                                 title=f"baseline {name}",
                                  extra={"parameters": int(model.count_params()), "epochs": epochs,
-                                        "train_images": int(len(y)), "train_seconds": result.seconds})
+                                        "train_images": int(len(splits.y_train)), "train_seconds": result.seconds})
         rows.append(_row(name, PRESETS[name], metrics, epochs, result.seconds))
     rows += study_rows
-    _write_table(out_dir, rows, data_settings, epochs)
+    _write_table(out, rows, data_settings, epochs)
     return rows
 
 
@@ -104,7 +99,7 @@ def _row(name, description, metrics, epochs, seconds) -> dict:
 
 
 def _study_row(study: str, results_dir: str) -> dict:
-    path = Path(results_dir) / study / EVALUATION_DIR / METRICS_FILE
+    path = StudyDir.named(results_dir, study).retrained.evaluation.metrics
     if not path.is_file():
         raise UserError(f"--study {study}: no {path}; run `fashion-tune evaluate --study {study}` first")
     metrics = json.loads(path.read_text())
@@ -113,12 +108,12 @@ def _study_row(study: str, results_dir: str) -> dict:
                 retrain.get("epochs_run"), retrain.get("seconds"))
 
 
-def _write_table(out_dir: Path, rows: list[dict], data_settings: DataSettings, epochs: int) -> None:
+def _write_table(out: BaselinesDir, rows: list[dict], data_settings: DataSettings, epochs: int) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    (out_dir / "baselines.csv").write_text(buffer.getvalue())
+    atomic.write_text(out.table_csv, buffer.getvalue())
     trained_on = f"{data_settings.subset:,} training images" if data_settings.subset else "all 60,000 training images"
     lines = ["# Baselines against the tuned model", "",
              f"Baselines trained on {trained_on} for {epochs} epochs (Adam, learning rate 1e-3, batch 128); every model "
@@ -131,7 +126,13 @@ def _write_table(out_dir: Path, rows: list[dict], data_settings: DataSettings, e
         lines.append(f"| {r['model']} | {params} | {r['epochs'] or '—'} | {seconds} | **{r['test_accuracy']:.4f}** | "
                      f"{r['macro_f1']:.4f} | {r['test_loss']:.4f} | {r['ece']:.4f} |")
     lines += ["", "Presets:", ""] + [f"- `{name}`: {text}" for name, text in PRESETS.items()] + [""]
-    (out_dir / "baselines.md").write_text("\n".join(lines))
+    atomic.write_text(out.table_md, "\n".join(lines))
+
+
+def ranking(rows: list[dict]) -> list[str]:
+    """A line a model, best test accuracy first."""
+    return [f"{row['model']:<28} test accuracy {row['test_accuracy']:.4f}  macro F1 {row['macro_f1']:.4f}"
+            for row in sorted(rows, key=lambda r: -r["test_accuracy"])]
 
 
 def resolve_names(names: Optional[Sequence[str]]) -> list[str]:

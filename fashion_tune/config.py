@@ -1,8 +1,11 @@
-"""Typed, validated settings: what one trial trains (TrainParams) and how a search runs.
+"""Typed, validated settings: what one trial trains (TrainParams), which images a step uses
+(DataSettings), and how a search runs (SearchSettings).
 
 No Ray, no TensorFlow: these import in milliseconds and test as plain Python.
 Every value is checked on construction, and a bad one raises ConfigError with a message
 that names the field, its value and the rule ("learning_rate is -1, must be > 0").
+The settings' fields carry their own help text (`setting(...)`): the CLI's flags, a space file's
+`search:` keys and a study's reproduce command are made from them, so a new setting is one field.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 from fashion_tune.errors import UserError
 
@@ -20,24 +23,48 @@ class ConfigError(UserError, ValueError):
     """A setting or hyperparameter with a value outside its rule."""
 
 
-# name -> (test, rule shown when the test fails)
-Rule = tuple[Callable[[Any], bool], str]
+class Rule(NamedTuple):
+    """A field's rule: the test, the words shown when a value fails it, and the allowed values
+    when the rule is a list of them (the CLI offers those as choices)."""
+
+    test: Callable[[Any], bool]
+    text: str
+    choices: tuple = ()
 
 
-def _positive(v) -> bool:
-    return v > 0
+def _positive() -> Rule:
+    return Rule(lambda v: v > 0, "must be > 0")
 
 
 def _at_least(n) -> Rule:
-    return (lambda v: v >= n, f"must be >= {n}")
+    return Rule(lambda v: v >= n, f"must be >= {n}")
 
 
 def _one_of(*choices) -> Rule:
-    return (lambda v: v in choices, "must be one of " + ", ".join(map(repr, choices)))
+    return Rule(lambda v: v in choices, "must be one of " + ", ".join(map(repr, choices)), choices)
 
 
 def _unit_interval_open() -> Rule:
-    return (lambda v: 0 <= v < 1, "must be in [0, 1)")
+    return Rule(lambda v: 0 <= v < 1, "must be in [0, 1)")
+
+
+def setting(default: Any, help: str, *, default_text: Optional[str] = None, in_space: bool = False,
+            on_command_line: bool = True, reproduce: bool = True) -> Any:
+    """A settings field that says itself what the command line and the space file need to know.
+
+    help: the --help text (and the field's documentation); default_text: what the default means,
+    where the value alone does not say (None, ""); in_space: a space file's `search:` section may
+    set it; on_command_line: it has a --flag; reproduce: the command that reruns a study repeats
+    it (not so for where a study ran: the cluster address).
+    """
+    return dataclasses.field(default=default, metadata={
+        "help": help, "default_text": default_text, "in_space": in_space, "on_command_line": on_command_line,
+        "reproduce": reproduce})
+
+
+def flag_of(name: str) -> str:
+    """A field's command-line flag: num_samples -> --num-samples."""
+    return "--" + name.replace("_", "-")
 
 
 def _coerce(cls_name: str, field: dataclasses.Field, value: Any) -> Any:
@@ -84,9 +111,7 @@ class _Validated:
         for f in fields(self):
             value = _coerce(type(self).__name__, f, getattr(self, f.name))
             object.__setattr__(self, f.name, value)
-            rule = self.RULES.get(f.name)
-            if rule is not None and value is not None and not rule[0](value):
-                raise ConfigError(f"{f.name} is {value!r}, {rule[1]}")
+            self._check_rule(f.name, value)
         self._check_together()
 
     def _check_together(self) -> None:
@@ -106,10 +131,14 @@ class _Validated:
         """Validate one field's value on its own; return it coerced to the field's type."""
         field = {f.name: f for f in fields(cls)}[name]
         value = _coerce(cls.__name__, field, value)
-        rule = cls.RULES.get(name)
-        if rule is not None and value is not None and not rule[0](value):
-            raise ConfigError(f"{name} is {value!r}, {rule[1]}")
+        cls._check_rule(name, value)
         return value
+
+    @classmethod
+    def _check_rule(cls, name: str, value: Any) -> None:
+        rule = cls.RULES.get(name)
+        if rule is not None and value is not None and not rule.test(value):
+            raise ConfigError(f"{name} is {value!r}, {rule.text}")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]):
@@ -122,8 +151,31 @@ class _Validated:
             )
         return cls(**dict(config))
 
+    @classmethod
+    def layered(cls, *layers: Mapping[str, Any]):
+        """Merge setting layers, later ones winning; a None value means 'not given here'."""
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            merged.update({k: v for k, v in layer.items() if v is not None})
+        return cls.from_config(merged)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def command_line_fields(cls) -> tuple[dataclasses.Field, ...]:
+        """The fields with a --flag, in declaration order."""
+        return tuple(f for f in fields(cls) if f.metadata.get("on_command_line"))
+
+    def command_line_args(self) -> list[str]:
+        """The flags that give these settings again (None and False values need none)."""
+        args = []
+        for f in self.command_line_fields():
+            value = getattr(self, f.name)
+            if not f.metadata["reproduce"] or value is None or value is False:
+                continue
+            args += [flag_of(f.name)] if value is True else [flag_of(f.name), str(value)]
+        return args
 
 
 @dataclass(frozen=True)
@@ -154,9 +206,9 @@ class TrainParams(_Validated):
     seed: int = 0  # seeds weights, shuffling and augmentation
 
     RULES = {
-        "conv_blocks": (lambda v: 1 <= v <= 4, "must be 1 to 4 (28x28 images allow four 2x2 poolings)"),
+        "conv_blocks": Rule(lambda v: 1 <= v <= 4, "must be 1 to 4 (28x28 images allow four 2x2 poolings)"),
         "filters": _at_least(1),
-        "filter_growth": (lambda v: 1 <= v <= 4, "must be 1 to 4"),
+        "filter_growth": Rule(lambda v: 1 <= v <= 4, "must be 1 to 4"),
         "kernel_size": _one_of(3, 5),
         "convs_per_block": _one_of(1, 2),
         "pooling": _one_of("max", "avg"),
@@ -164,7 +216,7 @@ class TrainParams(_Validated):
         "dense_units": _at_least(1),
         "dense_dropout": _unit_interval_open(),
         "optimizer": _one_of("adam", "adamw", "sgd"),
-        "learning_rate": (_positive, "must be > 0"),
+        "learning_rate": _positive(),
         "lr_schedule": _one_of("constant", "cosine"),
         "weight_decay": _at_least(0),
         "batch_size": _at_least(1),
@@ -179,50 +231,62 @@ class TrainParams(_Validated):
 
 @dataclass(frozen=True)
 class DataSettings(_Validated):
-    """Which images a search trains and validates on."""
+    """Which images a step trains and validates on (data.prepare)."""
 
-    data_dir: Optional[str] = None  # folder with the official .gz files or Kaggle CSVs; None: look in the usual places
-    subset: Optional[int] = None  # use a stratified subset of this many training images (quick studies, tests)
-    val_fraction: float = 0.1  # share of the training images held out for validation, stratified by class
-    seed: int = 0  # seeds the subset and the split (a study sets it to its --seed)
+    data_dir: Optional[str] = setting(
+        None, "folder with the Fashion-MNIST files (official .gz or Kaggle CSV)",
+        default_text="$FASHION_TUNE_DATA, else ~/.keras/datasets/fashion-mnist, else download there")
+    subset: Optional[int] = setting(None, "use a stratified subset of N training images (quick studies, tests)",
+                                    default_text="all 60,000")
+    val_fraction: float = setting(0.1, "share of the training images held out for validation, stratified by class")
+    seed: int = setting(0, "seeds the subset and the split (a study sets it to its --seed)", on_command_line=False)
 
     RULES = {
-        "subset": (lambda v: 100 <= v <= 60000, "must be 100 to 60000 (the training set has 60,000 images)"),
-        "val_fraction": (lambda v: 0 < v < 0.5, "must be > 0 and < 0.5"),
+        "subset": Rule(lambda v: 100 <= v <= 60000, "must be 100 to 60000 (the training set has 60,000 images)"),
+        "val_fraction": Rule(lambda v: 0 < v < 0.5, "must be > 0 and < 0.5"),
         "seed": _at_least(0),
     }
 
 
 @dataclass(frozen=True)
 class SearchSettings(_Validated):
-    """How a study runs: where, how many trials, what each trial may use, how ASHA prunes."""
+    """How a study runs: where, how many trials, what each trial may use, how ASHA prunes.
 
-    space: str = "search_spaces/default.yaml"  # the search-space YAML
-    name: str = ""  # study name: its results live in <results_dir>/<name>/
-    results_dir: str = "results"  # where studies live; on a cluster a path every node sees, or s3://...
-    num_samples: int = 30  # trials to run
-    max_concurrent: Optional[int] = None  # trials running at once; None: as many as the resources allow
-    cpus_per_trial: float = 1.0  # CPUs reserved per trial; TensorFlow gets this many threads
-    gpus_per_trial: float = 0.0  # GPUs per trial; 0.25 packs four trials on one GPU
-    grace_period: int = 1  # epochs every trial trains before ASHA may stop it
-    reduction_factor: int = 3  # ASHA keeps the top 1/reduction_factor at each rung
-    searcher: str = "tpe"  # "tpe" (Optuna's TPE) or "random" (Optuna's RandomSampler), both seeded
-    scheduler: str = "asha"  # "asha" stops weak trials early; "none" trains every trial for its full budget
-    tpe_startup_trials: int = 10  # random trials before TPE starts modelling
-    max_failures: int = 0  # retries of a failed trial, from its last checkpoint
-    seed: int = 0  # seeds TPE, the data split and every trial
-    address: Optional[str] = None  # Ray cluster to join ("auto", "ray://host:10001"); None: start local Ray
-    mixed_precision: bool = False  # every trial computes in float16 (TrainParams.mixed_precision)
-    jit_compile: bool = False  # every trial compiles its training step with XLA (TrainParams.jit_compile)
+    The one source of the search options: the CLI's flags, the keys a space file's `search:`
+    section may set, and the command that reruns a study are all made from these fields.
+    """
+
+    space: str = setting("search_spaces/default.yaml", "search-space YAML: a file, or a shipped space by name (quick)")
+    name: str = setting("", "study name; results go to RESULTS_DIR/NAME", default_text="<space>-<timestamp>")
+    results_dir: str = setting("results", "where studies live; on a cluster a path every node sees")
+    num_samples: int = setting(30, "trials to run", in_space=True)
+    max_concurrent: Optional[int] = setting(None, "trials at once", default_text="as many as the resources allow",
+                                            in_space=True)
+    cpus_per_trial: float = setting(1.0, "CPUs per trial, also TensorFlow's threads", in_space=True)
+    gpus_per_trial: float = setting(0.0, "GPUs per trial, may be fractional: 0.25 packs four on a GPU", in_space=True)
+    grace_period: int = setting(1, "epochs every trial trains before ASHA may stop it", in_space=True)
+    reduction_factor: int = setting(3, "ASHA keeps the best 1/N of the trials at each rung", in_space=True)
+    searcher: str = setting("tpe", "how trials are proposed: Optuna's TPE or random sampling, both seeded",
+                            in_space=True)
+    scheduler: str = setting("asha", "asha stops weak trials early; none trains every trial for its full budget",
+                             in_space=True)
+    tpe_startup_trials: int = setting(10, "random trials before TPE starts modelling", in_space=True)
+    max_failures: int = setting(0, "retries of a failed trial, from its last checkpoint", in_space=True)
+    seed: int = setting(0, "seeds TPE, the data split and every trial")
+    # Where a study ran, not what it is: its reproduce command leaves the address out.
+    address: Optional[str] = setting(None, "Ray cluster to join, e.g. auto or ray://head:10001",
+                                     default_text="start local Ray", reproduce=False)
+    mixed_precision: bool = setting(False, "every trial computes in mixed float16 (GPUs with tensor cores)")
+    jit_compile: bool = setting(False, "every trial compiles its training step with XLA")
 
     RULES = {
-        "name": (
+        "name": Rule(
             lambda v: v == "" or (v.replace("-", "").replace("_", "").replace(".", "").isalnum() and not v.startswith(".")),
             "must use only letters, digits, '-', '_' and '.', and not start with '.'",
         ),
         "num_samples": _at_least(1),
         "max_concurrent": _at_least(1),
-        "cpus_per_trial": (_positive, "must be > 0"),
+        "cpus_per_trial": _positive(),
         "gpus_per_trial": _at_least(0),
         "grace_period": _at_least(1),
         "reduction_factor": _at_least(2),
@@ -234,9 +298,6 @@ class SearchSettings(_Validated):
     }
 
     @classmethod
-    def layered(cls, *layers: Mapping[str, Any]) -> "SearchSettings":
-        """Merge setting layers, later ones winning; a None value means 'not given here'."""
-        merged: dict[str, Any] = {}
-        for layer in layers:
-            merged.update({k: v for k, v in layer.items() if v is not None})
-        return cls.from_config(merged)
+    def space_file_keys(cls) -> tuple[str, ...]:
+        """The settings a space file's `search:` section may set (the command line overrides them)."""
+        return tuple(f.name for f in fields(cls) if f.metadata["in_space"])

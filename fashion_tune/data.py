@@ -1,4 +1,4 @@
-"""Fashion-MNIST: find it, download it, verify it, read it, and split it.
+"""Fashion-MNIST: find it, download it, verify it, read it, and prepare it (data.prepare).
 
 Where the files are, in order: `data_dir` (the --data-dir option), the FASHION_TUNE_DATA
 environment variable, Keras's own cache (~/.keras/datasets/fashion-mnist, where
@@ -8,7 +8,8 @@ official mirrors, each file checked against its published SHA-256.
 A folder may hold the four official IDX files (.gz, as published) or the Kaggle CSV layout
 (fashion-mnist_train.csv / fashion-mnist_test.csv: a `label` column, then 784 pixel columns).
 
-No TensorFlow and no Ray here: arrays in, arrays out.
+prepare() is the one way every step (search, retrain, lr-find, baselines) turns DataSettings into
+model-ready training and validation arrays. No TensorFlow and no Ray here: arrays in, arrays out.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from fashion_tune.config import DataSettings
 from fashion_tune.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -80,15 +82,22 @@ class FashionMNIST:
 
 @dataclass(frozen=True)
 class Splits:
-    """What a search sees: model-ready training and validation arrays. Never the test set."""
+    """Model-ready training arrays, and the validation slice held out from them. Never the test set."""
 
     x_train: np.ndarray  # float32 (N, 28, 28, 1) in [0, 1]
     y_train: np.ndarray  # int32 (N,)
-    x_val: np.ndarray
-    y_val: np.ndarray
+    x_val: Optional[np.ndarray]  # None when nothing was held out
+    y_val: Optional[np.ndarray]
+    source: str  # the folder the images were read from
+    checksums: dict  # file name -> SHA-256 of the files read
+
+    @property
+    def validation(self) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        return None if self.x_val is None else (self.x_val, self.y_val)
 
     def describe(self) -> str:
-        return f"{len(self.y_train)} training and {len(self.y_val)} validation images"
+        held_out = f" and {len(self.y_val)} validation" if self.y_val is not None else ""
+        return f"{len(self.y_train)} training{held_out} images"
 
 
 # ----------------------------------------------------------------------------- locating
@@ -100,7 +109,7 @@ def keras_cache_dir() -> Path:
     return Path(home) / "datasets" / "fashion-mnist"
 
 
-def _layout(folder: Path) -> Optional[str]:
+def _format_of(folder: Path) -> Optional[str]:
     """'idx', 'csv' or None, by which complete set of files the folder holds."""
     if all((folder / name).is_file() for name, _ in IDX_FILES.values()):
         return "idx"
@@ -118,17 +127,17 @@ def locate(data_dir: Optional[str] = None, download: bool = True, mirrors: Seque
     """Return the folder to read Fashion-MNIST from; download into Keras's cache as a last resort."""
     if data_dir:
         folder = Path(data_dir).expanduser()
-        if _layout(folder) is None:
+        if _format_of(folder) is None:
             raise DataError(f"--data-dir {folder}: expected {_expected_files()} there")
         return folder
     env = os.environ.get(ENV_VAR)
     if env:
         folder = Path(env).expanduser()
-        if _layout(folder) is None:
+        if _format_of(folder) is None:
             raise DataError(f"{ENV_VAR}={env}: expected {_expected_files()} there")
         return folder
     cache = keras_cache_dir()
-    if _layout(cache) is not None:
+    if _format_of(cache) is not None:
         return cache
     if not download:
         raise DataError(f"no Fashion-MNIST files found; point --data-dir or {ENV_VAR} at a folder with {_expected_files()}")
@@ -235,7 +244,7 @@ def read_kaggle_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def load(data_dir: Optional[str] = None, **locate_kwargs) -> FashionMNIST:
     """Find, verify and read the whole dataset."""
     folder = locate(data_dir, **locate_kwargs)
-    if _layout(folder) == "idx":
+    if _format_of(folder) == "idx":
         arrays, checksums = {}, {}
         for key, (name, sha256) in IDX_FILES.items():
             path = folder / name
@@ -265,39 +274,24 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) / 255.0).reshape((-1,) + IMAGE_SHAPE)
 
 
-def stratified_subset(images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """n images drawn without replacement, keeping the class proportions."""
-    if n >= len(labels):
-        return images, labels
-    from sklearn.model_selection import train_test_split
+def prepare(settings: DataSettings, validation: bool = True, dataset: Optional[FashionMNIST] = None) -> Splits:
+    """The training images `settings` name (all 60,000, or a stratified subset), with a stratified
+    share of settings.val_fraction held out for validation when `validation`; seeded by settings.seed.
 
-    images, _, labels, _ = train_test_split(images, labels, train_size=n, stratify=labels, random_state=seed)
-    return images, labels
-
-
-def training_set(dataset: FashionMNIST, subset: Optional[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training images and labels (uint8), or a stratified subset of `subset` of them."""
-    if subset is None:
-        return dataset.train_images, dataset.train_labels
-    return stratified_subset(dataset.train_images, dataset.train_labels, subset, seed)
-
-
-def split_for_search(
-    dataset: FashionMNIST, subset: Optional[int] = None, val_fraction: float = 0.1, seed: int = 0
-) -> Splits:
-    """Training and validation arrays from the 60,000 training images (stratified, seeded).
-
-    The 10,000 test images are not touched: they are kept for the final evaluation.
+    The one data preparation of search, retrain, lr-find and baselines. The 10,000 test images are
+    not touched: they are kept for the final evaluation. `dataset`: already loaded (else loaded here).
     """
     from sklearn.model_selection import train_test_split
 
-    images, labels = training_set(dataset, subset, seed)
-    x_train, x_val, y_train, y_val = train_test_split(
-        images, labels, test_size=val_fraction, stratify=labels, random_state=seed
-    )
-    return Splits(
-        x_train=to_model_input(x_train),
-        y_train=y_train.astype(np.int32),
-        x_val=to_model_input(x_val),
-        y_val=y_val.astype(np.int32),
-    )
+    dataset = dataset or load(settings.data_dir)
+    images, labels = dataset.train_images, dataset.train_labels
+    if settings.subset is not None and settings.subset < len(labels):
+        images, _, labels, _ = train_test_split(images, labels, train_size=settings.subset, stratify=labels,
+                                                random_state=settings.seed)
+    x_val = y_val = None
+    if validation:
+        images, x_val, labels, y_val = train_test_split(images, labels, test_size=settings.val_fraction,
+                                                        stratify=labels, random_state=settings.seed)
+        x_val, y_val = to_model_input(x_val), y_val.astype(np.int32)
+    return Splits(x_train=to_model_input(images), y_train=labels.astype(np.int32), x_val=x_val, y_val=y_val,
+                  source=dataset.source, checksums=dataset.checksums)

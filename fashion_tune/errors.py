@@ -1,15 +1,14 @@
-"""The one exception type the CLI turns into a one-line message and a non-zero exit."""
+"""The two ways a command ends early that the CLI turns into one line and an exit code."""
 
 
 class UserError(Exception):
-    """A mistake the user can fix (a bad file, key, value or path).
+    """A mistake the user can fix (a bad file, key, value or path): exit code 2.
 
     The message names the file, key or value and the rule it breaks, in one line.
     """
 
 
-class StudyInterrupted(UserError):
-    """A study stopped before its end (Ctrl-C); Tune saved its state and --resume continues it.
-
-    The CLI exits with 130, the conventional code for an interrupted command.
+class StudyInterrupted(Exception):
+    """A study stopped before its end (Ctrl-C): not a mistake; Tune saved its state and
+    --resume continues it. The CLI exits with 130, the conventional code for an interrupted command.
     """

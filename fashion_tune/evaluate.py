@@ -1,6 +1,7 @@
 """Score a trained model on the 10,000 untouched test images, and show where and how sure it is.
 
-Writes to <study>/evaluation/ (or --out): metrics.json; report.md putting numbers and pictures
+score() measures (no files); write_evaluation() writes an EvaluationDir, by default
+<study>/evaluation/ (or --out): metrics.json; report.md putting numbers and pictures
 together; the confusion matrix (counts and row-normalised) as CSV and PNG; a grid of the most
 confident mistakes and the most confused class pairs; per-image probability bars; calibration
 (expected calibration error, reliability diagram, and how accurate the predictions above each
@@ -11,51 +12,27 @@ figures as images and the metrics as scalars.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from fashion_tune import data, plots
+from fashion_tune import atomic, data, plots
 from fashion_tune.data import CLASS_NAMES
-from fashion_tune.errors import UserError
-from fashion_tune.results import write_json
-from fashion_tune.retrain import MODEL_FILE, RETRAIN_DIR
+from fashion_tune.layout import EvaluationDir, ModelDir
+from fashion_tune.model import load_model
 
 log = logging.getLogger(__name__)
 
-EVALUATION_DIR = "evaluation"
-METRICS_FILE = "metrics.json"
 CALIBRATION_BINS = 15
 # A retailer lets predictions below the review threshold go to a person; above it, the
 # accepted predictions must be at least this accurate.
 REVIEW_TARGET_ACCURACY = 0.98
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
-
-
-def model_path_for(study: Optional[str], model: Optional[str], results_dir: str) -> Path:
-    if bool(study) == bool(model):
-        raise UserError("give either --study NAME or --model PATH")
-    path = Path(model) if model else Path(results_dir) / study / RETRAIN_DIR / MODEL_FILE
-    if not path.is_file():
-        hint = f"; run `fashion-tune retrain --study {study}` first" if study else ""
-        raise UserError(f"{path}: no such model file{hint}")
-    return path
-
-
-def load_model(path: Path, compile: bool = True):
-    """Load a .keras model; safe_mode stays on (no arbitrary code from the file).
-
-    compile=False leaves out the optimizer: all inference needs, and a third of the file to save.
-    """
-    import keras
-
-    try:
-        return keras.models.load_model(path, safe_mode=True, compile=compile)
-    except Exception as e:  # Keras raises several types for a bad file; the user needs one line
-        raise UserError(f"{path}: cannot load it as a Keras model ({type(e).__name__}: {str(e).splitlines()[0]})") from None
 
 
 def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
@@ -90,84 +67,139 @@ def review_thresholds(confidence: np.ndarray, correct: np.ndarray) -> dict:
     return {"table": table, "review": review}
 
 
-def evaluate_model(model, images: np.ndarray, labels: np.ndarray, out_dir: Path, title: str,
-                   extra: Optional[dict] = None, sample_seed: int = 0) -> dict:
-    """Score `model` on uint8 test images (N, 28, 28) and write every figure and report to out_dir."""
+@dataclass
+class Scores:
+    """A model's answers on labelled images, and every figure derived from them: no files."""
+
+    x: np.ndarray  # the model inputs (N, 28, 28, 1), for the picture grids
+    labels: np.ndarray  # true classes (N,)
+    probabilities: np.ndarray  # (N, 10)
+    counts: np.ndarray  # the confusion matrix: rows true class, columns prediction
+    report: dict  # scikit-learn's classification report
+    report_text: str  # the same as text
+    calibration: dict  # calibration()
+    thresholds: dict  # review_thresholds()
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.probabilities.max(axis=1)
+
+    @property
+    def normalised(self) -> np.ndarray:
+        """Each row of the confusion matrix as shares of its true class."""
+        return self.counts / np.maximum(self.counts.sum(axis=1, keepdims=True), 1)
+
+    def metrics(self) -> dict:
+        """The numbers, ready for metrics.json."""
+        calib, report = self.calibration, self.report
+        loss = np.mean(-np.log(np.clip(self.probabilities[np.arange(len(self.labels)), self.labels], 1e-7, 1.0)))
+        return {
+            "test_images": int(len(self.labels)),
+            "accuracy": float((self.predicted == self.labels).mean()),
+            "loss": float(loss),
+            "macro_precision": report["macro avg"]["precision"],
+            "macro_recall": report["macro avg"]["recall"],
+            "macro_f1": report["macro avg"]["f1-score"],
+            "per_class": {name: {k: report[name][k] for k in ("precision", "recall", "f1-score", "support")}
+                          for name in CLASS_NAMES},
+            "most_confused": _most_confused(self.counts),
+            "calibration": {"ece": calib["ece"], "bins": CALIBRATION_BINS,
+                            "bin_accuracy": calib["bin_accuracy"].tolist(),
+                            "bin_confidence": calib["bin_confidence"].tolist(),
+                            "bin_counts": calib["bin_counts"].tolist()},
+            "thresholds": self.thresholds["table"],
+            "review": self.thresholds["review"],
+            "mean_confidence": float(self.confidence.mean()),
+        }
+
+
+def score(model, images: np.ndarray, labels: np.ndarray) -> Scores:
+    """Run `model` on uint8 images (N, 28, 28) and measure it against their labels."""
     from sklearn.metrics import classification_report, confusion_matrix
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     x = data.to_model_input(images)
     probabilities = model.predict(x, batch_size=512, verbose=0).astype(np.float64)
     predicted = probabilities.argmax(axis=1)
-    confidence = probabilities.max(axis=1)
     correct = predicted == labels
-    loss = float(np.mean(-np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0))))
-    report = classification_report(labels, predicted, labels=range(len(CLASS_NAMES)), target_names=CLASS_NAMES,
-                                   output_dict=True, digits=4, zero_division=0)
-    report_text = classification_report(labels, predicted, labels=range(len(CLASS_NAMES)), target_names=CLASS_NAMES,
-                                        digits=4, zero_division=0)
-    counts = confusion_matrix(labels, predicted, labels=range(len(CLASS_NAMES)))
-    normalised = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    calib = calibration(confidence, correct)
-    thresholds = review_thresholds(confidence, correct)
-    pairs = _most_confused(counts)
+    classes = dict(labels=range(len(CLASS_NAMES)), target_names=CLASS_NAMES, digits=4, zero_division=0)
+    return Scores(
+        x=x, labels=labels, probabilities=probabilities,
+        counts=confusion_matrix(labels, predicted, labels=range(len(CLASS_NAMES))),
+        report=classification_report(labels, predicted, output_dict=True, **classes),
+        report_text=classification_report(labels, predicted, **classes),
+        calibration=calibration(probabilities.max(axis=1), correct),
+        thresholds=review_thresholds(probabilities.max(axis=1), correct),
+    )
 
-    figures = {
-        "confusion_matrix": plots.confusion_matrix(counts, CLASS_NAMES, False, f"{title}: confusion matrix (counts)"),
-        "confusion_matrix_normalized": plots.confusion_matrix(normalised, CLASS_NAMES, True,
-                                                              f"{title}: confusion matrix (share of each true class)"),
-        "misclassified": _misclassified_grid(x, labels, predicted, confidence, title),
-        "certainty": _certainty_sample(x, labels, probabilities, title, sample_seed),
-        "reliability": plots.reliability_diagram(calib["bin_confidence"], calib["bin_accuracy"],
-                                                 calib["bin_counts"], calib["ece"], f"{title}: reliability"),
-    }
-    for name, png in figures.items():
-        plots.save_png(png, out_dir / f"{name}.png")
-    _write_matrix(out_dir / "confusion_matrix.csv", counts.astype(int), "{}")
-    _write_matrix(out_dir / "confusion_matrix_normalized.csv", normalised, "{:.4f}")
-    (out_dir / "classification_report.txt").write_text(report_text)
 
-    metrics = {
-        "title": title,
-        "test_images": int(len(labels)),
-        "accuracy": float(correct.mean()),
-        "loss": loss,
-        "macro_precision": report["macro avg"]["precision"],
-        "macro_recall": report["macro avg"]["recall"],
-        "macro_f1": report["macro avg"]["f1-score"],
-        "per_class": {name: {k: report[name][k] for k in ("precision", "recall", "f1-score", "support")}
-                      for name in CLASS_NAMES},
-        "most_confused": pairs,
-        "calibration": {"ece": calib["ece"], "bins": CALIBRATION_BINS,
-                        "bin_accuracy": calib["bin_accuracy"].tolist(),
-                        "bin_confidence": calib["bin_confidence"].tolist(),
-                        "bin_counts": calib["bin_counts"].tolist()},
-        "thresholds": thresholds["table"],
-        "review": thresholds["review"],
-        "mean_confidence": float(confidence.mean()),
-        **(extra or {}),
-    }
-    _write_tensorboard(out_dir / "tensorboard", metrics, figures)
-    write_json(out_dir / METRICS_FILE, metrics)
-    (out_dir / "report.md").write_text(report_markdown(metrics, report_text))
+def evaluate_model(model, images: np.ndarray, labels: np.ndarray, out: EvaluationDir, title: str,
+                   extra: Optional[dict] = None, sample_seed: int = 0) -> dict:
+    """Score `model` on uint8 test images (N, 28, 28) and write every figure and report to `out`."""
+    scores = score(model, images, labels)
+    metrics = {"title": title, **scores.metrics(), **(extra or {})}
+    write_evaluation(scores, metrics, out, sample_seed)
     log.info("%s: test accuracy %.4f, loss %.4f, macro F1 %.4f, ECE %.4f; report in %s", title, metrics["accuracy"],
-             loss, metrics["macro_f1"], calib["ece"], out_dir / "report.md")
+             metrics["loss"], metrics["macro_f1"], metrics["calibration"]["ece"], out.report)
     return metrics
 
 
-def evaluate(model_path: Path, out_dir: Optional[Path] = None, data_dir: Optional[str] = None) -> dict:
-    """The `evaluate` command: the model at model_path on the full test set."""
-    model = load_model(model_path)
+def write_evaluation(scores: Scores, metrics: dict, out: EvaluationDir, sample_seed: int = 0) -> None:
+    """metrics.json, report.md, the classification report, the confusion matrices as CSV, every
+    figure as PNG, and all of it in TensorBoard."""
+    out.path.mkdir(parents=True, exist_ok=True)
+    figures = _figures(scores, metrics["title"], sample_seed)
+    for name, png in figures.items():
+        atomic.write_bytes(out.figure(name), png)
+    atomic.write_text(out.table("confusion_matrix"), _matrix_csv(scores.counts.astype(int), "{}"))
+    atomic.write_text(out.table("confusion_matrix_normalized"), _matrix_csv(scores.normalised, "{:.4f}"))
+    atomic.write_text(out.classification_report, scores.report_text)
+    _write_tensorboard(out.tensorboard, metrics, figures)
+    atomic.write_json(out.metrics, metrics)
+    atomic.write_text(out.report, report_markdown(metrics, scores.report_text))
+
+
+def evaluate(model_dir: ModelDir, out: Optional[Path] = None, data_dir: Optional[str] = None) -> tuple[dict, EvaluationDir]:
+    """The `evaluate` command: the model of model_dir on the full test set, written to `out` (by
+    default the model's evaluation folder). The test images are read from --data-dir, else from
+    the folder its retraining read, else the usual places."""
+    model = load_model(model_dir.model)
+    record = json.loads(model_dir.record.read_text()) if model_dir.record.is_file() else None
+    recorded_source = ((record or {}).get("data") or {}).get("source")
+    if not data_dir and recorded_source and Path(recorded_source).is_dir():
+        data_dir = recorded_source
     dataset = data.load(data_dir)
-    out_dir = Path(out_dir) if out_dir else model_path.parent.parent / EVALUATION_DIR
-    extra = {"model": str(model_path.resolve()), "parameters": int(model.count_params()),
+    evaluation = EvaluationDir(Path(out)) if out else model_dir.evaluation
+    extra = {"model": str(model_dir.model.resolve()), "parameters": int(model.count_params()),
              "test_data": {"source": dataset.source, "checksums": dataset.checksums}}
-    retrain_record = model_path.parent / "retrain.json"
-    if retrain_record.is_file():
-        extra["retrain"] = json.loads(retrain_record.read_text())
-    study = extra.get("retrain", {}).get("study") or model_path.stem
-    return evaluate_model(model, dataset.test_images, dataset.test_labels.astype(np.int64), out_dir,
-                          title=f"{study}", extra=extra)
+    if record is not None:
+        extra["retrain"] = record
+    title = (record or {}).get("study") or model_dir.model.stem
+    metrics = evaluate_model(model, dataset.test_images, dataset.test_labels.astype(np.int64), evaluation,
+                             title=title, extra=extra)
+    return metrics, evaluation
+
+
+def headline(metrics: dict) -> str:
+    """One line of the figures that matter most."""
+    return (f"test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
+            f"ECE {metrics['calibration']['ece']:.4f}")
+
+
+def _figures(scores: Scores, title: str, sample_seed: int) -> dict[str, bytes]:
+    calib = scores.calibration
+    return {
+        "confusion_matrix": plots.confusion_matrix(scores.counts, CLASS_NAMES, False, f"{title}: confusion matrix (counts)"),
+        "confusion_matrix_normalized": plots.confusion_matrix(scores.normalised, CLASS_NAMES, True,
+                                                              f"{title}: confusion matrix (share of each true class)"),
+        "misclassified": _misclassified_grid(scores, title),
+        "certainty": _certainty_sample(scores, title, sample_seed),
+        "reliability": plots.reliability_diagram(calib["bin_confidence"], calib["bin_accuracy"],
+                                                 calib["bin_counts"], calib["ece"], f"{title}: reliability"),
+    }
 
 
 def _most_confused(counts: np.ndarray, top: int = 10) -> list[dict]:
@@ -184,27 +216,30 @@ def _most_confused(counts: np.ndarray, top: int = 10) -> list[dict]:
     return pairs
 
 
-def _misclassified_grid(x, labels, predicted, confidence, title, count: int = 36) -> bytes:
+def _misclassified_grid(scores: Scores, title: str, count: int = 36) -> bytes:
     """The mistakes the model was surest of: the ones worth a human look."""
+    predicted, confidence, labels = scores.predicted, scores.confidence, scores.labels
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-confidence[wrong])][:count]
     captions = [f"true {CLASS_NAMES[labels[i]]}\npred {CLASS_NAMES[predicted[i]]} {confidence[i]:.2f}" for i in wrong]
-    return plots.image_grid(x[wrong], captions, f"{title}: most confident mistakes ({len(wrong)} of "
+    return plots.image_grid(scores.x[wrong], captions, f"{title}: most confident mistakes ({len(wrong)} of "
                             f"{int((predicted != labels).sum())})")
 
 
-def _certainty_sample(x, labels, probabilities, title, seed, count: int = 10) -> bytes:
+def _certainty_sample(scores: Scores, title: str, seed: int, count: int = 10) -> bytes:
+    labels = scores.labels
     pick = np.random.default_rng(seed).choice(len(labels), size=min(count, len(labels)), replace=False)
-    return plots.probability_bars(x[pick], probabilities[pick], labels[pick], CLASS_NAMES,
+    return plots.probability_bars(scores.x[pick], scores.probabilities[pick], labels[pick], CLASS_NAMES,
                                   f"{title}: class probabilities of {len(pick)} random test images")
 
 
-def _write_matrix(path: Path, matrix: np.ndarray, fmt: str) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["true \\ predicted", *CLASS_NAMES])
-        for name, row in zip(CLASS_NAMES, matrix):
-            writer.writerow([name, *(fmt.format(v) for v in row)])
+def _matrix_csv(matrix: np.ndarray, fmt: str) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["true \\ predicted", *CLASS_NAMES])
+    for name, row in zip(CLASS_NAMES, matrix):
+        writer.writerow([name, *(fmt.format(v) for v in row)])
+    return out.getvalue()
 
 
 def _write_tensorboard(folder: Path, metrics: dict, figures: dict) -> None:

@@ -22,6 +22,18 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 # Pillow's own bomb guard warns above ~89 Mpx; we refuse earlier, before decoding a pixel.
 MAX_PIXELS = 40_000_000
 
+# What fashion_mnist_style does, step by step: the model card lists these for a model's users.
+PREPROCESSING_STEPS = (
+    "decode the image (PNG, JPEG, BMP, GIF, WebP, TIFF); apply its EXIF orientation",
+    "composite transparent pixels onto white",
+    "convert to 8-bit grayscale",
+    "if the corners are light (median > 127), negate intensities so the object is light on dark",
+    "subtract the corners' median (the background), scale so the brightest pixel is 255",
+    "trim to the object (pixels above 10% of the maximum)",
+    "resize the longest edge to 28 pixels (Lanczos), keeping the aspect ratio",
+    "centre on a 28x28 black canvas; divide by 255 -> float32 in [0, 1], shape (28, 28, 1)",
+)
+
 
 class ImageError(UserError):
     """An input that is not a usable image; the message names it."""

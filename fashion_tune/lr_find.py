@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import logging
 import math
+import time
 from pathlib import Path
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from fashion_tune import data, plots
+from fashion_tune import atomic, data, layout, plots
 from fashion_tune.config import DataSettings, TrainParams
 from fashion_tune.errors import UserError
+from fashion_tune.model import compiled_model
+from fashion_tune.results import read_best_config
 
 log = logging.getLogger(__name__)
 
@@ -27,25 +32,19 @@ DIVERGED = 4.0  # stop once the smoothed loss is this many times its lowest valu
 
 def lr_find(params: TrainParams, data_settings: DataSettings, out_dir: Path, min_lr: float = 1e-4,
             max_lr: float = 1e-1, steps: int = 100) -> dict:
+    """Sweep the learning rate over `steps` batches of `params`' model; write the curve to out_dir."""
     if not 0 < min_lr < max_lr:
         raise UserError(f"--min-lr {min_lr} and --max-lr {max_lr}: need 0 < min-lr < max-lr")
     if steps < 10:
         raise UserError(f"--steps is {steps}, must be >= 10")
-    import keras
-
-    from fashion_tune.model import build_model, compile_model
-
-    dataset = data.load(data_settings.data_dir)
-    images, labels = data.training_set(dataset, data_settings.subset, params.seed)
-    x, y = data.to_model_input(images), labels.astype(np.int32)
-    keras.utils.set_random_seed(params.seed)
+    splits = data.prepare(dataclasses.replace(data_settings, seed=params.seed), validation=False)
     # The sweep sets the rate batch by batch itself: a configured schedule would fight it.
     sweep_params = dataclasses.replace(params, lr_schedule="constant")
-    model = compile_model(build_model(sweep_params), sweep_params)
-    sweep = _Sweep(keras, min_lr, max_lr, steps)
-    batches_per_epoch = math.ceil(len(y) / params.batch_size)
-    model.fit(x, y, batch_size=params.batch_size, epochs=math.ceil(steps / batches_per_epoch), callbacks=[sweep],
-              verbose=0)
+    model = compiled_model(sweep_params)
+    sweep = sweep_callback(min_lr, max_lr, steps)
+    batches_per_epoch = math.ceil(len(splits.y_train) / params.batch_size)
+    model.fit(splits.x_train, splits.y_train, batch_size=params.batch_size,
+              epochs=math.ceil(steps / batches_per_epoch), callbacks=[sweep], verbose=0)
     rates, losses = np.array(sweep.rates), np.array(sweep.smoothed)
     if len(rates) < 5:
         raise UserError(f"the loss diverged after {len(rates)} batches; lower --min-lr")
@@ -55,20 +54,45 @@ def lr_find(params: TrainParams, data_settings: DataSettings, out_dir: Path, min
     steepest = int(np.argmin(slopes)) if lowest >= 2 else 0
     suggestion = float(rates[steepest])
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "lr_find.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["step", "learning_rate", "loss", "smoothed_loss"])
-        writer.writerows(zip(range(1, len(rates) + 1), sweep.rates, sweep.losses, sweep.smoothed))
-    plots.save_png(plots.loss_vs_learning_rate(rates, losses, suggestion, "learning-rate range test"),
-                   out_dir / "lr_find.png")
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["step", "learning_rate", "loss", "smoothed_loss"])
+    writer.writerows(zip(range(1, len(rates) + 1), sweep.rates, sweep.losses, sweep.smoothed))
+    atomic.write_text(out_dir / "lr_find.csv", table.getvalue())
+    atomic.write_bytes(out_dir / "lr_find.png",
+                       plots.loss_vs_learning_rate(rates, losses, suggestion, "learning-rate range test"))
     result = {"suggestion": suggestion, "lowest_loss_rate": float(rates[lowest]),
-              "range": [suggestion / 10, float(rates[lowest])], "steps": len(rates), "diverged": sweep.diverged}
+              "range": [suggestion / 10, float(rates[lowest])], "steps": len(rates), "diverged": sweep.diverged,
+              "plot": out_dir / "lr_find.png"}
     log.info("suggested learning_rate %.2e (steepest fall); lowest loss at %.2e; curve in %s",
              suggestion, result["lowest_loss_rate"], out_dir / "lr_find.png")
     return result
 
 
-def _Sweep(keras, min_lr: float, max_lr: float, steps: int):
+def run(study: Optional[str], config: Optional[str], results_dir: str, out: Optional[str],
+        data_flags: Mapping[str, Any], **sweep) -> dict:
+    """The `lr-find` command: a study's best configuration (--study / --config) or the TrainParams
+    defaults, swept on the data the flags name; written to --out or layout.lr_find_dir_for."""
+    params, config_path = TrainParams(), None
+    if study or config:
+        config_path = layout.best_config_of(study, config, results_dir)
+        params = TrainParams.from_config(read_best_config(config_path)["params"])
+    out_dir = Path(out) if out else layout.lr_find_dir_for(study, config_path, results_dir,
+                                                         time.strftime("%Y%m%d-%H%M%S"))
+    return lr_find(params, DataSettings.layered(data_flags), out_dir, **sweep)
+
+
+def for_space_file(result: dict) -> str:
+    """The suggested range as a line for a space file's params."""
+    low, high = result["range"]
+    return f"learning_rate: {{type: float, low: {low:.1e}, high: {high:.1e}, log: true}}"
+
+
+def sweep_callback(min_lr: float, max_lr: float, steps: int):
+    """A Keras callback that raises the learning rate exponentially from min_lr to max_lr over
+    `steps` batches, records each batch's loss, and stops once the loss diverges."""
+    import keras
+
     class Sweep(keras.callbacks.Callback):
         """Sets the learning rate before each batch and records that batch's own loss."""
 

@@ -1,17 +1,21 @@
-"""The CNN: a pure function from TrainParams to an uncompiled Keras model.
+"""The CNN: what network a set of hyperparameters means, and the one way to make and load one.
 
-No I/O, no Ray. Sampling lives in the search space, fitting in trainable.py; this file only
-says what network a set of hyperparameters means. compile_model() attaches the optimizer and
-loss the parameters ask for, so every caller (trial, retrain, benchmark) compiles the same way.
+build_model() is a pure function from TrainParams to an uncompiled Keras model (no I/O, no Ray).
+compile_model() attaches the optimizer and loss the parameters ask for; compiled_model() seeds,
+builds and compiles, the way every trial, retrain, lr-find and baseline starts. load_model() reads
+a saved model back with Keras's safe mode on. Sampling lives in the search space, fitting in
+trainable.py (a trial) and training.py (everything else).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from pathlib import Path
+from typing import Callable, Optional
 
 from fashion_tune.config import TrainParams
 from fashion_tune.data import CLASS_NAMES, IMAGE_SHAPE
+from fashion_tune.errors import UserError
 
 # Batch norm's moving statistics (used at inference, so for every validation score) follow the
 # batches with this momentum. With Keras's 0.99 they lag the fast-moving weights of a first epoch:
@@ -108,3 +112,26 @@ def compile_model(model, params: TrainParams, train_images: Optional[int] = None
     model.compile(optimizer=make_optimizer(params, steps_per_epoch), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], jit_compile=params.jit_compile)
     return model
+
+
+def compiled_model(params: TrainParams, train_images: Optional[int] = None,
+                   network: Optional[Callable[[TrainParams], object]] = None):
+    """Seed Keras with params.seed, build the network (build_model, or `network`: a baseline's
+    builder) and compile it as `params` asks. The same weights for the same seed, every time."""
+    import keras
+
+    keras.utils.set_random_seed(params.seed)
+    return compile_model((network or build_model)(params), params, train_images)
+
+
+def load_model(path: Path, compile: bool = True):
+    """Load a .keras model; safe_mode stays on (no arbitrary code from the file).
+
+    compile=False leaves out the optimizer: all inference needs, and a third of the file to save.
+    """
+    import keras
+
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=compile)
+    except Exception as e:  # Keras raises several types for a bad file; the user needs one line
+        raise UserError(f"{path}: cannot load it as a Keras model ({type(e).__name__}: {str(e).splitlines()[0]})") from None

@@ -1,12 +1,12 @@
-"""The figures of an evaluation (and lr-find), as matplotlib figures saved to PNG.
+"""The figures of an evaluation, lr-find and the search-efficiency benchmark, drawn with matplotlib.
 
-Pure drawing: arrays in, a PNG file (or its bytes, for TensorBoard) out. No TensorFlow, no Ray.
+Pure drawing: arrays in, PNG bytes out (the caller writes them to a file, or to TensorBoard).
+No TensorFlow, no Ray.
 """
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -26,11 +26,6 @@ def png_bytes(fig) -> bytes:
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     _pyplot().close(fig)
     return buffer.getvalue()
-
-
-def save_png(png: bytes, path: Path) -> Path:
-    path.write_bytes(png)
-    return path
 
 
 def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], normalised: bool, title: str) -> bytes:
@@ -130,7 +125,7 @@ def loss_vs_learning_rate(rates: np.ndarray, losses: np.ndarray, suggestion: flo
     return png_bytes(fig)
 
 
-def best_so_far(curves: dict, metric: str, title: str) -> bytes:
+def best_so_far_curves(curves: dict, metric: str, title: str) -> bytes:
     """For each study: the best metric reached against the trial-epochs spent to reach it."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))

@@ -1,4 +1,5 @@
-"""Read a study folder and write its reports: leaderboard.csv, best_config.json, summary.md.
+"""Read a study folder and write its reports: leaderboard.csv, best_config.json, summary.md;
+and read them back for the steps after a search (read_study, read_best_config).
 
 Reads only files (Tune's per-trial result.json and params.json, error.txt, our study.json), so it
 works on a finished, an interrupted or a copied study, without Ray or TensorFlow, and can be
@@ -12,23 +13,17 @@ import csv
 import io
 import json
 import math
-import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from fashion_tune.config import TrainParams
+from fashion_tune import atomic
+from fashion_tune.config import ConfigError, TrainParams
 from fashion_tune.errors import UserError
-from fashion_tune.space import load_space
-
-STUDY_FILE = "study.json"
-SPACE_COPY = "space.yaml"
-LEADERBOARD = "leaderboard.csv"
-BEST_CONFIG = "best_config.json"
-SUMMARY = "summary.md"
+from fashion_tune.layout import TRIAL_ERROR, TRIAL_RESULTS, TRIAL_PARAMS, StudyDir
+from fashion_tune.space import SearchSpace, load_space
 
 COMPLETED, STOPPED, FAILED, UNFINISHED = "completed", "stopped early", "failed", "unfinished"
 
@@ -38,7 +33,6 @@ class TrialRecord:
     """One trial as its folder tells it."""
 
     trial_id: str
-    folder: str  # folder name inside the study
     status: str  # COMPLETED, STOPPED, FAILED or UNFINISHED
     epochs: int  # epochs trained (reported)
     best_value: Optional[float]  # best value of the study's metric over its epochs
@@ -51,66 +45,68 @@ class TrialRecord:
     failures: int = 0  # crashes Tune recorded; with --max-failures a trial can recover from them
 
 
-def write_json(path: Path, obj: Any) -> None:
-    _write_atomic(Path(path), json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def read_study(study: StudyDir) -> dict:
+    """study.json: how the study was started (search.py writes it)."""
+    if not study.record.is_file():
+        raise UserError(f"{study.path}: not a study folder (no {study.record.name})")
+    return json.loads(study.record.read_text())
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write beside the target, then rename: readers see the old file or the new one, never half."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=path.name, suffix=".tmp", delete=False) as f:
-        f.write(text)
-    os.replace(f.name, path)
+def read_best_config(path: Path) -> dict:
+    """A best_config.json (written by a study), checked enough to retrain from."""
+    try:
+        best = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file (a study writes best_config.json when it ends)") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(best, dict) or not isinstance(best.get("params"), dict):
+        raise UserError(f"{path}: no 'params' mapping; expected a study's best_config.json")
+    try:
+        TrainParams.from_config(best["params"])
+    except ConfigError as e:
+        raise UserError(f"{path}: params: {e}") from None
+    return best
 
 
-def read_study(study_dir: Path) -> dict:
-    path = Path(study_dir) / STUDY_FILE
-    if not path.is_file():
-        raise UserError(f"{study_dir}: not a study folder (no {STUDY_FILE})")
-    return json.loads(path.read_text())
 
-
-def read_trials(study_dir: Path, metric: str, mode: str, max_epochs: int, finished: bool) -> list[TrialRecord]:
+def read_trials(study: StudyDir, metric: str, mode: str, max_epochs: int, finished: bool) -> list[TrialRecord]:
     """Every trial folder of the study, ranked best first (failed and empty trials last)."""
-    trials = []
-    for folder in sorted(Path(study_dir).iterdir()):
-        if not (folder / "params.json").is_file():
-            continue
-        rows = _read_json_lines(folder / "result.json")
-        config = json.loads((folder / "params.json").read_text())
-        error_text = (folder / "error.txt").read_text() if (folder / "error.txt").is_file() else ""
-        failure_times = _FAILURE_HEADER.findall(error_text)
-        # Tune keeps error.txt after a retry succeeds: the trial failed only if no result came
-        # after its last failure (both stamps are Tune's local '%Y-%m-%d_%H-%M-%S').
-        failed = bool(failure_times) and (not rows or failure_times[-1] >= rows[-1].get("date", ""))
-        error = _error_summary(error_text) if failed else ""
-        scored = [r for r in rows if _finite(r.get(metric))]
-        best = (max if mode == "max" else min)(scored, key=lambda r: r[metric]) if scored else None
-        epochs = max((int(r.get("training_iteration", 0)) for r in rows), default=0)
-        if failed:
-            status = FAILED
-        elif epochs >= max_epochs:
-            status = COMPLETED
-        else:
-            status = STOPPED if finished else UNFINISHED
-        trials.append(
-            TrialRecord(
-                trial_id=str(rows[0]["trial_id"]) if rows else folder.name.split("_")[-1],
-                folder=folder.name,
-                status=status,
-                epochs=epochs,
-                best_value=best[metric] if best else None,
-                best_epoch=int(best["training_iteration"]) if best else None,
-                val_loss=best.get("val_loss") if best else None,
-                val_accuracy=best.get("val_accuracy") if best else None,
-                config=config,
-                error=error,
-                nodes=tuple(dict.fromkeys(r["node_id"] for r in rows if r.get("node_id"))),
-                failures=len(failure_times),
-            )
-        )
+    trials = [_read_trial(folder, metric, mode, max_epochs, finished) for folder in study.trial_dirs()]
     sign = -1 if mode == "max" else 1
     trials.sort(key=lambda t: (t.best_value is None, sign * (t.best_value or 0.0), t.trial_id))
     return trials
+
+
+def _read_trial(folder: Path, metric: str, mode: str, max_epochs: int, finished: bool) -> TrialRecord:
+    rows = _read_json_lines(folder / TRIAL_RESULTS)
+    error_text = (folder / TRIAL_ERROR).read_text() if (folder / TRIAL_ERROR).is_file() else ""
+    failure_times = _FAILURE_HEADER.findall(error_text)
+    # Tune keeps error.txt after a retry succeeds: the trial failed only if no result came
+    # after its last failure (both stamps are Tune's local '%Y-%m-%d_%H-%M-%S').
+    failed = bool(failure_times) and (not rows or failure_times[-1] >= rows[-1].get("date", ""))
+    scored = [r for r in rows if _finite(r.get(metric))]
+    best = (max if mode == "max" else min)(scored, key=lambda r: r[metric]) if scored else None
+    epochs = max((int(r.get("training_iteration", 0)) for r in rows), default=0)
+    if failed:
+        status = FAILED
+    elif epochs >= max_epochs:
+        status = COMPLETED
+    else:
+        status = STOPPED if finished else UNFINISHED
+    return TrialRecord(
+        trial_id=str(rows[0]["trial_id"]) if rows else folder.name.split("_")[-1],
+        status=status,
+        epochs=epochs,
+        best_value=best[metric] if best else None,
+        best_epoch=int(best["training_iteration"]) if best else None,
+        val_loss=best.get("val_loss") if best else None,
+        val_accuracy=best.get("val_accuracy") if best else None,
+        config=json.loads((folder / TRIAL_PARAMS).read_text()),
+        error=_error_summary(error_text) if failed else "",
+        nodes=tuple(dict.fromkeys(r["node_id"] for r in rows if r.get("node_id"))),
+        failures=len(failure_times),
+    )
 
 
 @dataclass
@@ -123,11 +119,10 @@ class Progress:
     trial_id: str  # the trial that reported this epoch
 
 
-def best_so_far(study_dir: Path, metric: str, mode: str, started_at: float) -> list[Progress]:
+def search_progress(study: StudyDir, metric: str, mode: str, started_at: float) -> list[Progress]:
     """Every epoch any trial reported, in the order they were reported, with the best value so far:
     what more trials or more time would have bought."""
-    rows = [r for folder in sorted(Path(study_dir).iterdir()) if (folder / "params.json").is_file()
-            for r in _read_json_lines(folder / "result.json")]
+    rows = [r for folder in study.trial_dirs() for r in _read_json_lines(folder / TRIAL_RESULTS)]
     rows.sort(key=lambda r: (r.get("timestamp", 0), r.get("time_total_s", 0)))
     better = max if mode == "max" else min
     progress, best = [], None
@@ -138,23 +133,22 @@ def best_so_far(study_dir: Path, metric: str, mode: str, started_at: float) -> l
     return progress
 
 
-def write_reports(study_dir: Path) -> dict:
+def write_reports(study: StudyDir) -> dict:
     """Write leaderboard.csv, best_config.json and summary.md; return what they say."""
-    study_dir = Path(study_dir)
-    study = read_study(study_dir)
-    space = load_space(study_dir / SPACE_COPY)
-    finished = bool(study.get("finished_at"))
-    trials = read_trials(study_dir, space.metric, space.mode, space.max_epochs, finished)
+    record = read_study(study)
+    space = load_space(study.space_copy)
+    finished = bool(record.get("finished_at"))
+    trials = read_trials(study, space.metric, space.mode, space.max_epochs, finished)
     if not trials:
-        raise UserError(f"{study_dir}: the study has no trials yet")
+        raise UserError(f"{study.path}: the study has no trials yet")
     best = trials[0] if trials[0].best_value is not None else None
 
-    _write_atomic(study_dir / LEADERBOARD, leaderboard_csv(trials, [p.name for p in space.params]))
+    atomic.write_text(study.leaderboard, leaderboard_csv(trials, [p.name for p in space.params]))
     if best is not None:
-        write_json(study_dir / BEST_CONFIG, best_config(study, space, best))
-    progress = best_so_far(study_dir, space.metric, space.mode, study["started_at"])
-    summary = summary_markdown(study, space, trials, best, finished, progress)
-    _write_atomic(study_dir / SUMMARY, summary)
+        atomic.write_json(study.best_config, best_config(record, space, best))
+    progress = search_progress(study, space.metric, space.mode, record["started_at"])
+    summary = summary_markdown(record, space, trials, best, finished, progress)
+    atomic.write_text(study.summary, summary)
     return {"best_value": best.best_value if best else None, "trials": len(trials), "summary_md": summary}
 
 
@@ -171,7 +165,7 @@ def leaderboard_csv(trials: list[TrialRecord], searched: list[str]) -> str:
     return out.getvalue()
 
 
-def best_config(study: dict, space, best: TrialRecord) -> dict:
+def best_config(study: dict, space: SearchSpace, best: TrialRecord) -> dict:
     """Everything retraining needs: the complete TrainParams, the data settings, and provenance."""
     return {
         "study": study["name"],
@@ -186,7 +180,7 @@ def best_config(study: dict, space, best: TrialRecord) -> dict:
     }
 
 
-def edge_warnings(space, config: dict) -> list[str]:
+def edge_warnings(space: SearchSpace, config: dict) -> list[str]:
     warnings = []
     for spec in space.params:
         if spec.name not in config:
@@ -203,23 +197,50 @@ def edge_warnings(space, config: dict) -> list[str]:
     return warnings
 
 
-def summary_markdown(study: dict, space, trials: list[TrialRecord], best: Optional[TrialRecord], finished: bool,
-                     progress: list[Progress]) -> str:
+def summary_markdown(study: dict, space: SearchSpace, trials: list[TrialRecord], best: Optional[TrialRecord],
+                     finished: bool, progress: list[Progress]) -> str:
+    """summary.md: the study at a glance, section by section."""
+    lines = _overview(study, space, trials, best, finished)
+    lines += ["", "## Reproduce", "", "```", study["command"], "```", "", "## Settings", "",
+              "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in study["settings"].items()]
+    lines += [f"| data.{k} | {v} |" for k, v in study["data"].items()]
+    if best is not None:
+        lines += _best_configuration(space, best)
+    lines += _progress_table(space.metric, progress)
+    lines += _leaderboard_table(space, trials)
+    failed = [t for t in trials if t.status == FAILED]
+    if failed:
+        lines += ["", "## Failed trials", ""] + [f"- `{t.trial_id}`: {t.error}" for t in failed]
+    logdir = Path(study["settings"]["results_dir"]) / study["name"]
+    lines += [
+        "",
+        "## Notes",
+        "",
+        "- ASHA stops weak trials after grace_period epochs and at each rung; a stopped trial reaches Optuna "
+        "as pruned, so TPE ranks it below every trial that ran its budget (by how far it got, then its value).",
+        f"- Curves and the HParams comparison: `tensorboard --logdir {logdir}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _overview(study: dict, space: SearchSpace, trials: list[TrialRecord], best: Optional[TrialRecord],
+              finished: bool) -> list[str]:
     counts = {s: sum(t.status == s for t in trials) for s in (COMPLETED, STOPPED, FAILED, UNFINISHED)}
-    trial_epochs = sum(t.epochs for t in trials)
-    settings = study["settings"]
     wall = study.get("wall_s")
+    status = "finished" if finished else f"not finished (interrupted or still running): resume with `--resume {study['name']}`"
     lines = [
         f"# Study `{study['name']}`",
         "",
-        f"- Status: {'finished' if finished else 'not finished (interrupted or still running): resume with `--resume ' + study['name'] + '`'}",
+        f"- Status: {status}",
         f"- Started: {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(study['started_at']))}",
         f"- Wall time: {_duration(wall) if wall else 'n/a'}",
         f"- Search space: `{study['space']['path']}` (sha256 `{study['space']['sha256'][:16]}…`, copied to `space.yaml`)",
         f"- Ranked by: {space.metric} ({space.mode})",
         f"- Trials: {len(trials)} — {counts[COMPLETED]} completed, {counts[STOPPED]} stopped early by ASHA, "
         f"{counts[FAILED]} failed" + (f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""),
-        f"- Trial-epochs trained: {trial_epochs} (of {len(trials) * space.max_epochs} without early stopping)",
+        f"- Trial-epochs trained: {sum(t.epochs for t in trials)} (of {len(trials) * space.max_epochs} without early stopping)",
         f"- Ray nodes that ran trials: {len({n for t in trials for n in t.nodes})}",
     ]
     recovered = [t for t in trials if t.failures and t.status != FAILED]
@@ -228,45 +249,40 @@ def summary_markdown(study: dict, space, trials: list[TrialRecord], best: Option
                      f"{sum(t.failures for t in recovered)} crashes")
     if best is not None:
         lines.append(f"- Best {space.metric}: **{best.best_value:.4f}** (trial `{best.trial_id}`, epoch {best.best_epoch})")
-    lines += ["", "## Reproduce", "", "```", study["command"], "```", "", "## Settings", "",
-              "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in settings.items()]
-    lines += [f"| data.{k} | {v} |" for k, v in study["data"].items()]
-    if best is not None:
-        lines += ["", "## Best configuration", "", "| parameter | value | searched |", "|---|---|---|"]
-        searched = {p.name for p in space.params}
-        full = TrainParams.from_config(best.config).to_dict()
-        lines += [f"| {k} | {v} | {'yes' if k in searched else ''} |" for k, v in full.items()]
-        warnings = edge_warnings(space, best.config)
-        if warnings:
-            lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
+    return lines
+
+
+def _best_configuration(space: SearchSpace, best: TrialRecord) -> list[str]:
+    lines = ["", "## Best configuration", "", "| parameter | value | searched |", "|---|---|---|"]
+    searched = {p.name for p in space.params}
+    full = TrainParams.from_config(best.config).to_dict()
+    lines += [f"| {k} | {v} | {'yes' if k in searched else ''} |" for k, v in full.items()]
+    warnings = edge_warnings(space, best.config)
+    if warnings:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
+    return lines
+
+
+def _progress_table(metric: str, progress: list[Progress]) -> list[str]:
+    """Each new best as the search went on; nothing when no trial reported a value."""
     improvements = [p for i, p in enumerate(progress) if p.best is not None and (i == 0 or p.best != progress[i - 1].best)]
-    if improvements:
-        lines += ["", f"## Best {space.metric} as the search went on", "",
-                  "When each new best was reported: a curve that flattens early says fewer trials would have done.", "",
-                  "| minutes | trial-epochs spent | best so far | trial |", "|---|---|---|---|"]
-        lines += [f"| {p.minutes:.1f} | {p.trial_epochs} | {p.best:.4f} | {p.trial_id} |" for p in improvements]
-    lines += ["", "## Leaderboard (top 10; all trials in leaderboard.csv)", "",
-              "| rank | trial | status | epochs | " + space.metric + " | " +
-              " | ".join(p.name for p in space.params) + " |",
-              "|" + "---|" * (5 + len(space.params))]
+    if not improvements:
+        return []
+    lines = ["", f"## Best {metric} as the search went on", "",
+             "When each new best was reported: a curve that flattens early says fewer trials would have done.", "",
+             "| minutes | trial-epochs spent | best so far | trial |", "|---|---|---|---|"]
+    return lines + [f"| {p.minutes:.1f} | {p.trial_epochs} | {p.best:.4f} | {p.trial_id} |" for p in improvements]
+
+
+def _leaderboard_table(space: SearchSpace, trials: list[TrialRecord]) -> list[str]:
+    lines = ["", "## Leaderboard (top 10; all trials in leaderboard.csv)", "",
+             "| rank | trial | status | epochs | " + space.metric + " | " + " | ".join(p.name for p in space.params) + " |",
+             "|" + "---|" * (5 + len(space.params))]
     for rank, t in enumerate(trials[:10], 1):
         value = f"{t.best_value:.4f}" if t.best_value is not None else "—"
         params = " | ".join(_short(t.config.get(p.name, "")) for p in space.params)
         lines.append(f"| {rank} | {t.trial_id} | {t.status} | {t.epochs} | {value} | {params} |")
-    failed = [t for t in trials if t.status == FAILED]
-    if failed:
-        lines += ["", "## Failed trials", ""] + [f"- `{t.trial_id}`: {t.error}" for t in failed]
-    lines += [
-        "",
-        "## Notes",
-        "",
-        "- ASHA stops weak trials after grace_period epochs and at each rung; a stopped trial reaches Optuna "
-        "as pruned, so TPE ranks it below every trial that ran its budget (by how far it got, then its value).",
-        f"- Curves and the HParams comparison: `tensorboard --logdir {Path(settings['results_dir']) / study['name']}`",
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 _FAILURE_HEADER = re.compile(r"^Failure # \d+ \(occurred at (\S+)\)", re.MULTILINE)

@@ -1,7 +1,7 @@
 """A study: Ray Tune runs trials that Optuna's TPE proposes, and ASHA stops the weak ones early.
 
 The driver loads the data once and hands it to every trial through Ray's object store. Each
-study lives in <results_dir>/<name>/: Tune's trial folders (TensorBoard events, progress.csv,
+study lives in <results_dir>/<name>/ (a layout.StudyDir): Tune's trial folders (TensorBoard events, progress.csv,
 checkpoints), study.json (how it was started, so it can be resumed and reproduced), a copy of
 the space file, and the reports results.py writes when it ends.
 """
@@ -9,19 +9,17 @@ the space file, and the reports results.py writes when it ends.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import logging
 import os
 import shlex
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
-from fashion_tune import data, results
-from fashion_tune.config import DataSettings, SearchSettings
+from fashion_tune import atomic, data, layout, results
+from fashion_tune.config import DataSettings, SearchSettings, flag_of
 from fashion_tune.errors import StudyInterrupted, UserError
-from fashion_tune.results import SPACE_COPY, STUDY_FILE
+from fashion_tune.layout import StudyDir
 from fashion_tune.space import ParamSpec, SearchSpace, load_space
 
 log = logging.getLogger(__name__)
@@ -51,23 +49,24 @@ def param_space(space: SearchSpace, settings: SearchSettings) -> dict[str, Any]:
     return {**space.fixed, **domains, "seed": settings.seed, **execution}
 
 
-def new_study(flags: Mapping[str, Any], data_settings: DataSettings) -> Path:
-    """Start a study. flags: SearchSettings values from the command line (None: not given)."""
+def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyDir:
+    """Start a study. flags, data_flags: SearchSettings and DataSettings values from the command
+    line (None: not given); a setting not given comes from the space file, then the defaults."""
     space = load_space(flags.get("space") or SearchSettings.space)
     settings = SearchSettings.layered(space.search_defaults, flags)
     if not settings.name:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         settings = SearchSettings.layered(settings.to_dict(), {"name": f"{Path(space.path).stem}-{stamp}"})
+    # One seed for the study: TPE, the validation split and every trial.
+    data_settings = DataSettings.layered(data_flags, {"seed": settings.seed})
     _check_budget(settings, space)
-    study_dir = study_path(settings)
-    if study_dir.exists():
+    study = study_dir(settings)
+    if study.path.exists():
         raise UserError(
-            f"study {settings.name!r} already exists at {study_dir}; choose another --name, "
+            f"study {settings.name!r} already exists at {study.path}; choose another --name, "
             f"or continue it with --resume {settings.name}"
         )
-    # One seed for the study: TPE, the validation split and every trial.
-    data_settings = dataclasses.replace(data_settings, seed=settings.seed)
-    splits = _load_splits(data_settings)
+    splits = _prepare_data(data_settings)
     # Absolute in the record, so --resume works from any folder; the command keeps what was typed.
     data_dir = str(Path(data_settings.data_dir).expanduser().resolve()) if data_settings.data_dir else None
     record = {
@@ -80,51 +79,50 @@ def new_study(flags: Mapping[str, Any], data_settings: DataSettings) -> Path:
         "finished_at": None,
     }
     with ray_session(settings):  # before anything is written: a cluster that cannot run it writes nothing
-        study_dir.mkdir(parents=True)
-        (study_dir / SPACE_COPY).write_text(space.text)
-        results.write_json(study_dir / STUDY_FILE, record)
-        return _run(settings, space, splits, study_dir, record, restore=False)
+        study.path.mkdir(parents=True)
+        atomic.write_text(study.space_copy, space.text)
+        atomic.write_json(study.record, record)
+        return _run(settings, space, splits, study, record, restore=False)
 
 
-def resume_study(name: str, results_dir: str, address: Optional[str] = None) -> Path:
-    """Continue an interrupted study with its searcher's state; a finished one is left as it is."""
-    study_dir = Path(results_dir).expanduser().resolve() / name
-    record_path = study_dir / STUDY_FILE
-    if not record_path.is_file():
-        raise UserError(f"--resume {name}: no study at {study_dir} (no {STUDY_FILE} there)")
-    record = json.loads(record_path.read_text())
+# What may accompany --resume: where the study lives, and where it runs now.
+RESUME_FLAGS = ("results_dir", "address")
+
+
+def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyDir:
+    """Continue an interrupted study with its searcher's state; a finished one is left as it is.
+
+    A study continues with the settings it started with: any other search or data flag is refused,
+    not silently ignored."""
+    given = [flag_of(k) for k, v in {**flags, **data_flags}.items() if v is not None and k not in RESUME_FLAGS]
+    if given:
+        raise UserError(f"--resume {name}: {', '.join(given)} cannot change a study that has begun (it continues "
+                        f"with the settings it started with); only {' and '.join(map(flag_of, RESUME_FLAGS))} "
+                        "go with --resume")
+    study = StudyDir.named(Path(flags.get("results_dir") or SearchSettings.results_dir).expanduser().resolve(), name)
+    if not study.record.is_file():
+        raise UserError(f"--resume {name}: no study at {study.path} (no {study.record.name} there)")
+    record = results.read_study(study)
     if record.get("finished_at"):
-        log.info("study %r already finished; nothing to resume (its reports are in %s)", name, study_dir)
-        return study_dir
-    settings = SearchSettings.from_config({**record["settings"], "address": address})
+        log.info("study %r already finished; nothing to resume (its reports are in %s)", name, study.path)
+        return study
+    settings = SearchSettings.from_config({**record["settings"], "address": flags.get("address")})
     # The space as it was when the study started, not whatever the original path holds now.
-    space = load_space(study_dir / SPACE_COPY)
-    splits = _load_splits(DataSettings.from_config(record["data"]))
+    space = load_space(study.space_copy)
+    splits = _prepare_data(DataSettings.from_config(record["data"]))
     with ray_session(settings):
-        return _run(settings, space, splits, study_dir, record, restore=True)
+        return _run(settings, space, splits, study, record, restore=True)
 
 
-def study_path(settings: SearchSettings) -> Path:
-    return Path(settings.results_dir).expanduser().resolve() / settings.name
+def study_dir(settings: SearchSettings) -> StudyDir:
+    """The study's folder, absolute: Tune's storage path must be."""
+    return StudyDir.named(Path(settings.results_dir).expanduser().resolve(), settings.name)
 
 
 def reproduce_command(settings: SearchSettings, data_settings: DataSettings) -> str:
-    """The exact command line that runs this study again."""
-    args = ["python", "-m", "fashion_tune", "search", "--space", settings.space, "--name", settings.name]
-    for key in ("num_samples", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "searcher", "scheduler",
-                "grace_period", "reduction_factor", "tpe_startup_trials", "max_failures", "seed"):
-        value = getattr(settings, key)
-        if value is not None:
-            args += ["--" + key.replace("_", "-"), str(value)]
-    args += ["--" + key.replace("_", "-") for key in ("mixed_precision", "jit_compile") if getattr(settings, key)]
-    if settings.results_dir != SearchSettings.results_dir:
-        args += ["--results-dir", settings.results_dir]
-    if data_settings.subset is not None:
-        args += ["--subset", str(data_settings.subset)]
-    args += ["--val-fraction", str(data_settings.val_fraction)]
-    if data_settings.data_dir:
-        args += ["--data-dir", data_settings.data_dir]
-    return shlex.join(args)
+    """The exact command line that runs this study again (made from the settings' own fields)."""
+    return shlex.join(["python", "-m", "fashion_tune", "search", *settings.command_line_args(),
+                       *data_settings.command_line_args()])
 
 
 def _check_budget(settings: SearchSettings, space: SearchSpace) -> None:
@@ -135,14 +133,14 @@ def _check_budget(settings: SearchSettings, space: SearchSpace) -> None:
         )
 
 
-def _load_splits(data_settings: DataSettings) -> data.Splits:
-    dataset = data.load(data_settings.data_dir)
-    splits = data.split_for_search(dataset, data_settings.subset, data_settings.val_fraction, data_settings.seed)
-    log.info("data from %s: %s (the 10,000 test images are kept out)", dataset.source, splits.describe())
+def _prepare_data(settings: DataSettings) -> data.Splits:
+    splits = data.prepare(settings)
+    log.info("data from %s: %s (the 10,000 test images are kept out)", splits.source, splits.describe())
     return splits
 
 
-def _run(settings, space, splits, study_dir: Path, record: dict, restore: bool) -> Path:
+def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, study: StudyDir, record: dict,
+         restore: bool) -> StudyDir:
     """Fit the Tuner (new or restored), then record the end and write the reports."""
     from ray import tune
 
@@ -153,9 +151,9 @@ def _run(settings, space, splits, study_dir: Path, record: dict, restore: bool) 
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
     if restore:
-        if not tune.Tuner.can_restore(str(study_dir)):
-            raise UserError(f"--resume {settings.name}: {study_dir} holds no Tune state to resume from")
-        tuner = tune.Tuner.restore(str(study_dir), trainable, resume_unfinished=True, resume_errored=False)
+        if not tune.Tuner.can_restore(str(study.path)):
+            raise UserError(f"--resume {settings.name}: {study.path} holds no Tune state to resume from")
+        tuner = tune.Tuner.restore(str(study.path), trainable, resume_unfinished=True, resume_errored=False)
     else:
         tuner = _make_tuner(trainable, settings, space)
     began = time.time()
@@ -166,15 +164,15 @@ def _run(settings, space, splits, study_dir: Path, record: dict, restore: bool) 
     finished = grid.num_terminated + grid.num_errors >= settings.num_samples
     if finished:
         record["finished_at"] = time.time()
-    results.write_json(study_dir / STUDY_FILE, record)
+    atomic.write_json(study.record, record)
     if len(grid):
-        report = results.write_reports(study_dir)
+        report = results.write_reports(study)
         log.info("best %s so far: %s", space.metric, report.get("best_value"))
     log.info("%d of %d trials ended (%d failed); reports in %s",
-             grid.num_terminated + grid.num_errors, settings.num_samples, grid.num_errors, study_dir)
+             grid.num_terminated + grid.num_errors, settings.num_samples, grid.num_errors, study.path)
     if not finished:
         raise StudyInterrupted(f"study {settings.name!r} stopped before its end; continue it with --resume {settings.name}")
-    return study_dir
+    return study
 
 
 def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
@@ -225,8 +223,8 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
 
 
 def trial_name(trial) -> str:
-    """Short, stable trial names: TensorBoard run names and folder names stay readable."""
-    return f"trial_{trial.trial_id}"
+    """Tune's name and folder for a trial (layout.trial_folder_name)."""
+    return layout.trial_folder_name(trial.trial_id)
 
 
 @contextlib.contextmanager

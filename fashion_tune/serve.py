@@ -7,7 +7,8 @@ same command runs one replica here or several on a Ray cluster.
   GET  /v1/model            the model card
   GET  /healthz             ok once the model is loaded
 
-Images go through images.to_model_input_from_bytes, the code `predict` uses. Bad input (empty,
+The model is an ExportDir (its model card gives the review threshold). Images go through
+images.to_model_input_from_bytes, the code `predict` uses. Bad input (empty,
 not an image, too large, a decompression bomb, an unsupported content type) gets a 4xx JSON
 error {"error": ...} and the service keeps serving.
 """
@@ -16,7 +17,6 @@ error {"error": ...} and the service keeps serving.
 import json
 import logging
 from importlib import resources
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -24,6 +24,8 @@ import numpy as np
 from fashion_tune import images
 from fashion_tune.data import CLASS_NAMES
 from fashion_tune.errors import UserError
+from fashion_tune.layout import ExportDir
+from fashion_tune.model import load_model
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +47,9 @@ class RequestError(Exception):
 class ModelService:
     """The model and what the endpoints do with it; no web framework here, so it tests plainly."""
 
-    def __init__(self, export_dir: str, max_bytes: int = DEFAULT_MAX_BYTES):
-        from fashion_tune.evaluate import load_model
-
-        folder = Path(export_dir)
-        self.model = load_model(folder / "model.keras")
-        card_path = folder / "model_card.json"
-        self.card = json.loads(card_path.read_text()) if card_path.is_file() else {"classes": list(CLASS_NAMES)}
+    def __init__(self, export: ExportDir, max_bytes: int = DEFAULT_MAX_BYTES):
+        self.model = load_model(export.model)
+        self.card = json.loads(export.card_json.read_text()) if export.card_json.is_file() else {"classes": list(CLASS_NAMES)}
         review = (self.card.get("test_metrics") or {}).get("review") or {}
         self.unsure_below = float(review.get("threshold", DEFAULT_UNSURE_BELOW))
         self.max_bytes = max_bytes
@@ -114,7 +112,39 @@ def page_html() -> str:
     return resources.files("fashion_tune").joinpath("page.html").read_text()
 
 
-def build_app(export_dir: str, max_bytes: int):
+async def read_body(request, service: ModelService) -> bytes:
+    """The raw request body, refused (413) as soon as it is larger than one image may be."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit():
+        service.check_size(int(declared))  # refuse before reading a byte too many
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        service.check_size(len(body))
+    return bytes(body)
+
+
+async def uploads_from(request, service: ModelService, field: Optional[str]) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each image in a request: the multipart field `field` (None: every file),
+    or, for one image, the raw body; 400, 413 or 415 otherwise."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        # The whole request first (room for one image, or a full batch); each image again in decode().
+        declared = request.headers.get("content-length", "0")
+        service.check_form_size(int(declared) if declared.isdigit() else 0, 1 if field else MAX_BATCH_FILES)
+        form = await request.form(max_files=MAX_BATCH_FILES)
+        files = [(v.filename or key, await v.read()) for key, v in form.multi_items()
+                 if hasattr(v, "read") and (field is None or key == field)]
+        if not files:
+            raise RequestError(400, f"no file in the form; send the image in a field named '{field or 'files'}'")
+        return files
+    if field is not None and content_type.startswith(RAW_TYPES):
+        return [("body", await read_body(request, service))]
+    expected = "multipart/form-data" + (", image/* or application/octet-stream" if field else "")
+    raise RequestError(415, f"content type {content_type or 'none'!r} is not accepted; send {expected}")
+
+
+def build_app(export: ExportDir, max_bytes: int):
     """The FastAPI app on a Ray Serve deployment (not yet bound: call .bind())."""
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse
@@ -126,38 +156,11 @@ def build_app(export_dir: str, max_bytes: int):
     async def request_error(request, error: RequestError):
         return JSONResponse({"error": str(error)}, status_code=error.status)
 
-    async def read_body(request: Request, service: ModelService) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit():
-            service.check_size(int(declared))  # refuse before reading a byte too many
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            service.check_size(len(body))
-        return bytes(body)
-
-    async def uploads_from(request: Request, service: ModelService, field: Optional[str]) -> list[tuple[str, bytes]]:
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data"):
-            # The whole request first (room for one image, or a full batch); each image again in decode().
-            declared = request.headers.get("content-length", "0")
-            service.check_form_size(int(declared) if declared.isdigit() else 0, 1 if field else MAX_BATCH_FILES)
-            form = await request.form(max_files=MAX_BATCH_FILES)
-            files = [(v.filename or key, await v.read()) for key, v in form.multi_items()
-                     if hasattr(v, "read") and (field is None or key == field)]
-            if not files:
-                raise RequestError(400, f"no file in the form; send the image in a field named '{field or 'files'}'")
-            return files
-        if field is not None and content_type.startswith(RAW_TYPES):
-            return [("body", await read_body(request, service))]
-        expected = "multipart/form-data" + (", image/* or application/octet-stream" if field else "")
-        raise RequestError(415, f"content type {content_type or 'none'!r} is not accepted; send {expected}")
-
     @serve.deployment(name="classifier", ray_actor_options={"num_cpus": 1})
     @serve.ingress(app)
     class Classifier:
         def __init__(self):
-            self.service = ModelService(export_dir, max_bytes)
+            self.service = ModelService(export, max_bytes)
 
         @app.get("/", response_class=HTMLResponse)
         def page(self):
@@ -184,18 +187,20 @@ def build_app(export_dir: str, max_bytes: int):
     return Classifier
 
 
-def serve_forever(export_dir: Path, host: str, port: int, replicas: int, max_bytes: int,
+def serve_forever(export: ExportDir, host: str, port: int, replicas: int, max_mb: float,
                   address: Optional[str] = None) -> None:
+    """Run the service until interrupted: local Ray, or the cluster at `address`."""
     import ray
     from ray import serve
 
-    if not (Path(export_dir) / "model.keras").is_file():
-        raise UserError(f"--model {export_dir}: no model.keras there (an export folder is needed)")
+    if max_mb <= 0:
+        raise UserError(f"--max-mb is {max_mb}, must be > 0")
+    export = ExportDir(export.path.resolve(), export.model_name)  # the replicas may start in another folder
     ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING)
     try:
         serve.start(http_options={"host": host, "port": port})
-        app = build_app(str(Path(export_dir).resolve()), max_bytes).options(num_replicas=replicas).bind()
-        log.info("serving %s on http://%s:%d/ with %d replica(s)", export_dir, host, port, replicas)
+        app = build_app(export, int(max_mb * 1024 * 1024)).options(num_replicas=replicas).bind()
+        log.info("serving %s on http://%s:%d/ with %d replica(s)", export.path, host, port, replicas)
         serve.run(app, blocking=True)
     finally:
         serve.shutdown()

@@ -38,21 +38,6 @@ DISTRIBUTION_KEYS = {
 }
 # The budget of every trial: ASHA's max_t, so it is held fixed.
 FIXED_ONLY = ("epochs",)
-# The keys of `search:` that a space file may set (the CLI's flags override them).
-SEARCH_DEFAULT_KEYS = (
-    "num_samples",
-    "max_concurrent",
-    "cpus_per_trial",
-    "gpus_per_trial",
-    "searcher",
-    "scheduler",
-    "grace_period",
-    "reduction_factor",
-    "tpe_startup_trials",
-    "max_failures",
-)
-
-
 # The spaces that come with the project; `--space quick` and the default find them from any folder.
 SHIPPED_SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 
@@ -112,8 +97,6 @@ class SearchSpace:
         """The full budget of a trial: ASHA's max_t."""
         return self.fixed.get("epochs", TrainParams().epochs)
 
-    def param(self, name: str) -> ParamSpec:
-        return next(p for p in self.params if p.name == name)
 
 
 def resolve_space_path(name: str | Path) -> Path:
@@ -160,7 +143,22 @@ def parse_space(doc: Any, where: str, text: str = "", sha256: str = "") -> Searc
     if not isinstance(doc, dict):
         raise SpaceError(f"{where}: must be a mapping with keys metric, mode, fixed, params")
     _no_unknown_keys(doc, TOP_KEYS, "", fail)
+    metric, mode = _parse_metric(doc, fail)
+    fixed = _parse_fixed(doc.get("fixed"), fail)
+    return SearchSpace(
+        path=where,
+        sha256=sha256,
+        text=text,
+        metric=metric,
+        mode=mode,
+        fixed=fixed,
+        params=_parse_params(doc.get("params"), fixed, fail),
+        search_defaults=_parse_search(doc.get("search"), fail),
+        description=str(doc.get("description", "")),
+    )
 
+
+def _parse_metric(doc: dict, fail) -> tuple[str, str]:
     metric = doc.get("metric")
     if metric is None:
         fail("metric", f"missing; name the metric to rank trials by: {', '.join(METRICS)}")
@@ -169,49 +167,47 @@ def parse_space(doc: Any, where: str, text: str = "", sha256: str = "") -> Searc
     mode = doc.get("mode", METRICS[metric])
     if mode not in ("max", "min"):
         fail("mode", f"{mode!r} must be max or min")
+    return metric, mode
 
-    fixed = doc.get("fixed") or {}
+
+def _parse_fixed(fixed: Any, fail) -> dict:
+    fixed = fixed or {}
     if not isinstance(fixed, dict):
         fail("fixed", "must be a mapping of parameter: value")
-    checked_fixed = {}
+    checked = {}
     for name, value in fixed.items():
         _known_param(name, f"fixed.{name}", fail)
-        checked_fixed[name] = _check_value(name, value, f"fixed.{name}", fail)
+        checked[name] = _check_value(name, value, f"fixed.{name}", fail)
+    return checked
 
-    params_doc = doc.get("params")
-    if not isinstance(params_doc, dict) or not params_doc:
+
+def _parse_params(params: Any, fixed: dict, fail) -> tuple[ParamSpec, ...]:
+    if not isinstance(params, dict) or not params:
         fail("params", "must be a non-empty mapping of parameter: distribution")
-    params = []
-    for name, dist in params_doc.items():
+    specs = []
+    for name, dist in params.items():
         key = f"params.{name}"
         _known_param(name, key, fail)
         if name in FIXED_ONLY:
             fail(key, f"{name} cannot be searched (it is the budget ASHA shares out); put it under fixed")
-        if name in checked_fixed:
+        if name in fixed:
             fail(key, f"{name} is also under fixed; a parameter is either fixed or searched")
-        params.append(_parse_distribution(name, dist, key, fail))
+        specs.append(_parse_distribution(name, dist, key, fail))
+    return tuple(specs)
 
-    search_doc = doc.get("search") or {}
-    if not isinstance(search_doc, dict):
+
+def _parse_search(search: Any, fail) -> dict:
+    """The `search:` section: defaults for the SearchSettings a space file may set."""
+    search = search or {}
+    if not isinstance(search, dict):
         fail("search", "must be a mapping of setting: value")
-    _no_unknown_keys(search_doc, SEARCH_DEFAULT_KEYS, "search.", fail)
-    for name, value in search_doc.items():
+    _no_unknown_keys(search, SearchSettings.space_file_keys(), "search.", fail)
+    for name, value in search.items():
         try:
             SearchSettings.check_value(name, value)
         except ConfigError as e:
             fail(f"search.{name}", str(e))
-
-    return SearchSpace(
-        path=where,
-        sha256=sha256,
-        text=text,
-        metric=metric,
-        mode=mode,
-        fixed=checked_fixed,
-        params=tuple(params),
-        search_defaults=dict(search_doc),
-        description=str(doc.get("description", "")),
-    )
+    return dict(search)
 
 
 def _no_unknown_keys(mapping: dict, allowed, prefix: str, fail) -> None:
@@ -258,16 +254,7 @@ def _parse_distribution(name: str, dist: Any, key: str, fail) -> ParamSpec:
     if field_type not in ("int", "float") or (kind == "float" and field_type == "int"):
         fail(f"{key}.type", f"{kind} does not fit {name} (a {field_type}); use "
              + ("type: int" if field_type == "int" else "type: categorical with choices"))
-    for bound in ("low", "high"):
-        if bound not in dist:
-            fail(f"{key}.{bound}", f"missing; a {kind} distribution needs low and high")
-        value = dist[bound]
-        if isinstance(value, str):
-            fail(f"{key}.{bound}", _yaml_number_hint(value) if _looks_numeric(value) else f"{value!r} is not a number")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            fail(f"{key}.{bound}", f"{value!r} is not a number")
-        if kind == "int" and not float(value).is_integer():
-            fail(f"{key}.{bound}", f"{value!r} must be an integer for an int distribution")
+    _check_bounds(dist, kind, key, fail)
     low, high = dist["low"], dist["high"]
     if low >= high:
         fail(key, f"low ({low}) must be < high ({high})")
@@ -278,12 +265,7 @@ def _parse_distribution(name: str, dist: Any, key: str, fail) -> ParamSpec:
         fail(f"{key}.low", f"{low} must be > 0 with log: true")
     step = dist.get("step")
     if step is not None:
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
-            fail(f"{key}.step", f"{step!r} must be a number > 0")
-        if log:
-            fail(f"{key}.step", "cannot be combined with log: true (Optuna samples a log range continuously)")
-        if kind == "int" and not float(step).is_integer():
-            fail(f"{key}.step", f"{step!r} must be an integer for an int distribution")
+        _check_step(step, kind, log, key, fail)
     for bound, value in (("low", low), ("high", high)):
         _check_value(name, value, f"{key}.{bound}", fail)
     as_type = int if kind == "int" else float
@@ -295,6 +277,29 @@ def _parse_distribution(name: str, dist: Any, key: str, fail) -> ParamSpec:
         step=None if step is None else as_type(step),
         log=log,
     )
+
+
+def _check_bounds(dist: dict, kind: str, key: str, fail) -> None:
+    """low and high are there, and are numbers of the distribution's kind."""
+    for bound in ("low", "high"):
+        if bound not in dist:
+            fail(f"{key}.{bound}", f"missing; a {kind} distribution needs low and high")
+        value = dist[bound]
+        if isinstance(value, str):
+            fail(f"{key}.{bound}", _yaml_number_hint(value) if _looks_numeric(value) else f"{value!r} is not a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail(f"{key}.{bound}", f"{value!r} is not a number")
+        if kind == "int" and not float(value).is_integer():
+            fail(f"{key}.{bound}", f"{value!r} must be an integer for an int distribution")
+
+
+def _check_step(step: Any, kind: str, log: bool, key: str, fail) -> None:
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
+        fail(f"{key}.step", f"{step!r} must be a number > 0")
+    if log:
+        fail(f"{key}.step", "cannot be combined with log: true (Optuna samples a log range continuously)")
+    if kind == "int" and not float(step).is_integer():
+        fail(f"{key}.step", f"{step!r} must be an integer for an int distribution")
 
 
 def _looks_numeric(text: str) -> bool:

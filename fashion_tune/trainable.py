@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,11 +20,9 @@ from ray import tune
 
 from fashion_tune.config import TrainParams
 from fashion_tune.data import Splits
+from fashion_tune.layout import CheckpointDir
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_MODEL = "model.keras"
-CHECKPOINT_STATE = "state.json"
 
 
 def train_trial(config: dict, splits: Splits) -> None:
@@ -35,20 +32,15 @@ def train_trial(config: dict, splits: Splits) -> None:
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     configure_tensorflow(threads=max(1, round(cpus)))
 
-    import keras
-
-    from fashion_tune.model import build_model, compile_model
-
-    keras.utils.set_random_seed(params.seed)
-    model, first_epoch = _restore_or_build(params, build_model, compile_model, len(splits.y_train))
+    model, first_epoch = _restore_or_build(params, len(splits.y_train))
     model.fit(
         splits.x_train,
         splits.y_train,
         batch_size=params.batch_size,
         epochs=params.epochs,
         initial_epoch=first_epoch,
-        validation_data=(splits.x_val, splits.y_val),
-        callbacks=[_epoch_reporter(keras)],
+        validation_data=splits.validation,
+        callbacks=[_epoch_reporter()],
         verbose=0,  # Tune's progress table is the display; Keras stays quiet inside trials
     )
 
@@ -71,26 +63,31 @@ def configure_tensorflow(threads: int) -> None:
         log.debug("TensorFlow already initialised, keeping its settings: %s", e)
 
 
-def _restore_or_build(params: TrainParams, build_model, compile_model, train_images: int):
+def _restore_or_build(params: TrainParams, train_images: int):
     """The model from the trial's last checkpoint (retry, resume), or a new one."""
+    from fashion_tune.model import compiled_model, load_model
+
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return compile_model(build_model(params), params, train_images), 0
+        return compiled_model(params, train_images), 0
     import keras
 
+    keras.utils.set_random_seed(params.seed)  # shuffling and augmentation go on seeded
     with checkpoint.as_directory() as folder:
-        state = json.loads(Path(folder, CHECKPOINT_STATE).read_text())
+        saved = CheckpointDir(Path(folder))
+        state = json.loads(saved.state.read_text())
         # Our own file, written by this trial; safe_mode stays on all the same.
-        model = keras.models.load_model(Path(folder, CHECKPOINT_MODEL), safe_mode=True)
+        model = load_model(saved.model)
     log.info("resuming from the checkpoint after epoch %d", state["epoch"])
     return model, state["epoch"]
 
 
-def _epoch_reporter(keras):
+def _epoch_reporter():
     """A Keras callback that reports each epoch to Tune with a checkpoint.
 
     Ray's own Keras callbacks changed with most releases; this one only needs tune.report.
     """
+    import keras
 
     class ReportEpochToTune(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -121,8 +118,9 @@ def _epoch_reporter(keras):
                 **self._placement,
             }
             with tempfile.TemporaryDirectory() as folder:
-                self.model.save(os.path.join(folder, CHECKPOINT_MODEL))
-                Path(folder, CHECKPOINT_STATE).write_text(json.dumps({"epoch": epoch + 1}))
+                saved = CheckpointDir(Path(folder))
+                self.model.save(saved.model)
+                saved.state.write_text(json.dumps({"epoch": epoch + 1}))
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     return ReportEpochToTune()

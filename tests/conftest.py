@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 
 import numpy as np
+
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,9 +19,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(autouse=True)
 def seeded():
-    """Every test starts from the same random state."""
-    random.seed(0)
-    np.random.seed(0)
+    """Every test starts from the same random state: Python's, NumPy's, and Keras's with its
+    backend's (keras.utils.set_random_seed seeds all of them)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +49,15 @@ def write_space(tmp_path):
         return path
 
     return write
+
+
+def constant_model(probabilities: np.ndarray):
+    """A real Keras model that answers `probabilities` for every image (zero weights, set biases)."""
+    import keras
+
+    inputs = keras.Input(shape=(28, 28, 1))
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, outputs)
+    dense = model.layers[-1]
+    dense.set_weights([np.zeros((784, 10), np.float32), np.log(probabilities).astype(np.float32)])
+    return model

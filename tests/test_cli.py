@@ -1,11 +1,16 @@
 """The command line: fast help, and a user's mistake gives one line, exit 2, and writes nothing."""
 
+import dataclasses
+import json
+import shlex
 import subprocess
 import sys
 
 import pytest
 
+from fashion_tune import layout
 from fashion_tune.cli import main
+from fashion_tune.config import DataSettings, SearchSettings, flag_of
 from tests.conftest import ROOT, SPACES
 
 
@@ -75,3 +80,81 @@ def test_bad_settings(tmp_path, capsys, fashion_dir, args, message):
 def test_resume_of_unknown_study(tmp_path, capsys):
     assert main(["search", "--resume", "ghost", "--results-dir", str(tmp_path)]) == 2
     assert "--resume ghost: no study at" in one_error_line(capsys)
+
+
+def test_predict_without_any_export_says_how_to_make_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(layout, "REFERENCE_EXPORT", tmp_path / "no-reference")  # as in an installed wheel
+    (tmp_path / "x.png").write_bytes(b"")
+    assert main(["predict", str(tmp_path / "x.png"), "--results-dir", str(tmp_path / "none")]) == 2
+    assert "no exported model found" in capsys.readouterr().err
+
+
+def test_bad_config_and_missing_model_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "best_config.json"
+    bad.write_text("{not json")
+    assert main(["retrain", "--config", str(bad)]) == 2
+    assert "best_config.json: not valid JSON" in capsys.readouterr().err
+    bad.write_text(json.dumps({"params": {"filters": -3}}))
+    assert main(["retrain", "--config", str(bad)]) == 2
+    assert "params: filters is -3, must be >= 1" in capsys.readouterr().err
+    assert main(["evaluate", "--study", "ghost", "--results-dir", str(tmp_path)]) == 2
+    assert "run `fashion-tune retrain --study ghost` first" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- settings from one source
+
+# A value other than the default for every search and data setting.
+CHANGED = {
+    "space": "quick", "name": "round-trip", "results_dir": "/tmp/studies", "num_samples": 7, "max_concurrent": 2,
+    "cpus_per_trial": 0.5, "gpus_per_trial": 0.25, "grace_period": 2, "reduction_factor": 4, "searcher": "random",
+    "scheduler": "none", "tpe_startup_trials": 3, "max_failures": 1, "seed": 9, "mixed_precision": True,
+    "jit_compile": True, "address": "ray://head:10001",
+}
+CHANGED_DATA = {"data_dir": "/data/fashion mnist", "subset": 500, "val_fraction": 0.2}
+
+
+def parsed_back(command: str):
+    from fashion_tune.cli import build_parser, given
+
+    argv = shlex.split(command)
+    assert argv[:4] == ["python", "-m", "fashion_tune", "search"]
+    args = build_parser().parse_args(argv[3:])
+    return SearchSettings.layered(given(args, SearchSettings)), DataSettings.layered(given(args, DataSettings))
+
+
+@pytest.mark.parametrize("changed", [True, False], ids=["every-setting-changed", "defaults"])
+def test_the_reproduce_command_parses_back_to_the_same_settings(changed):
+    from fashion_tune.search import reproduce_command
+
+    assert set(CHANGED) == set(SearchSettings.field_names()), "a new setting: give it a changed value here"
+    assert set(CHANGED_DATA) == {f.name for f in DataSettings.command_line_fields()}
+    settings = SearchSettings(**CHANGED) if changed else SearchSettings(name="defaults")
+    data = DataSettings(**CHANGED_DATA) if changed else DataSettings()
+    search_back, data_back = parsed_back(reproduce_command(settings, data))
+    # The cluster address says where a study ran, not what it is: the command leaves it out.
+    assert search_back == dataclasses.replace(settings, address=None)
+    assert data_back == data
+
+
+def test_every_setting_has_a_flag_and_the_space_file_keys_come_from_the_same_fields(capsys, write_space):
+    from fashion_tune.space import SpaceError, load_space
+
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    text = capsys.readouterr().out
+    for cls in (SearchSettings, DataSettings):
+        for field in cls.command_line_fields():
+            assert flag_of(field.name) in text and field.metadata["help"].split()[0] in text
+    keys = SearchSettings.space_file_keys()
+    assert "num_samples" in keys and "seed" not in keys and "address" not in keys
+    with pytest.raises(SpaceError, match="search.seed: unknown key; allowed here: " + ", ".join(keys)):
+        load_space(write_space("metric: val_accuracy\nparams: {filters: {type: int, low: 8, high: 9}}\n"
+                               "search: {seed: 3}\n"))
+
+
+def test_resume_refuses_settings_it_would_ignore(tmp_path, capsys):
+    args = ["search", "--resume", "x", "--results-dir", str(tmp_path), "--num-samples", "9", "--subset", "500"]
+    assert main(args) == 2
+    message = one_error_line(capsys)
+    assert "--resume x: --num-samples, --subset cannot change a study that has begun" in message
+    assert "only --results-dir and --address go with --resume" in message

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from fashion_tune import data
+from fashion_tune.config import DataSettings
 from fashion_tune.data import DataError
 
 
@@ -161,20 +162,20 @@ def fake_dataset(n=1000):
 
 def test_split_is_stratified_seeded_and_disjoint():
     dataset = fake_dataset(1000)
-    splits = data.split_for_search(dataset, val_fraction=0.1, seed=0)
+    splits = data.prepare(DataSettings(val_fraction=0.1, seed=0), dataset=dataset)
     assert (len(splits.y_train), len(splits.y_val)) == (900, 100)
     assert np.bincount(splits.y_val).tolist() == [10] * 10
     assert splits.x_train.dtype == np.float32 and splits.x_train.shape[1:] == (28, 28, 1)
     assert 0.0 <= splits.x_train.min() and splits.x_train.max() <= 1.0
     train_rows = {row.tobytes() for row in splits.x_train}
     assert not any(row.tobytes() in train_rows for row in splits.x_val)
-    again = data.split_for_search(dataset, val_fraction=0.1, seed=0)
+    again = data.prepare(DataSettings(val_fraction=0.1, seed=0), dataset=dataset)
     assert np.array_equal(again.x_val, splits.x_val)
-    other = data.split_for_search(dataset, val_fraction=0.1, seed=1)
+    other = data.prepare(DataSettings(val_fraction=0.1, seed=1), dataset=dataset)
     assert not np.array_equal(other.x_val, splits.x_val)
 
 
 def test_subset_keeps_class_balance():
-    splits = data.split_for_search(fake_dataset(1000), subset=500, val_fraction=0.2, seed=0)
+    splits = data.prepare(DataSettings(subset=500, val_fraction=0.2, seed=0), dataset=fake_dataset(1000))
     assert len(splits.y_train) + len(splits.y_val) == 500
     assert np.bincount(splits.y_train).tolist() == [40] * 10

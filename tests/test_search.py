@@ -64,21 +64,6 @@ def test_training_learned(smoke):
     assert best["data"]["subset"] == 3000 and best["space"]["sha256"]
 
 
-def test_optuna_is_told_which_trials_asha_stopped(smoke):
-    """A stopped trial reaches TPE as pruned, so its 1-epoch value is not ranked against full runs."""
-    import collections
-    import pickle
-
-    _, study = smoke
-    (state_file,) = study.glob("searcher-state-*.pkl")  # Tune's saved OptunaSearch state, Optuna study inside
-    optuna_study = pickle.loads(state_file.read_bytes())["_ot_study"]
-    states = collections.Counter(t.state.name for t in optuna_study.trials)
-    statuses = collections.Counter(r["status"] for r in read_leaderboard(study))
-    assert states == {"COMPLETE": statuses["completed"], "PRUNED": statuses["stopped early"]}
-    pruned = [t for t in optuna_study.trials if t.state.name == "PRUNED"]
-    assert all(t.value is not None and t.last_step < 3 for t in pruned)  # keeps its last reported value
-
-
 def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
@@ -111,12 +96,13 @@ def test_summary_tells_the_study(smoke):
     assert progress_table.strip().splitlines()[-1].split(" | ")[2] == f"{best:.4f}"
 
 
-def test_best_so_far_follows_every_reported_epoch(smoke):
-    from fashion_tune.results import best_so_far
+def test_search_progress_follows_every_reported_epoch(smoke):
+    from fashion_tune.layout import StudyDir
+    from fashion_tune.results import search_progress
 
     _, study = smoke
     started = json.loads((study / "study.json").read_text())["started_at"]
-    progress = best_so_far(study, "val_accuracy", "max", started)
+    progress = search_progress(StudyDir(study), "val_accuracy", "max", started)
     rows = read_leaderboard(study)
     assert [p.trial_epochs for p in progress] == list(range(1, sum(int(r["epochs_trained"]) for r in rows) + 1))
     bests = [p.best for p in progress]

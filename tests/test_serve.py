@@ -98,8 +98,9 @@ def test_classify_multipart_and_raw_bytes(service, photos):
 
 def test_same_preprocessing_and_answer_as_predict(service, photos, exported):
     from fashion_tune import predict
+    from fashion_tune.layout import ExportDir
 
-    expected = predict.classify([photos / "plain.png"], exported / "model.keras")[0].probabilities
+    expected = predict.classify([photos / "plain.png"], ExportDir(exported))[0].probabilities
     answer = requests.post(f"{service}/v1/classify", files={"file": ("plain.png", (photos / "plain.png").read_bytes())})
     assert answer.json()["probabilities"] == pytest.approx(expected, abs=1e-5)
 

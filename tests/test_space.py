@@ -21,6 +21,11 @@ search:
 """
 
 
+def spec(space, name):
+    """The ParamSpec of a searched parameter."""
+    return next(p for p in space.params if p.name == name)
+
+
 @pytest.mark.parametrize("path", sorted(SPACES.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_spaces_are_valid(path):
     space = load_space(path)
@@ -30,11 +35,11 @@ def test_shipped_spaces_are_valid(path):
 def test_good_space_parses(write_space):
     space = load_space(write_space(GOOD))
     assert (space.metric, space.mode, space.max_epochs) == ("val_accuracy", "max", 4)
-    lr = space.param("learning_rate")
+    lr = spec(space, "learning_rate")
     assert (lr.type, lr.low, lr.high, lr.log) == ("float", 1e-4, 1e-2, True)
-    units = space.param("dense_units")
+    units = spec(space, "dense_units")
     assert (units.low, units.high, units.step) == (32, 256, 32)
-    assert space.param("batch_norm").choices == (True, False)
+    assert spec(space, "batch_norm").choices == (True, False)
     assert space.search_defaults == {"num_samples": 8}
     assert len(space.sha256) == 64
 
@@ -110,10 +115,10 @@ def test_missing_file_is_named(tmp_path):
 
 def test_edges_of_ranges(write_space):
     space = load_space(write_space(add_param("filters: {type: categorical, choices: [16, 32, 64]}")))
-    lr = space.param("learning_rate")
+    lr = spec(space, "learning_rate")
     assert lr.edge(1.05e-4) == "low" and lr.edge(9.6e-3) == "high" and lr.edge(1e-3) is None
-    blocks = space.param("conv_blocks")
+    blocks = spec(space, "conv_blocks")
     assert blocks.edge(1) == "low" and blocks.edge(4) == "high" and blocks.edge(2) is None
-    filters = space.param("filters")
+    filters = spec(space, "filters")
     assert filters.edge(16) == "low" and filters.edge(64) == "high" and filters.edge(32) is None
-    assert space.param("batch_norm").edge(True) is None
+    assert spec(space, "batch_norm").edge(True) is None

@@ -1,0 +1,234 @@
+"""Where everything lives: the one owner of every file and folder name fashion_tune reads or writes.
+
+    <results_dir>/
+      LATEST_EXPORT            the export predict and serve use by default (written by export)
+      <study>/                 StudyDir: one search and every step after it
+        study.json             how the study was started: for --resume, report and the summary
+        space.yaml             the space file as it was when the study started
+        trial_<id>/            Tune's folder for each trial: params.json, result.json, error.txt,
+                               checkpoint_*/ (CheckpointDir: model.keras, state.json)
+        leaderboard.csv, best_config.json, summary.md          (results.py)
+        retrain/               ModelDir: model.keras, history.csv, retrain.json, tensorboard/
+        evaluation/            EvaluationDir: metrics.json, report.md, figures, tensorboard/
+        lr_find/               lr_find.csv, lr_find.png
+      baselines/<preset>/      a ModelDir with its evaluation/ inside
+    <export>/                  ExportDir: model.keras, saved_model/, model_card.json, model_card.md
+
+A step given a file rather than a study (`--config FILE`, `--model FILE`) writes beside that file;
+nothing here guesses a study folder from a file. Paths only: the one file read or written here is
+the LATEST_EXPORT pointer. No Ray, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from fashion_tune.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"  # Keras 3 saves only to .keras names
+TENSORBOARD_DIR = "tensorboard"
+SAVED_MODEL_DIR = "saved_model"  # an export's TensorFlow SavedModel, for TF Serving
+# Tune's own names inside a trial folder.
+TRIAL_PARAMS, TRIAL_RESULTS, TRIAL_ERROR = "params.json", "result.json", "error.txt"
+LATEST_EXPORT = "LATEST_EXPORT"
+BASELINES_DIR = "baselines"
+# The reference study's export, committed with the repository: what a newcomer classifies with
+# right after installing. Present in a source checkout (and an editable install), not in a wheel.
+REFERENCE_EXPORT = Path(__file__).resolve().parents[1] / "results" / "reference" / "model"
+
+
+def trial_folder_name(trial_id: str) -> str:
+    """Short, stable trial folder names: TensorBoard's run names stay readable."""
+    return f"trial_{trial_id}"
+
+
+def _inside(name: str) -> property:
+    """A folder class's property: the path of `name` inside its folder."""
+    return property(lambda self: self.path / name, doc=f"<folder>/{name}")
+
+
+@dataclass(frozen=True)
+class _ModelFolder:
+    """A folder holding a saved Keras model (model.keras, or the file named when one was given)."""
+
+    path: Path
+    model_name: str = MODEL_FILE
+
+    @property
+    def model(self) -> Path:
+        return self.path / self.model_name
+
+    @classmethod
+    def of_model_file(cls, file: Path | str):
+        """A model given as a file: the folder it lies in is its folder."""
+        file = Path(file)
+        return cls(file.parent, file.name)
+
+
+@dataclass(frozen=True)
+class EvaluationDir:
+    """What `evaluate` writes about one model (evaluate.py)."""
+
+    path: Path
+    metrics = _inside("metrics.json")
+    report = _inside("report.md")
+    classification_report = _inside("classification_report.txt")
+    tensorboard = _inside(TENSORBOARD_DIR)
+
+    def figure(self, name: str) -> Path:
+        return self.path / f"{name}.png"
+
+    def table(self, name: str) -> Path:
+        return self.path / f"{name}.csv"
+
+
+@dataclass(frozen=True)
+class ModelDir(_ModelFolder):
+    """A trained model's folder (retrain.py, baselines.py): the model, its training record and curves."""
+
+    evaluation_path: Optional[Path] = None  # where its evaluation goes; None: evaluation/ inside this folder
+    record = _inside("retrain.json")
+    history = _inside("history.csv")
+    tensorboard = _inside(TENSORBOARD_DIR)
+
+    @property
+    def evaluation(self) -> EvaluationDir:
+        return EvaluationDir(self.evaluation_path or self.path / "evaluation")
+
+
+@dataclass(frozen=True)
+class ExportDir(_ModelFolder):
+    """A model ready to ship (export.py), read by predict and serve."""
+
+    saved_model = _inside(SAVED_MODEL_DIR)
+    card_json = _inside("model_card.json")
+    card_md = _inside("model_card.md")
+
+
+@dataclass(frozen=True)
+class BaselinesDir:
+    """The hand-designed baselines (baselines.py): a ModelDir a preset, and the comparison table."""
+
+    path: Path
+    table_csv = _inside("baselines.csv")
+    table_md = _inside("baselines.md")
+
+    @classmethod
+    def for_command(cls, out: Optional[str], results_dir: str) -> "BaselinesDir":
+        """--out, else <results_dir>/baselines."""
+        return cls(Path(out) if out else Path(results_dir) / BASELINES_DIR)
+
+    def preset(self, name: str) -> ModelDir:
+        return ModelDir(self.path / name)
+
+
+@dataclass(frozen=True)
+class CheckpointDir:
+    """One epoch's checkpoint of a trial (trainable.py): the whole model and the epoch it ended."""
+
+    path: Path
+    model = _inside(MODEL_FILE)
+    state = _inside("state.json")
+
+
+@dataclass(frozen=True)
+class StudyDir:
+    """One study's folder: the search (search.py, results.py) and every step after it."""
+
+    path: Path
+    record = _inside("study.json")
+    space_copy = _inside("space.yaml")
+    leaderboard = _inside("leaderboard.csv")
+    best_config = _inside("best_config.json")
+    summary = _inside("summary.md")
+    lr_find = _inside("lr_find")
+
+    @classmethod
+    def named(cls, results_dir: Path | str, name: str) -> "StudyDir":
+        return cls(Path(results_dir).expanduser() / name)
+
+    @property
+    def retrained(self) -> ModelDir:
+        """The best configuration retrained; its evaluation sits beside it, in the study folder."""
+        return ModelDir(self.path / "retrain", evaluation_path=self.path / "evaluation")
+
+    def trial_dirs(self) -> list[Path]:
+        """Tune's trial folders (those holding a params.json), sorted by name."""
+        if not self.path.is_dir():
+            return []
+        return sorted(folder for folder in self.path.iterdir() if (folder / TRIAL_PARAMS).is_file())
+
+
+# ----------------------------------------------------------------------------- what a command names
+
+
+def best_config_of(study: Optional[str], config: Optional[str], results_dir: str) -> Path:
+    """--study NAME (its best_config.json) or --config FILE."""
+    if bool(study) == bool(config):
+        raise UserError("give either --study NAME or --config FILE")
+    return Path(config) if config else StudyDir.named(results_dir, study).best_config
+
+
+def retrain_dir_for(study: Optional[str], config: Optional[str], out: Optional[str], results_dir: str) -> ModelDir:
+    """Where `retrain` writes: --out, else the study's retrain/, else retrain/ beside --config."""
+    if out:
+        return ModelDir(Path(out))
+    if study:
+        return StudyDir.named(results_dir, study).retrained
+    return ModelDir(Path(config).parent / "retrain")
+
+
+def trained_model(study: Optional[str], model: Optional[str], results_dir: str) -> ModelDir:
+    """--study NAME (its retrained model) or --model FILE (a .keras file; its record and evaluation
+    beside it); refused when the model file is not there."""
+    if bool(study) == bool(model):
+        raise UserError("give either --study NAME or --model PATH")
+    found = StudyDir.named(results_dir, study).retrained if study else ModelDir.of_model_file(model)
+    if not found.model.is_file():
+        hint = f"; run `fashion-tune retrain --study {study}` first" if study else ""
+        raise UserError(f"{found.model}: no such model file{hint}")
+    return found
+
+
+def lr_find_dir_for(study: Optional[str], config: Optional[Path], results_dir: str, stamp: str) -> Path:
+    """The study's lr_find/, else lr_find/ beside --config, else <results_dir>/lr-find-<stamp>."""
+    if study:
+        return StudyDir.named(results_dir, study).lr_find
+    if config:
+        return Path(config).parent / "lr_find"
+    return Path(results_dir) / f"lr-find-{stamp}"
+
+
+def resolve_export(model: Optional[str], results_dir: str) -> ExportDir:
+    """The model to classify with: --model (an export folder or a .keras file), else the newest
+    export (LATEST_EXPORT), else the committed reference model."""
+    if model:
+        given = Path(model)
+        export = ExportDir(given) if given.is_dir() else ExportDir.of_model_file(given)
+        if not export.model.is_file():
+            raise UserError(f"--model {model}: no {MODEL_FILE} there (pass an export folder or a .keras file)")
+        return export
+    pointer = Path(results_dir) / LATEST_EXPORT
+    if pointer.is_file():
+        export = ExportDir(Path(pointer.read_text().strip()))
+        if export.model.is_file():
+            return export
+        raise UserError(f"{pointer} points at {export.path}, which holds no {MODEL_FILE}; export again or pass --model")
+    reference = ExportDir(REFERENCE_EXPORT)
+    if reference.model.is_file():
+        log.info("no export of your own in %s/: using the reference model %s", results_dir, reference.path)
+        return reference
+    raise UserError("no exported model found: run `fashion-tune export --study NAME --out DIR`, or pass --model DIR")
+
+
+def record_latest_export(results_dir: str, export: ExportDir) -> Path:
+    """Point <results_dir>/LATEST_EXPORT at `export`: predict and serve use it from now on."""
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    pointer = Path(results_dir) / LATEST_EXPORT
+    pointer.write_text(str(export.path.resolve()) + "\n")
+    return pointer

@@ -1,0 +1,66 @@
+"""Scoring apart from writing: score() on a model whose answers are known, calibration and the
+review threshold on known cases, and write_evaluation() filling an EvaluationDir."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fashion_tune.data import CLASS_NAMES
+from tests.conftest import constant_model
+
+
+@pytest.fixture
+def known():
+    """100 images, 30 of them Trousers; the model says Trouser with probability 0.6 every time."""
+    probabilities = np.full(10, 0.4 / 9)
+    probabilities[1] = 0.6
+    labels = np.array([1] * 30 + [0] * 70)
+    images = np.random.default_rng(0).integers(0, 256, (100, 28, 28), dtype=np.uint8)
+    return constant_model(probabilities), images, labels
+
+
+def test_score_measures_what_the_model_answered(known):
+    from fashion_tune.evaluate import score
+
+    model, images, labels = known
+    scores = score(model, images, labels)
+    metrics = scores.metrics()
+    assert metrics["accuracy"] == pytest.approx(0.30)
+    assert scores.counts[:, 1].tolist() == [70, 30] + [0] * 8 and scores.counts.sum() == 100
+    # loss: -log 0.6 for the 30 trousers, -log(0.4 / 9) for the 70 T-shirts
+    assert metrics["loss"] == pytest.approx((30 * -np.log(0.6) + 70 * -np.log(0.4 / 9)) / 100, rel=1e-4)
+    assert metrics["most_confused"][0] == {"true": CLASS_NAMES[0], "predicted": CLASS_NAMES[1], "count": 70,
+                                           "share_of_true_class": 1.0}
+    assert metrics["mean_confidence"] == pytest.approx(0.6, rel=1e-5)
+    # every answer 0.6 sure and 30% right: the calibration error is the gap
+    assert metrics["calibration"]["ece"] == pytest.approx(0.30, rel=1e-4)
+    assert metrics["review"] is None  # no threshold reaches 98%
+
+
+def test_write_evaluation_fills_the_evaluation_folder(known, tmp_path):
+    from fashion_tune.evaluate import evaluate_model
+    from fashion_tune.layout import EvaluationDir
+
+    model, images, labels = known
+    out = EvaluationDir(tmp_path / "evaluation")
+    metrics = evaluate_model(model, images, labels, out, title="known", extra={"parameters": 7850})
+    assert json.loads(out.metrics.read_text()) == metrics and metrics["parameters"] == 7850
+    for path in (out.report, out.classification_report, out.table("confusion_matrix"),
+                 out.figure("misclassified"), out.figure("reliability")):
+        assert path.stat().st_size > 0, path
+    assert "| test accuracy | **0.3000** |" in out.report.read_text()
+    assert not list(tmp_path.rglob("*.partial"))  # nothing half-written left behind
+
+
+def test_calibration_of_known_cases():
+    from fashion_tune.evaluate import calibration, review_thresholds
+
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.2, 1.0, 200_000)
+    calibrated = rng.random(confidence.size) < confidence  # right exactly as often as it claims
+    assert calibration(confidence, calibrated)["ece"] < 0.01
+    overconfident = rng.random(confidence.size) < confidence - 0.15
+    assert calibration(confidence, overconfident)["ece"] == pytest.approx(0.15, abs=0.01)
+    review = review_thresholds(confidence, calibrated)["review"]
+    assert review["accuracy"] >= 0.98 and review["threshold"] >= 0.95

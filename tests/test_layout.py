@@ -1,0 +1,120 @@
+"""Where things live (layout.py) and how the package's modules stand on each other."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from fashion_tune import layout
+from fashion_tune.errors import UserError
+from fashion_tune.layout import ExportDir, ModelDir, StudyDir
+from tests.conftest import ROOT
+
+
+def test_a_study_folder_holds_what_the_readme_says(tmp_path):
+    study = StudyDir.named(tmp_path, "s")
+    assert [p.name for p in (study.record, study.space_copy, study.leaderboard, study.best_config, study.summary)] == [
+        "study.json", "space.yaml", "leaderboard.csv", "best_config.json", "summary.md"]
+    assert study.retrained.model == tmp_path / "s" / "retrain" / "model.keras"
+    assert study.retrained.record.name == "retrain.json" and study.retrained.history.name == "history.csv"
+    # the retrained model's evaluation sits in the study folder, not inside retrain/
+    assert study.retrained.evaluation.metrics == tmp_path / "s" / "evaluation" / "metrics.json"
+    assert ModelDir(tmp_path / "m").evaluation.path == tmp_path / "m" / "evaluation"
+
+
+def test_trial_folders_are_those_tune_wrote(tmp_path):
+    study = StudyDir(tmp_path)
+    for name in ("trial_b", "trial_a", "retrain"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "trial_a" / "params.json").write_text("{}")
+    (tmp_path / "trial_b" / "params.json").write_text("{}")
+    assert [p.name for p in study.trial_dirs()] == ["trial_a", "trial_b"]
+    assert layout.trial_folder_name("abc") == "trial_abc"
+
+
+def test_what_a_command_names(tmp_path):
+    results = str(tmp_path)
+    assert layout.best_config_of("s", None, results) == tmp_path / "s" / "best_config.json"
+    assert layout.best_config_of(None, "x/best.json", results) == Path("x/best.json")
+    with pytest.raises(UserError, match="give either --study NAME or --config FILE"):
+        layout.best_config_of("s", "x.json", results)
+    assert layout.retrain_dir_for("s", None, None, results) == StudyDir.named(tmp_path, "s").retrained
+    assert layout.retrain_dir_for(None, "x/best.json", None, results).path == Path("x/retrain")  # beside the file
+    assert layout.retrain_dir_for("s", None, "elsewhere", results).path == Path("elsewhere")
+    assert layout.lr_find_dir_for("s", None, results, "t") == tmp_path / "s" / "lr_find"
+    assert layout.lr_find_dir_for(None, None, results, "t") == tmp_path / "lr-find-t"
+
+
+def test_a_trained_model_is_a_study_s_or_a_file_s(tmp_path):
+    with pytest.raises(UserError, match="run `fashion-tune retrain --study s` first"):
+        layout.trained_model("s", None, str(tmp_path))
+    model = tmp_path / "mine.keras"
+    model.write_bytes(b"")
+    given = layout.trained_model(None, str(model), str(tmp_path))
+    assert (given.model, given.record, given.evaluation.path) == (model, tmp_path / "retrain.json", tmp_path / "evaluation")
+
+
+def write_export(folder: Path) -> ExportDir:
+    folder.mkdir(parents=True)
+    (folder / "model.keras").write_bytes(b"")
+    return ExportDir(folder)
+
+
+def test_the_model_to_classify_with(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    monkeypatch.setattr(layout, "REFERENCE_EXPORT", tmp_path / "reference")
+    with pytest.raises(UserError, match="no exported model found"):
+        layout.resolve_export(None, str(results))
+    reference = write_export(tmp_path / "reference")
+    assert layout.resolve_export(None, str(results)) == reference  # before any export of your own
+    mine = write_export(tmp_path / "mine")
+    pointer = layout.record_latest_export(str(results), mine)
+    assert pointer.read_text().strip() == str(mine.path.resolve())
+    assert layout.resolve_export(None, str(results)).path == mine.path.resolve()  # the newest export
+    other = write_export(tmp_path / "other")
+    assert layout.resolve_export(str(other.path), str(results)) == other  # --model wins
+    assert layout.resolve_export(str(other.model), str(results)) == other  # a .keras file in it too
+    with pytest.raises(UserError, match="no model.keras there"):
+        layout.resolve_export(str(tmp_path), str(results))
+    (mine.model).unlink()
+    with pytest.raises(UserError, match="LATEST_EXPORT points at .*mine, which holds no model.keras"):
+        layout.resolve_export(None, str(results))
+
+
+# ----------------------------------------------------------------------------- the import graph
+
+PACKAGE = ROOT / "fashion_tune"
+# The pipeline's steps: each stands on the shared modules (layout, data, model, results, ...),
+# none on another step. cli (and baselines, a comparison of trained-and-evaluated models) compose them.
+STEPS = {"search", "retrain", "evaluate", "export", "predict", "serve", "lr_find"}
+# Modules that import neither Ray nor TensorFlow when imported (TensorFlow only inside functions).
+LIGHT = {"atomic", "config", "data", "errors", "images", "layout", "model", "plots", "results", "space", "training"}
+HEAVY = {"ray", "tensorflow", "keras", "optuna"}
+
+
+def imports(module: str, top_level_only: bool = False) -> set[str]:
+    """The modules `module` imports: fashion_tune's by their short name, others by their package."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    found = set()
+    for node in nodes:
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [f"{node.module}.{a.name}" if node.module == "fashion_tune" else node.module for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            found.add(parts[1] if parts[0] == "fashion_tune" and len(parts) > 1 else parts[0])
+    return found
+
+
+def test_pipeline_steps_are_siblings_not_a_tower():
+    for step in sorted(STEPS):
+        assert not imports(step) & STEPS - {step}, f"{step} imports another step: {imports(step) & STEPS}"
+
+
+def test_shared_modules_import_neither_ray_nor_tensorflow_at_import_time():
+    for module in sorted(LIGHT):
+        assert not imports(module, top_level_only=True) & HEAVY, module
+    assert not imports("layout") & (HEAVY | STEPS | {"data", "model", "results"})  # paths only

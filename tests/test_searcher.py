@@ -1,0 +1,59 @@
+"""The searcher on a real OptunaSearch and a real Optuna study, driven with the calls Tune makes.
+
+Tune (tune_controller) hands every result to the searcher's on_trial_result, except the one on
+which the scheduler stops the trial: that one comes only with on_trial_complete. ASHA stops a
+trial that reaches its budget too, so a completed trial's last value also comes that way.
+"""
+
+import optuna
+import optuna.distributions as od
+import pytest
+
+BUDGET = 3
+
+
+def make_searcher(cls, storage):
+    kwargs = {"max_epochs": BUDGET} if cls.__name__ == "StoppedTrialsArePruned" else {}
+    return cls(space={"learning_rate": od.FloatDistribution(1e-4, 1e-2, log=True)}, metric="val_accuracy",
+               mode="max", sampler=optuna.samplers.RandomSampler(seed=0), storage=storage, study_name="unit", **kwargs)
+
+
+def run_trial(searcher, trial_id: str, values: list[float]) -> None:
+    """A trial that reports `values`, one an epoch, and is stopped by the scheduler on the last."""
+    searcher.suggest(trial_id)
+    results = [{"val_accuracy": v, "training_iteration": epoch} for epoch, v in enumerate(values, 1)]
+    for result in results[:-1]:
+        searcher.on_trial_result(trial_id, result)
+    searcher.on_trial_complete(trial_id, result=results[-1])
+
+
+def optuna_trials(searcher_class) -> dict:
+    """Three trials through the searcher: one runs its budget, one is stopped at epoch 2, one fails."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    storage = optuna.storages.InMemoryStorage()
+    searcher = make_searcher(searcher_class or OptunaSearch, storage)
+    run_trial(searcher, "full", [0.50, 0.60, 0.70])
+    run_trial(searcher, "stopped", [0.30, 0.40])
+    searcher.suggest("failed")
+    searcher.on_trial_result("failed", {"val_accuracy": 0.2, "training_iteration": 1})
+    searcher.on_trial_complete("failed", error=True)
+    trials = optuna.load_study(study_name="unit", storage=storage).trials  # Optuna's public view
+    return dict(zip(["full", "stopped", "failed"], trials))
+
+
+def test_a_trial_asha_stopped_reaches_optuna_as_pruned_with_its_last_value():
+    from fashion_tune.searcher import StoppedTrialsArePruned
+
+    trials = optuna_trials(StoppedTrialsArePruned)
+    assert {name: t.state.name for name, t in trials.items()} == {"full": "COMPLETE", "stopped": "PRUNED",
+                                                                  "failed": "FAIL"}
+    assert trials["full"].value == pytest.approx(0.70)
+    assert trials["stopped"].value == pytest.approx(0.40) and trials["stopped"].last_step == 2
+    assert trials["stopped"].intermediate_values == {1: 0.30, 2: 0.40}
+
+
+def test_plain_optuna_search_would_call_the_stopped_trial_complete():
+    """Why the subclass exists: Ray's own OptunaSearch tells Optuna a 2-epoch trial is complete."""
+    trials = optuna_trials(None)
+    assert trials["stopped"].state.name == "COMPLETE" and trials["stopped"].value == pytest.approx(0.40)

@@ -150,6 +150,15 @@ def locate(data_dir: Optional[str] = None, download: bool = True, mirrors: Seque
     return cache
 
 
+def recorded_folder(folder: Optional[str], recorded_by: str) -> Optional[str]:
+    """A data folder an earlier step recorded (a study, a retrain), if it is on this machine;
+    else None, so the usual places are searched (a study run elsewhere, or a folder since moved)."""
+    if folder and not Path(folder).is_dir():
+        log.info("the data folder %s that %s read is not here; looking in the usual places", folder, recorded_by)
+        return None
+    return folder
+
+
 def fetch(dest: Path, mirrors: Sequence[str] = MIRRORS, timeout: float = 60.0) -> None:
     """Download the official files into dest, verifying each; a file already there and valid is kept."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -126,13 +126,14 @@ def score(model, images: np.ndarray, labels: np.ndarray) -> Scores:
     predicted = probabilities.argmax(axis=1)
     correct = predicted == labels
     classes = dict(labels=range(len(CLASS_NAMES)), target_names=CLASS_NAMES, digits=4, zero_division=0)
+    confidence = probabilities.max(axis=1)
     return Scores(
         x=x, labels=labels, probabilities=probabilities,
         counts=confusion_matrix(labels, predicted, labels=range(len(CLASS_NAMES))),
         report=classification_report(labels, predicted, output_dict=True, **classes),
         report_text=classification_report(labels, predicted, **classes),
-        calibration=calibration(probabilities.max(axis=1), correct),
-        thresholds=review_thresholds(probabilities.max(axis=1), correct),
+        calibration=calibration(confidence, correct),
+        thresholds=review_thresholds(confidence, correct),
     )
 
 
@@ -169,9 +170,7 @@ def evaluate(model_dir: ModelDir, out: Optional[Path] = None, data_dir: Optional
     model = load_model(model_dir.model)
     record = json.loads(model_dir.record.read_text()) if model_dir.record.is_file() else None
     recorded_source = ((record or {}).get("data") or {}).get("source")
-    if not data_dir and recorded_source and Path(recorded_source).is_dir():
-        data_dir = recorded_source
-    dataset = data.load(data_dir)
+    dataset = data.load(data_dir or data.recorded_folder(recorded_source, "its retraining"))
     evaluation = EvaluationDir(Path(out)) if out else model_dir.evaluation
     extra = {"model": str(model_dir.model.resolve()), "parameters": int(model.count_params()),
              "test_data": {"source": dataset.source, "checksums": dataset.checksums}}

@@ -128,6 +128,15 @@ class BaselinesDir:
 
 
 @dataclass(frozen=True)
+class LrFindDir:
+    """A learning-rate range test (lr_find.py): the loss at each rate, and its plot."""
+
+    path: Path
+    table = _inside("lr_find.csv")
+    plot = _inside("lr_find.png")
+
+
+@dataclass(frozen=True)
 class CheckpointDir:
     """One epoch's checkpoint of a trial (trainable.py): the whole model and the epoch it ended."""
 
@@ -146,11 +155,14 @@ class StudyDir:
     leaderboard = _inside("leaderboard.csv")
     best_config = _inside("best_config.json")
     summary = _inside("summary.md")
-    lr_find = _inside("lr_find")
 
     @classmethod
     def named(cls, results_dir: Path | str, name: str) -> "StudyDir":
         return cls(Path(results_dir).expanduser() / name)
+
+    @property
+    def lr_find(self) -> LrFindDir:
+        return LrFindDir(self.path / "lr_find")
 
     @property
     def retrained(self) -> ModelDir:
@@ -195,13 +207,16 @@ def trained_model(study: Optional[str], model: Optional[str], results_dir: str) 
     return found
 
 
-def lr_find_dir_for(study: Optional[str], config: Optional[Path], results_dir: str, stamp: str) -> Path:
-    """The study's lr_find/, else lr_find/ beside --config, else <results_dir>/lr-find-<stamp>."""
+def lr_find_dir_for(study: Optional[str], config: Optional[Path], out: Optional[str], results_dir: str,
+                    stamp: str) -> LrFindDir:
+    """--out, else the study's lr_find/, else lr_find/ beside --config, else <results_dir>/lr-find-<stamp>."""
+    if out:
+        return LrFindDir(Path(out))
     if study:
         return StudyDir.named(results_dir, study).lr_find
     if config:
-        return Path(config).parent / "lr_find"
-    return Path(results_dir) / f"lr-find-{stamp}"
+        return LrFindDir(Path(config).parent / "lr_find")
+    return LrFindDir(Path(results_dir) / f"lr-find-{stamp}")
 
 
 def resolve_export(model: Optional[str], results_dir: str) -> ExportDir:

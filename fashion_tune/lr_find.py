@@ -13,7 +13,6 @@ import io
 import logging
 import math
 import time
-from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -21,6 +20,7 @@ import numpy as np
 from fashion_tune import atomic, data, layout, plots
 from fashion_tune.config import DataSettings, TrainParams
 from fashion_tune.errors import UserError
+from fashion_tune.layout import LrFindDir
 from fashion_tune.model import compiled_model
 from fashion_tune.results import read_best_config
 
@@ -30,9 +30,9 @@ SMOOTHING = 0.9  # exponential moving average of the per-batch loss
 DIVERGED = 4.0  # stop once the smoothed loss is this many times its lowest value
 
 
-def lr_find(params: TrainParams, data_settings: DataSettings, out_dir: Path, min_lr: float = 1e-4,
+def lr_find(params: TrainParams, data_settings: DataSettings, out: LrFindDir, min_lr: float = 1e-4,
             max_lr: float = 1e-1, steps: int = 100) -> dict:
-    """Sweep the learning rate over `steps` batches of `params`' model; write the curve to out_dir."""
+    """Sweep the learning rate over `steps` batches of `params`' model; write the curve to `out`."""
     if not 0 < min_lr < max_lr:
         raise UserError(f"--min-lr {min_lr} and --max-lr {max_lr}: need 0 < min-lr < max-lr")
     if steps < 10:
@@ -53,33 +53,31 @@ def lr_find(params: TrainParams, data_settings: DataSettings, out_dir: Path, min
     slopes = np.gradient(losses[: lowest + 1], np.log(rates[: lowest + 1])) if lowest >= 2 else np.array([0.0])
     steepest = int(np.argmin(slopes)) if lowest >= 2 else 0
     suggestion = float(rates[steepest])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out.path.mkdir(parents=True, exist_ok=True)
     table = io.StringIO()
     writer = csv.writer(table)
     writer.writerow(["step", "learning_rate", "loss", "smoothed_loss"])
     writer.writerows(zip(range(1, len(rates) + 1), sweep.rates, sweep.losses, sweep.smoothed))
-    atomic.write_text(out_dir / "lr_find.csv", table.getvalue())
-    atomic.write_bytes(out_dir / "lr_find.png",
-                       plots.loss_vs_learning_rate(rates, losses, suggestion, "learning-rate range test"))
+    atomic.write_text(out.table, table.getvalue())
+    atomic.write_bytes(out.plot, plots.loss_vs_learning_rate(rates, losses, suggestion, "learning-rate range test"))
     result = {"suggestion": suggestion, "lowest_loss_rate": float(rates[lowest]),
               "range": [suggestion / 10, float(rates[lowest])], "steps": len(rates), "diverged": sweep.diverged,
-              "plot": out_dir / "lr_find.png"}
+              "plot": out.plot}
     log.info("suggested learning_rate %.2e (steepest fall); lowest loss at %.2e; curve in %s",
-             suggestion, result["lowest_loss_rate"], out_dir / "lr_find.png")
+             suggestion, result["lowest_loss_rate"], out.plot)
     return result
 
 
 def run(study: Optional[str], config: Optional[str], results_dir: str, out: Optional[str],
         data_flags: Mapping[str, Any], **sweep) -> dict:
     """The `lr-find` command: a study's best configuration (--study / --config) or the TrainParams
-    defaults, swept on the data the flags name; written to --out or layout.lr_find_dir_for."""
+    defaults, swept on the data the flags name; written where layout.lr_find_dir_for says."""
     params, config_path = TrainParams(), None
     if study or config:
         config_path = layout.best_config_of(study, config, results_dir)
         params = TrainParams.from_config(read_best_config(config_path)["params"])
-    out_dir = Path(out) if out else layout.lr_find_dir_for(study, config_path, results_dir,
-                                                         time.strftime("%Y%m%d-%H%M%S"))
-    return lr_find(params, DataSettings.layered(data_flags), out_dir, **sweep)
+    folder = layout.lr_find_dir_for(study, config_path, out, results_dir, time.strftime("%Y%m%d-%H%M%S"))
+    return lr_find(params, DataSettings.layered(data_flags), folder, **sweep)
 
 
 def for_space_file(result: dict) -> str:

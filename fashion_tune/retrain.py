@@ -19,6 +19,7 @@ from fashion_tune import atomic, data, training
 from fashion_tune.config import DataSettings, TrainParams
 from fashion_tune.errors import UserError
 from fashion_tune.layout import ModelDir
+from fashion_tune.model import compiled_model
 from fashion_tune.results import read_best_config
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,8 @@ def data_settings_for(best: dict, given: Mapping[str, Any], seed: int) -> DataSe
     """The study's data folder and validation share, then what the command line gives (None: not
     given); all training images unless a subset is given; the configuration's seed."""
     study = best.get("data") or {}
-    recorded = {key: study.get(key) for key in ("data_dir", "val_fraction")}
-    if recorded["data_dir"] and not given.get("data_dir") and not Path(recorded["data_dir"]).is_dir():
-        # A study run elsewhere (or a folder since moved): the usual places, as without a study.
-        log.info("the study's data folder %s is not here; looking in the usual places", recorded["data_dir"])
-        recorded["data_dir"] = None
+    recorded = {"data_dir": data.recorded_folder(study.get("data_dir"), "the study"),
+                "val_fraction": study.get("val_fraction")}
     return DataSettings.layered(recorded, given, {"seed": seed})
 
 
@@ -49,9 +47,6 @@ def retrain(config_path: Path, out: ModelDir, *, epochs: Optional[int] = None, p
     splits = data.prepare(settings, validation=patience is not None)
     log.info("retraining %s on %s for up to %d epochs%s", best.get("study", config_path), splits.describe(),
              params.epochs, f" (early stopping, patience {patience})" if patience else "")
-
-    from fashion_tune.model import compiled_model
-
     model = compiled_model(params, len(splits.y_train))
     out.path.mkdir(parents=True, exist_ok=True)
     result = training.fit(model, params, splits, patience=patience, tensorboard_dir=out.tensorboard, verbose=verbose)

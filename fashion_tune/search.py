@@ -60,7 +60,7 @@ def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyD
     # One seed for the study: TPE, the validation split and every trial.
     data_settings = DataSettings.layered(data_flags, {"seed": settings.seed})
     _check_budget(settings, space)
-    study = study_dir(settings)
+    study = study_dir(settings.results_dir, settings.name)
     if study.path.exists():
         raise UserError(
             f"study {settings.name!r} already exists at {study.path}; choose another --name, "
@@ -99,7 +99,7 @@ def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, A
         raise UserError(f"--resume {name}: {', '.join(given)} cannot change a study that has begun (it continues "
                         f"with the settings it started with); only {' and '.join(map(flag_of, RESUME_FLAGS))} "
                         "go with --resume")
-    study = StudyDir.named(Path(flags.get("results_dir") or SearchSettings.results_dir).expanduser().resolve(), name)
+    study = study_dir(flags.get("results_dir") or SearchSettings.results_dir, name)
     if not study.record.is_file():
         raise UserError(f"--resume {name}: no study at {study.path} (no {study.record.name} there)")
     record = results.read_study(study)
@@ -114,9 +114,9 @@ def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, A
         return _run(settings, space, splits, study, record, restore=True)
 
 
-def study_dir(settings: SearchSettings) -> StudyDir:
+def study_dir(results_dir: str, name: str) -> StudyDir:
     """The study's folder, absolute: Tune's storage path must be."""
-    return StudyDir.named(Path(settings.results_dir).expanduser().resolve(), settings.name)
+    return StudyDir.named(Path(results_dir).expanduser().resolve(), name)
 
 
 def reproduce_command(settings: SearchSettings, data_settings: DataSettings) -> str:

@@ -21,6 +21,7 @@ from ray import tune
 from fashion_tune.config import TrainParams
 from fashion_tune.data import Splits
 from fashion_tune.layout import CheckpointDir
+from fashion_tune.model import compiled_model, load_model
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ def configure_tensorflow(threads: int) -> None:
 
 def _restore_or_build(params: TrainParams, train_images: int):
     """The model from the trial's last checkpoint (retry, resume), or a new one."""
-    from fashion_tune.model import compiled_model, load_model
-
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return compiled_model(params, train_images), 0

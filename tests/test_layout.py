@@ -41,8 +41,9 @@ def test_what_a_command_names(tmp_path):
     assert layout.retrain_dir_for("s", None, None, results) == StudyDir.named(tmp_path, "s").retrained
     assert layout.retrain_dir_for(None, "x/best.json", None, results).path == Path("x/retrain")  # beside the file
     assert layout.retrain_dir_for("s", None, "elsewhere", results).path == Path("elsewhere")
-    assert layout.lr_find_dir_for("s", None, results, "t") == tmp_path / "s" / "lr_find"
-    assert layout.lr_find_dir_for(None, None, results, "t") == tmp_path / "lr-find-t"
+    assert layout.lr_find_dir_for("s", None, None, results, "t").path == tmp_path / "s" / "lr_find"
+    assert layout.lr_find_dir_for(None, None, None, results, "t").path == tmp_path / "lr-find-t"
+    assert layout.lr_find_dir_for("s", None, "elsewhere", results, "t").path == Path("elsewhere")
 
 
 def test_a_trained_model_is_a_study_s_or_a_file_s(tmp_path):

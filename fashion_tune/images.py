@@ -39,6 +39,19 @@ class ImageError(UserError):
     """An input that is not a usable image; the message names it."""
 
 
+class NoGarmentFound(ImageError):
+    """A readable image with nothing in it to classify (blank, uniform, noise, an object too small)."""
+
+
+def to_png(x: np.ndarray) -> bytes:
+    """A model input (28, 28, 1) in [0, 1] as an 8-bit grayscale PNG: what the model saw."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(np.clip(x[..., 0], 0, 1) * 255).astype(np.uint8), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def to_model_input_from_bytes(raw: bytes, name: str) -> np.ndarray:
     """Encoded image bytes -> float32 (28, 28, 1) in [0, 1], object light on dark."""
     from PIL import Image, ImageOps, UnidentifiedImageError

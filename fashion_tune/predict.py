@@ -23,6 +23,34 @@ from fashion_tune.model import load_model
 
 log = logging.getLogger(__name__)
 
+DEFAULT_UNSURE_BELOW = 0.5  # used when the model card carries no review threshold from evaluate
+
+
+class ExportedModel:
+    """An exported model with its card: probabilities for model inputs, and what they mean for a
+    user (the category, and whether a person should check it). predict and serve both use it."""
+
+    def __init__(self, export: ExportDir):
+        self.model = load_model(export.model)
+        self.card = json.loads(export.card_json.read_text()) if export.card_json.is_file() else {"classes": list(CLASS_NAMES)}
+        review = (self.card.get("test_metrics") or {}).get("review") or {}
+        self.unsure_below = float(review.get("threshold", DEFAULT_UNSURE_BELOW))
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """(N, 28, 28, 1) model inputs -> (N, 10); a direct call: no predict() set-up per batch."""
+        return self.model(x, training=False).numpy()
+
+    def describe(self, probs: np.ndarray) -> dict:
+        order = np.argsort(-probs)
+        top = float(probs[order[0]])
+        return {
+            "category": CLASS_NAMES[order[0]],
+            "probability": top,
+            "unsure": top < self.unsure_below,  # below the threshold evaluate found: a person should check
+            "unsure_below": self.unsure_below,
+            "probabilities": {CLASS_NAMES[i]: float(probs[i]) for i in order},
+        }
+
 
 @dataclass
 class Prediction:

@@ -14,7 +14,6 @@ error {"error": ...} and the service keeps serving.
 """
 
 
-import json
 import logging
 from importlib import resources
 from typing import Optional
@@ -22,17 +21,15 @@ from typing import Optional
 import numpy as np
 
 from fashion_tune import images
-from fashion_tune.data import CLASS_NAMES
 from fashion_tune.errors import UserError
 from fashion_tune.layout import ExportDir
-from fashion_tune.model import load_model
+from fashion_tune.predict import ExportedModel
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # per image
 MAX_BATCH_FILES = 32
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around each file
-DEFAULT_UNSURE_BELOW = 0.5  # used when the model card carries no review threshold from evaluate
 RAW_TYPES = ("image/", "application/octet-stream")
 
 
@@ -48,10 +45,8 @@ class ModelService:
     """The model and what the endpoints do with it; no web framework here, so it tests plainly."""
 
     def __init__(self, export: ExportDir, max_bytes: int = DEFAULT_MAX_BYTES):
-        self.model = load_model(export.model)
-        self.card = json.loads(export.card_json.read_text()) if export.card_json.is_file() else {"classes": list(CLASS_NAMES)}
-        review = (self.card.get("test_metrics") or {}).get("review") or {}
-        self.unsure_below = float(review.get("threshold", DEFAULT_UNSURE_BELOW))
+        self.exported = ExportedModel(export)
+        self.card = self.exported.card
         self.max_bytes = max_bytes
 
     def decode(self, name: str, raw: bytes) -> np.ndarray:
@@ -81,18 +76,10 @@ class ModelService:
         return results
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.model(x, training=False).numpy()  # a direct call: no predict() set-up per request
+        return self.exported.probabilities(x)
 
     def describe(self, probs: np.ndarray) -> dict:
-        order = np.argsort(-probs)
-        top = float(probs[order[0]])
-        return {
-            "category": CLASS_NAMES[order[0]],
-            "probability": top,
-            "unsure": top < self.unsure_below,  # below the threshold evaluate found: a person should check
-            "unsure_below": self.unsure_below,
-            "probabilities": {CLASS_NAMES[i]: float(probs[i]) for i in order},
-        }
+        return self.exported.describe(probs)
 
     def check_size(self, size: int, name: str = "the upload") -> None:
         """413 when one image's bytes exceed the limit."""

@@ -10,7 +10,8 @@ from PIL import Image
 
 from fashion_tune.data import CLASS_NAMES
 from fashion_tune.layout import ExportDir
-from fashion_tune.serve import DEFAULT_UNSURE_BELOW, ModelService, RequestError
+from fashion_tune.predict import DEFAULT_UNSURE_BELOW
+from fashion_tune.serve import ModelService, RequestError
 from tests.conftest import constant_model
 
 BAG = CLASS_NAMES.index("Bag")
@@ -55,7 +56,7 @@ def test_classify_answers_with_the_card_s_review_threshold(export):
 def test_without_a_card_the_default_threshold_applies(export):
     export.card_json.unlink()
     service = ModelService(export)
-    assert service.unsure_below == DEFAULT_UNSURE_BELOW and service.card["classes"] == list(CLASS_NAMES)
+    assert service.exported.unsure_below == DEFAULT_UNSURE_BELOW and service.card["classes"] == list(CLASS_NAMES)
     assert service.classify("bag.png", a_photo())["unsure"] is False  # 0.7 >= 0.5
 
 

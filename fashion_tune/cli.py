@@ -66,6 +66,17 @@ def given(args: argparse.Namespace, cls) -> dict[str, Any]:
     return {f.name: getattr(args, f.name, None) for f in cls.command_line_fields()}
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (argparse names the flag in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return value
+
+
 def add_results_dir(parser) -> None:
     parser.add_argument("--results-dir", default=SearchSettings.results_dir,
                         help=f"where studies live (default: {SearchSettings.results_dir})")
@@ -179,6 +190,9 @@ class Evaluate(Command):
     def add_arguments(self, parser):
         add_study_or(parser, "--model", "a .keras model instead of a study's retrained one")
         parser.add_argument("--out", help="output folder (default: <study>/evaluation, or evaluation/ beside --model)")
+        parser.add_argument("--robustness-images", type=non_negative_int, default=None, metavar="N",
+                            help="test images rendered as product photos per robustness tier (default: all "
+                                 "10,000; 0: skip the tiers)")
         add_settings(parser, DataSettings, names=("data_dir",),
                      default_text={"data_dir": "the folder the retraining read, else $FASHION_TUNE_DATA, else "
                                                "Keras's cache"})
@@ -187,7 +201,7 @@ class Evaluate(Command):
         from fashion_tune import evaluate
 
         model_dir = layout.trained_model(args.study, args.model, args.results_dir)
-        metrics, out = evaluate.evaluate(model_dir, args.out, args.data_dir)
+        metrics, out = evaluate.evaluate(model_dir, args.out, args.data_dir, args.robustness_images)
         print(evaluate.headline(metrics))
         print(f"report: {out.report}")
         return 0
@@ -217,7 +231,8 @@ class Export(Command):
 class Predict(Command):
     """Classify product photos (files, or folders of them) with an exported model: the newest
     export, else the reference model committed with the repository. A file that is not a readable
-    image gets its own error line and exit code 1; the others are still classified."""
+    image, or shows no garment, gets its own error line and exit code 1; the others are still
+    classified. Answers below the model card's review threshold are marked unsure."""
 
     summary = "classify product photos (files or folders)"
 
@@ -227,14 +242,27 @@ class Predict(Command):
         add_results_dir(parser)
         parser.add_argument("--top", type=int, default=3, help="categories to show per image (default 3)")
         parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.add_argument("--include-input", action="store_true",
+                            help="with --json: add each model input (28x28) as a PNG data URL")
+        parser.add_argument("--show", metavar="DIR", type=Path,
+                            help="write what the model saw, each photo's 28x28 model input, as DIR/<photo name>.png")
 
     def run(self, args):
         from fashion_tune import predict
 
+        if args.include_input and not args.json:
+            raise UserError("--include-input adds the model inputs to --json output; add --json, or use --show DIR")
+        if args.top < 1:
+            raise UserError(f"--top {args.top}: must be >= 1")
+        if args.show and args.show.exists() and not args.show.is_dir():
+            raise UserError(f"--show {args.show}: is a file; give a folder for the model inputs")
         exported = layout.resolve_export(args.model, args.results_dir)
         predictions = predict.classify(args.images, exported)
+        if args.show:
+            written = predict.write_inputs(predictions, args.show)
+            log.info("wrote %d model input(s) to %s", len(written), args.show)
         if args.json:
-            print(predict.format_json(predictions, args.top, exported))
+            print(predict.format_json(predictions, args.top, exported, args.include_input))
         else:
             out, err = predict.format_text(predictions, args.top)
             for line in out:

@@ -5,8 +5,9 @@ score() measures (no files); write_evaluation() writes an EvaluationDir, by defa
 together; the confusion matrix (counts and row-normalised) as CSV and PNG; a grid of the most
 confident mistakes and the most confused class pairs; per-image probability bars; calibration
 (expected calibration error, reliability diagram, and how accurate the predictions above each
-confidence threshold are, to decide when a person should check); and tensorboard/ with the same
-figures as images and the metrics as scalars.
+confidence threshold are, to decide when a person should check); robustness: the accuracy on the
+test images rendered as ordinary product photos in named tiers (robustness.py), with an example
+strip per tier; and tensorboard/ with the same figures as images and the metrics as scalars.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from fashion_tune import atomic, data, plots
+from fashion_tune import atomic, data, plots, robustness
 from fashion_tune.data import CLASS_NAMES
 from fashion_tune.layout import EvaluationDir, ModelDir
 from fashion_tune.model import load_model
@@ -138,21 +139,33 @@ def score(model, images: np.ndarray, labels: np.ndarray) -> Scores:
 
 
 def evaluate_model(model, images: np.ndarray, labels: np.ndarray, out: EvaluationDir, title: str,
-                   extra: Optional[dict] = None, sample_seed: int = 0) -> dict:
-    """Score `model` on uint8 test images (N, 28, 28) and write every figure and report to `out`."""
+                   extra: Optional[dict] = None, sample_seed: int = 0, robustness_images: Optional[int] = None) -> dict:
+    """Score `model` on uint8 test images (N, 28, 28) and write every figure and report to `out`;
+    the robustness tiers on the first `robustness_images` of them (None: all; 0: none)."""
     scores = score(model, images, labels)
     metrics = {"title": title, **scores.metrics(), **(extra or {})}
-    write_evaluation(scores, metrics, out, sample_seed)
+    strips = {}
+    if robustness_images != 0:
+        count = len(images) if robustness_images is None else robustness_images
+        log.info("robustness: rendering %d test images as product photos in %d tiers", min(count, len(images)),
+                 len(robustness.TIERS))
+        metrics["robustness"], strips = robustness.measure(model, images, labels, count)
+    write_evaluation(scores, metrics, out, sample_seed, strips)
     log.info("%s: test accuracy %.4f, loss %.4f, macro F1 %.4f, ECE %.4f; report in %s", title, metrics["accuracy"],
              metrics["loss"], metrics["macro_f1"], metrics["calibration"]["ece"], out.report)
     return metrics
 
 
-def write_evaluation(scores: Scores, metrics: dict, out: EvaluationDir, sample_seed: int = 0) -> None:
+def write_evaluation(scores: Scores, metrics: dict, out: EvaluationDir, sample_seed: int = 0,
+                     strips: Optional[dict] = None) -> None:
     """metrics.json, report.md, the classification report, the confusion matrices as CSV, every
-    figure as PNG, and all of it in TensorBoard."""
+    figure as PNG (robustness strips too, when given), and all of it in TensorBoard."""
     out.path.mkdir(parents=True, exist_ok=True)
     figures = _figures(scores, metrics["title"], sample_seed)
+    for tier, (photos, inputs, predicted) in (strips or {}).items():
+        figures[f"robustness_{tier}"] = plots.photo_strip(
+            photos, inputs, [CLASS_NAMES[p] for p in predicted], f"{metrics['title']}: robustness tier '{tier}' "
+            "(top: the photo; bottom: what the model saw, and its answer)")
     for name, png in figures.items():
         atomic.write_bytes(out.figure(name), png)
     atomic.write_text(out.table("confusion_matrix"), _matrix_csv(scores.counts.astype(int), "{}"))
@@ -163,7 +176,8 @@ def write_evaluation(scores: Scores, metrics: dict, out: EvaluationDir, sample_s
     atomic.write_text(out.report, report_markdown(metrics, scores.report_text))
 
 
-def evaluate(model_dir: ModelDir, out: Optional[Path] = None, data_dir: Optional[str] = None) -> tuple[dict, EvaluationDir]:
+def evaluate(model_dir: ModelDir, out: Optional[Path] = None, data_dir: Optional[str] = None,
+             robustness_images: Optional[int] = None) -> tuple[dict, EvaluationDir]:
     """The `evaluate` command: the model of model_dir on the full test set, written to `out` (by
     default the model's evaluation folder). The test images are read from --data-dir, else from
     the folder its retraining read, else the usual places."""
@@ -178,7 +192,7 @@ def evaluate(model_dir: ModelDir, out: Optional[Path] = None, data_dir: Optional
         extra["retrain"] = record
     title = (record or {}).get("study") or model_dir.model.stem
     metrics = evaluate_model(model, dataset.test_images, dataset.test_labels.astype(np.int64), evaluation,
-                             title=title, extra=extra)
+                             title=title, extra=extra, robustness_images=robustness_images)
     return metrics, evaluation
 
 
@@ -249,6 +263,8 @@ def _write_tensorboard(folder: Path, metrics: dict, figures: dict) -> None:
         for key in ("accuracy", "loss", "macro_f1", "macro_precision", "macro_recall"):
             tf.summary.scalar(f"test/{key}", metrics[key], step=0)
         tf.summary.scalar("test/ece", metrics["calibration"]["ece"], step=0)
+        for tier, figures_of_tier in ((metrics.get("robustness") or {}).get("tiers") or {}).items():
+            tf.summary.scalar(f"robustness/{tier}", figures_of_tier["accuracy"], step=0)
         for name, png in figures.items():
             tf.summary.image(f"evaluation/{name}", tf.image.decode_png(png, channels=4)[None], step=0)
     writer.close()
@@ -296,5 +312,24 @@ def report_markdown(metrics: dict, report_text: str) -> str:
     else:
         lines += ["", f"No confidence threshold reaches {REVIEW_TARGET_ACCURACY:.0%} accuracy: have a person check "
                   "every prediction, or improve the model."]
+    lines += robustness_markdown(metrics.get("robustness"))
     lines.append("")
     return "\n".join(lines)
+
+
+def robustness_markdown(measured: Optional[dict]) -> list[str]:
+    """The report's robustness section: accuracy per tier beside the raw images', and a strip each."""
+    if not measured:
+        return ["", "## Robustness on product photos", "", "Not measured (`--robustness-images 0`)."]
+    lines = ["", "## Robustness on product photos", "",
+             f"The first {measured['images']:,} test images rendered as product photos (seed {measured['seed']}), "
+             "encoded as JPEG and sent through the preprocessing that `predict` and `serve` use "
+             "(`fashion_tune/robustness.py` renders them). \"No garment found\" counts as wrong.", "",
+             "| tier | conditions | accuracy | vs the raw 28x28 images | no garment found |", "|---|---|---|---|---|",
+             f"| raw | the test images as they are | {measured['raw_accuracy']:.4f} | | |"]
+    for name, tier in measured["tiers"].items():
+        lines.append(f"| {name} | {tier['description']} | {tier['accuracy']:.4f} | {-tier['drop']:+.4f} | "
+                     f"{tier['no_garment_found']} |")
+    for name in measured["tiers"]:
+        lines += ["", f"![{name}](robustness_{name}.png)"]
+    return lines

@@ -91,6 +91,12 @@ def card_markdown(card: dict) -> str:
             r = metrics["review"]
             lines.append(f"- have a person check predictions below {r['threshold']:.2f} confidence "
                          f"({1 - r['coverage']:.1%} of test images); the rest are {r['accuracy']:.2%} accurate")
+        if metrics.get("robustness"):
+            r = metrics["robustness"]
+            lines += ["", f"On product photos rendered from {r['images_per_tier']:,} test images (raw accuracy "
+                      f"{r['raw_accuracy']:.4f} on them), per robustness tier:", "",
+                      "| tier | accuracy |", "|---|---|"]
+            lines += [f"| {name} | {accuracy:.4f} |" for name, accuracy in r["tiers"].items()]
     else:
         lines.append("Not evaluated yet: run `fashion-tune evaluate` before exporting to record them here.")
     lines += ["", "## Provenance", "", f"- study: {card['study']}", f"- parameters: {card['parameters']:,}",
@@ -109,8 +115,11 @@ def _test_metrics(metrics: dict) -> Optional[dict]:
     """The headline figures of evaluate's metrics.json; None when the model was not evaluated."""
     if not metrics:
         return None
+    measured = metrics.get("robustness")
+    robustness = {"images_per_tier": measured["images"], "raw_accuracy": measured["raw_accuracy"],
+                  "tiers": {name: tier["accuracy"] for name, tier in measured["tiers"].items()}} if measured else None
     return {"accuracy": metrics["accuracy"], "loss": metrics["loss"], "macro_f1": metrics["macro_f1"],
-            "ece": metrics["calibration"]["ece"], "review": metrics.get("review")}
+            "ece": metrics["calibration"]["ece"], "review": metrics.get("review"), "robustness": robustness}
 
 
 def _read_json(path: Path) -> dict:

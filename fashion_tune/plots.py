@@ -63,6 +63,23 @@ def image_grid(images: np.ndarray, captions: Sequence[str], title: str, columns:
     return png_bytes(fig)
 
 
+def photo_strip(photos: Sequence[bytes], inputs: np.ndarray, captions: Sequence[str], title: str) -> bytes:
+    """Encoded photos in a row, each above the 28x28 model input made of it and a caption."""
+    from PIL import Image
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, len(photos), figsize=(1.8 * len(photos), 4.2), squeeze=False)
+    for column, (photo, x, caption) in enumerate(zip(photos, inputs, captions)):
+        top, bottom = axes[0, column], axes[1, column]
+        top.imshow(Image.open(io.BytesIO(photo)).convert("RGB"))
+        bottom.imshow(x.squeeze(), cmap="gray", vmin=0, vmax=1)
+        bottom.set_title(caption, fontsize=8)
+        top.axis("off")
+        bottom.axis("off")
+    fig.suptitle(title, fontsize=9)
+    return png_bytes(fig)
+
+
 def probability_bars(images: np.ndarray, probabilities: np.ndarray, labels: np.ndarray,
                      class_names: Sequence[str], title: str) -> bytes:
     """Each image beside a bar chart of its class probabilities; the true class in green,

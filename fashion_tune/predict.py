@@ -2,8 +2,10 @@
 
 The model is an ExportDir (model.keras + model_card.json) or a .keras file; by default the newest
 export, and before you have exported one, the reference model committed with the repository
-(layout.resolve_export). A file that cannot be read as an image gets its own one-line error;
-the others are still classified.
+(layout.resolve_export). A file that cannot be read as an image, or has no garment in it, gets
+its own one-line error; the others are still classified. A prediction below the review threshold
+in the model card (the confidence above which evaluate found answers 98% accurate) is marked
+unsure, as the service marks it.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from fashion_tune import images
+from fashion_tune import atomic, images
 from fashion_tune.data import CLASS_NAMES
 from fashion_tune.errors import UserError
 from fashion_tune.layout import ExportDir
@@ -24,6 +27,7 @@ from fashion_tune.model import load_model
 log = logging.getLogger(__name__)
 
 DEFAULT_UNSURE_BELOW = 0.5  # used when the model card carries no review threshold from evaluate
+BATCH = 256  # model inputs per call
 
 
 class ExportedModel:
@@ -55,38 +59,59 @@ class ExportedModel:
 @dataclass
 class Prediction:
     file: str
-    probabilities: dict = field(default_factory=dict)  # class name -> probability
+    answer: dict = field(default_factory=dict)  # ExportedModel.describe(): category, probabilities, unsure
+    model_input: Optional[np.ndarray] = None  # the 28x28 image the model saw
     error: Optional[str] = None
 
     def top(self, k: int) -> list[tuple[str, float]]:
-        return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
+        return list(self.answer["probabilities"].items())[:k]  # describe() orders them, most likely first
 
-    def to_json(self, k: int) -> dict:
+    def to_json(self, k: int, include_input: bool = False) -> dict:
         if self.error:
             return {"file": self.file, "error": self.error}
-        return {"file": self.file, "top": [{"class": c, "probability": p} for c, p in self.top(k)],
-                "probabilities": self.probabilities}
+        answer = {"file": self.file, **self.answer, "top": [{"class": c, "probability": p} for c, p in self.top(k)]}
+        if include_input:
+            answer["model_input"] = images.to_data_url(self.model_input)
+        return answer
 
 
 def classify(paths, export: ExportDir) -> list[Prediction]:
-    """Classify every file (folders expanded); unreadable ones carry their error."""
+    """Classify every file (folders expanded); unreadable ones, and those with no garment in
+    them, carry their error."""
     files = images.expand_inputs(paths)
     if not files:
         raise UserError("no image files given (folders are searched for " + ", ".join(images.IMAGE_SUFFIXES) + ")")
-    predictions, batch, batch_index = [], [], []
+    predictions = []
     for path in files:
         try:
-            batch.append(images.load(path))
-            batch_index.append(len(predictions))
-            predictions.append(Prediction(str(path)))
+            predictions.append(Prediction(str(path), model_input=images.load(path)))
         except images.ImageError as e:
             predictions.append(Prediction(str(path), error=str(e)))
-    if batch:
-        model = load_model(export.model)
-        probabilities = model.predict(np.stack(batch), batch_size=256, verbose=0)
-        for i, probs in zip(batch_index, probabilities):
-            predictions[i].probabilities = {name: float(p) for name, p in zip(CLASS_NAMES, probs)}
+    found = [p for p in predictions if p.error is None]
+    if found:
+        model = ExportedModel(export)
+        for start in range(0, len(found), BATCH):
+            chunk = found[start: start + BATCH]
+            for prediction, probs in zip(chunk, model.probabilities(np.stack([p.model_input for p in chunk]))):
+                prediction.answer = model.describe(probs)
     return predictions
+
+
+def write_inputs(predictions: list[Prediction], folder: Path) -> list[Path]:
+    """Each classified photo's model input as <folder>/<photo name>.png (28x28, 8-bit); a name
+    that two photos share gets -2, -3, ..."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written, taken = [], set()
+    for prediction in predictions:
+        if prediction.error:
+            continue
+        stem, n = Path(prediction.file).stem, 1
+        while (name := stem + (f"-{n}" if n > 1 else "") + ".png") in taken:
+            n += 1
+        taken.add(name)
+        atomic.write_bytes(folder / name, images.to_png(prediction.model_input))
+        written.append(folder / name)
+    return written
 
 
 def format_text(predictions: list[Prediction], k: int) -> tuple[list[str], list[str]]:
@@ -95,10 +120,14 @@ def format_text(predictions: list[Prediction], k: int) -> tuple[list[str], list[
     for p in predictions:
         if p.error:
             err.append(f"fashion-tune: error: {p.error}")
-        else:
-            out.append(f"{p.file}: " + ", ".join(f"{name} {prob:.1%}" for name, prob in p.top(k)))
+            continue
+        line = f"{p.file}: " + ", ".join(f"{name} {prob:.1%}" for name, prob in p.top(k))
+        if p.answer["unsure"]:
+            line += f"  [unsure: below the model's review threshold of {p.answer['unsure_below']:.0%}; have a person check]"
+        out.append(line)
     return out, err
 
 
-def format_json(predictions: list[Prediction], k: int, export: ExportDir) -> str:
-    return json.dumps({"model": str(export.model), "predictions": [p.to_json(k) for p in predictions]}, indent=2)
+def format_json(predictions: list[Prediction], k: int, export: ExportDir, include_input: bool = False) -> str:
+    return json.dumps({"model": str(export.model), "predictions": [p.to_json(k, include_input) for p in predictions]},
+                      indent=2)

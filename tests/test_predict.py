@@ -1,0 +1,79 @@
+"""`predict` as a user runs it: a real saved model with a model card, real image files, the CLI.
+No garment is an error line for that file, unsure answers are marked, and what the model saw can
+be written out or carried in the JSON."""
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fashion_tune.cli import main
+from fashion_tune.data import CLASS_NAMES
+from fashion_tune.layout import ExportDir
+from tests.conftest import constant_model
+
+BAG = CLASS_NAMES.index("Bag")
+
+
+@pytest.fixture
+def export(tmp_path) -> ExportDir:
+    """An export whose model answers Bag at 0.7, and whose card asks for review below 0.8."""
+    probabilities = np.full(10, 0.3 / 9)
+    probabilities[BAG] = 0.7
+    folder = ExportDir(tmp_path / "export")
+    folder.path.mkdir()
+    constant_model(probabilities).save(folder.model)
+    folder.card_json.write_text(json.dumps({"name": "unit", "classes": list(CLASS_NAMES),
+                                            "test_metrics": {"review": {"threshold": 0.8}}}))
+    return folder
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image = Image.new("RGB", (160, 120), (245, 245, 240))
+    image.paste((40, 30, 20), (50, 20, 110, 100))  # a dark product, taller than wide, on an off-white background
+    image.save(folder / "bag.jpg", quality=90)
+    Image.new("RGB", (160, 120), (250, 250, 250)).save(folder / "blank.png")
+    return folder
+
+
+def test_no_garment_is_an_error_line_and_unsure_answers_are_marked(export, photos, capsys):
+    assert main(["predict", str(photos), "--model", str(export.path)]) == 1  # one file could not be classified
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{photos / 'bag.jpg'}: Bag 70.0%") and "[unsure: below the model's review threshold of 80%" in out
+    assert err.strip().endswith(f"fashion-tune: error: {photos / 'blank.png'}: no garment found (the image is blank, "
+                                "uniform or noise)")
+
+
+def test_json_carries_the_answer_the_service_gives_and_the_model_input_on_request(export, photos, capsys):
+    main(["predict", str(photos / "bag.jpg"), "--model", str(export.path), "--json", "--include-input", "--top", "2"])
+    answer = json.loads(capsys.readouterr().out)["predictions"][0]
+    assert (answer["category"], answer["unsure"], answer["unsure_below"]) == ("Bag", True, 0.8)
+    assert [t["class"] for t in answer["top"]][0] == "Bag" and len(answer["top"]) == 2
+    header, encoded = answer["model_input"].split(",", 1)
+    assert header == "data:image/png;base64"
+    seen = Image.open(io.BytesIO(base64.b64decode(encoded)))
+    assert seen.size == (28, 28) and seen.mode == "L" and np.asarray(seen).max() == 255
+
+
+def test_show_writes_what_the_model_saw(export, photos, tmp_path, capsys):
+    shown = tmp_path / "seen"
+    main(["predict", str(photos), "--model", str(export.path), "--show", str(shown)])
+    assert sorted(p.name for p in shown.iterdir()) == ["bag.png"]  # the blank photo has no model input
+    seen = np.asarray(Image.open(shown / "bag.png"))
+    assert seen.shape == (28, 28) and seen[14, 0] == 0 and seen[14, 14] > 200 and seen.max() == 255  # light on black
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--include-input"], "--include-input adds the model inputs to --json output"),
+    (["--top", "0"], "--top 0: must be >= 1"),
+])
+def test_contradictory_flags_are_refused_before_any_work(export, photos, capsys, flags, message):
+    assert main(["predict", str(photos), "--model", str(export.path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

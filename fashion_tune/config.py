@@ -199,7 +199,14 @@ class TrainParams(_Validated):
     lr_schedule: str = "constant"  # "constant", or "cosine": decays it to 0 over the run's epochs, step by step
     weight_decay: float = 0.0  # decoupled weight decay; only "adamw" uses it
     batch_size: int = 128  # images per gradient step
+    # --- augmentation: random changes to the training images only, 0 is off (fashion_tune/model.py) ---
     augment: bool = False  # random shifts (up to 10%) and horizontal flips while training
+    rotation: float = 0.0  # largest random rotation, in degrees either way
+    zoom: float = 0.0  # largest random zoom in or out, a fraction of the size (0.1: about 90% to 110%)
+    translation: float = 0.0  # largest random shift, a fraction of the width and height (adds to augment's)
+    contrast: float = 0.0  # largest random contrast change: a factor in [1 - c, 1 + c] about the image's mean
+    brightness: float = 0.0  # largest random brightness change, added to every pixel (images are in [0, 1])
+    erasing: float = 0.0  # probability that an image gets a random rectangle of noise (an occlusion)
     epochs: int = 10  # the full budget of a trial; ASHA's max_t
     mixed_precision: bool = False  # float16 compute, float32 weights (fast on GPUs with tensor cores)
     jit_compile: bool = False  # compile the training step with XLA
@@ -220,6 +227,12 @@ class TrainParams(_Validated):
         "lr_schedule": _one_of("constant", "cosine"),
         "weight_decay": _at_least(0),
         "batch_size": _at_least(1),
+        "rotation": Rule(lambda v: 0 <= v <= 180, "must be 0 to 180 (degrees either way)"),
+        "zoom": _unit_interval_open(),
+        "translation": _unit_interval_open(),
+        "contrast": _unit_interval_open(),
+        "brightness": _unit_interval_open(),
+        "erasing": Rule(lambda v: 0 <= v <= 1, "must be 0 to 1 (a probability)"),
         "epochs": _at_least(1),
         "seed": _at_least(0),
     }

@@ -44,10 +44,8 @@ def _build(params: TrainParams, name: str):
 
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
     x = inputs
-    if params.augment:
-        # Active only while training; at inference these layers pass images through.
-        x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=params.seed, name="shift")(x)
-        x = layers.RandomFlip("horizontal", seed=params.seed, name="flip")(x)
+    for layer in augmentation_layers(params):
+        x = layer(x)
     pool = layers.MaxPooling2D if params.pooling == "max" else layers.AveragePooling2D
     for block in range(params.conv_blocks):
         for conv in range(params.convs_per_block):
@@ -74,6 +72,50 @@ def _build(params: TrainParams, name: str):
     # float32 softmax even under mixed precision, so probabilities stay well calibrated.
     outputs = layers.Dense(len(CLASS_NAMES), activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+# The augmentation options (TrainParams fields), in the order their layers are applied: the image
+# is moved first, then its pixels changed, and the occlusion goes on top of the final image.
+AUGMENTATIONS = ("translation", "rotation", "zoom", "contrast", "brightness", "erasing")
+
+
+def augmentation_layers(params: TrainParams) -> list:
+    """The random changes `params` asks for, as Keras preprocessing layers named after their option.
+
+    They change images only while training (fit); at inference (predict, or a call with
+    training=False) they pass images through untouched. Images are float32 in [0, 1], the
+    object light on a black background.
+    """
+    from keras import layers
+
+    chosen = []
+    if params.augment:
+        # Exactly what the reference study and model trained with (layers, names and seeds).
+        chosen += [layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=params.seed, name="shift"),
+                   layers.RandomFlip("horizontal", seed=params.seed, name="flip")]
+    # Geometric changes fill the uncovered corners with the background's black; pixel changes clip
+    # to [0, 1]. Ranges are given as (low, high): Keras reads a single number differently from layer
+    # to layer (RandomContrast(0.3) only ever raises the contrast).
+    fill = dict(fill_mode="constant", fill_value=0.0)
+    pixels = dict(value_range=(0.0, 1.0))
+    make = {
+        "translation": lambda v, **kw: layers.RandomTranslation((-v, v), (-v, v), **fill, **kw),
+        "rotation": lambda v, **kw: layers.RandomRotation((-v / 360, v / 360), **fill, **kw),  # a fraction of a turn
+        "zoom": lambda v, **kw: layers.RandomZoom((-v, v), **fill, **kw),  # width follows: the aspect ratio is kept
+        "contrast": lambda v, **kw: layers.RandomContrast((v, v), **pixels, **kw),
+        "brightness": lambda v, **kw: layers.RandomBrightness((-v, v), **pixels, **kw),
+        # A rectangle with sides 14-57% of the image's, filled with noise as the Random Erasing
+        # paper found best (arXiv:1708.04896); (v, v): erased with probability exactly v.
+        "erasing": lambda v, **kw: layers.RandomErasing((v, v), scale=(0.02, 0.33), fill_value=None, **pixels, **kw),
+    }
+    for offset, option in enumerate(AUGMENTATIONS, start=1):
+        value = getattr(params, option)
+        if value > 0:
+            # A seed of its own: layers seeded alike draw the same numbers (every large rotation
+            # would come with a large zoom). float32 under mixed precision too: RandomErasing
+            # fails in float16, and the images stay exact; the first conv casts them.
+            chosen.append(make[option](value, seed=params.seed + offset, name=option, dtype="float32"))
+    return chosen
 
 
 def learning_rate(params: TrainParams, steps_per_epoch: int = 1):

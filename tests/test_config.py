@@ -20,6 +20,14 @@ def test_defaults_are_valid():
         ("batch_norm", "yes", "batch_norm is 'yes', must be true or false"),
         ("filters", 3.5, "filters is 3.5, must be an integer"),
         ("learning_rate", float("nan"), "learning_rate is nan, must be a finite number"),
+        ("rotation", -5, "rotation is -5.0, must be 0 to 180 (degrees either way)"),
+        ("rotation", 200, "rotation is 200.0, must be 0 to 180 (degrees either way)"),
+        ("zoom", 1, "zoom is 1.0, must be in [0, 1)"),
+        ("translation", -0.1, "translation is -0.1, must be in [0, 1)"),
+        ("contrast", 1.5, "contrast is 1.5, must be in [0, 1)"),
+        ("brightness", "0.2", "brightness is '0.2', must be a finite number"),
+        ("erasing", 1.5, "erasing is 1.5, must be 0 to 1 (a probability)"),
+        ("erasing", True, "erasing is True, must be a finite number"),
     ],
 )
 def test_bad_values_name_field_value_and_rule(field, value, message):
@@ -60,3 +68,16 @@ def test_searcher_and_scheduler_choices():
         SearchSettings(searcher="grid")
     with pytest.raises(ConfigError, match="scheduler is 'hyperband', must be one of 'asha', 'none'"):
         SearchSettings(scheduler="hyperband")
+
+
+def test_augmentation_is_off_unless_asked_for_and_old_configs_still_load():
+    """A configuration written before an option existed trains as it did: the option is off."""
+    import json
+
+    from tests.conftest import ROOT
+
+    reference = json.loads((ROOT / "results" / "reference" / "best_config.json").read_text())["params"]
+    params = TrainParams.from_config(reference)
+    assert params.augment is True
+    assert (params.rotation, params.zoom, params.translation, params.contrast, params.brightness, params.erasing) == (0,) * 6
+    assert {"rotation", "zoom", "translation", "contrast", "brightness", "erasing"} <= set(params.to_dict())

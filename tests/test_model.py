@@ -1,6 +1,8 @@
-"""The builder at the corners of the default space: every corner builds, has 10 outputs, and trains."""
+"""The builder at the corners of the default space: every corner builds, has 10 outputs, and trains;
+and each augmentation option: the layer it builds, training-only, seeded, saved and loaded."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -123,3 +125,136 @@ def test_mixed_precision_and_xla_options_train():
     rng = np.random.default_rng(0)
     history = model.fit(rng.random((32, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 32), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+# Each option at a clear strength, the Keras layer that does it, and whether it moves the image
+# (then the corners it uncovers must be the background's black).
+AUGMENTATION_CASES = {
+    "translation": (0.2, "RandomTranslation", True),
+    "rotation": (30.0, "RandomRotation", True),
+    "zoom": (0.3, "RandomZoom", True),
+    "contrast": (0.5, "RandomContrast", False),
+    "brightness": (0.3, "RandomBrightness", False),
+    "erasing": (1.0, "RandomErasing", False),
+}
+SMALL = dict(conv_blocks=1, filters=4, dense_units=8)
+
+
+def garments(n: int = 16) -> np.ndarray:
+    """Fashion-MNIST-like images: a textured light object on black, float32 in [0, 1]."""
+    x = np.zeros((n, 28, 28, 1), np.float32)
+    x[:, 6:22, 8:20] = 0.3 + 0.6 * np.random.default_rng(0).random((n, 16, 12, 1), dtype=np.float32)
+    return x
+
+
+def layer_config(model, name: str) -> dict:
+    """A layer's config as a saved model holds it (tuples read back as lists)."""
+    return json.loads(json.dumps(model.get_layer(name).get_config()))
+
+
+def test_augment_still_builds_what_the_reference_model_was_trained_with():
+    from fashion_tune.model import build_model, load_model
+    from tests.conftest import ROOT
+
+    reference = ROOT / "results" / "reference"
+    params = TrainParams.from_config(json.loads((reference / "best_config.json").read_text())["params"])
+    committed = load_model(reference / "model" / "model.keras", compile=False)
+    built = build_model(params)
+    assert [layer.name for layer in built.layers[:4]] == [layer.name for layer in committed.layers[:4]] \
+        == ["image", "shift", "flip", "block1_conv1"]
+    for name in ("shift", "flip"):
+        assert layer_config(built, name) == layer_config(committed, name)
+
+
+def test_every_augmentation_option_has_a_case():
+    from fashion_tune.model import AUGMENTATIONS
+
+    assert set(AUGMENTATION_CASES) == set(AUGMENTATIONS)
+
+
+@pytest.mark.parametrize("option", sorted(AUGMENTATION_CASES))
+def test_augmentation_changes_training_images_only(option):
+    from fashion_tune.model import build_model
+
+    value, layer_class, moves = AUGMENTATION_CASES[option]
+    augmented = build_model(TrainParams(**SMALL, **{option: value}))
+    layer = augmented.get_layer(option)
+    assert type(layer).__name__ == layer_class
+    x = garments()
+    trained_on = np.asarray(layer(x, training=True))
+    assert not np.allclose(trained_on, x) and trained_on.min() >= 0 and trained_on.max() <= 1
+    if moves:  # a white image shows what fills the uncovered corners
+        assert np.asarray(layer(np.ones_like(x), training=True)).min() == 0
+    # At inference the layer is the identity: the same weights answer the same without it.
+    assert np.array_equal(np.asarray(layer(x, training=False)), x)
+    plain = build_model(TrainParams(**SMALL))
+    plain.set_weights(augmented.get_weights())
+    assert np.array_equal(augmented(x, training=False).numpy(), plain(x, training=False).numpy())
+    assert np.array_equal(augmented.predict(x, verbose=0), plain.predict(x, verbose=0))
+
+
+def test_augmentation_strengths_mean_what_their_units_say():
+    from fashion_tune.model import augmentation_layers
+
+    params = TrainParams(rotation=15, contrast=0.3, brightness=0.2, erasing=0.25)
+    layers = {layer.name: layer for layer in augmentation_layers(params)}
+    assert np.allclose(layers["rotation"].factor, (-15 / 360, 15 / 360))  # Keras counts in turns
+    halves = np.full((400, 28, 28, 1), 0.5, np.float32)
+    halves[:, :, 14:] = 0.25  # a step of 0.25 about a mean of 0.375
+    contrasted = np.asarray(layers["contrast"](halves, training=True))
+    factor = (contrasted[:, 0, 0, 0] - contrasted[:, 0, 27, 0]) / 0.25
+    assert 0.7 - 1e-4 <= factor.min() < 0.8 and 1.2 < factor.max() <= 1.3 + 1e-4  # lowered and raised
+    added = np.asarray(layers["brightness"](halves, training=True))[:, 0, 27, 0] - 0.25
+    assert -0.2 - 1e-4 <= added.min() < -0.15 and 0.15 < added.max() <= 0.2 + 1e-4
+    erased = (np.asarray(layers["erasing"](halves, training=True)) != halves).any(axis=(1, 2, 3)).mean()
+    assert 0.18 < erased < 0.32  # the probability given, not Keras's "up to" it
+
+
+def test_augmentation_is_seeded_and_each_layer_draws_its_own_numbers():
+    from fashion_tune.model import augmentation_layers
+
+    def augmented(seed):
+        x = garments()
+        for layer in augmentation_layers(TrainParams(rotation=30, zoom=0.3, seed=seed)):
+            x = np.asarray(layer(x, training=True))
+        return x
+
+    assert np.array_equal(augmented(1), augmented(1))
+    assert not np.array_equal(augmented(1), augmented(2))
+    everything = TrainParams(seed=5, **{option: case[0] for option, case in AUGMENTATION_CASES.items()})
+    seeds = [layer.seed for layer in augmentation_layers(everything)]
+    assert len(set(seeds)) == len(seeds) and 5 not in seeds  # nor augment's (and dropout's) seed
+
+
+@pytest.mark.parametrize("mixed_precision", [False, True])
+def test_every_augmentation_trains_saves_and_loads_in_safe_mode(tmp_path, mixed_precision):
+    from fashion_tune.model import compiled_model, load_model
+
+    params = TrainParams(**SMALL, augment=True, mixed_precision=mixed_precision,
+                         **{option: case[0] for option, case in AUGMENTATION_CASES.items()})
+    model = compiled_model(params)
+    x, y = garments(32), np.arange(32) % 10
+    assert np.isfinite(model.fit(x, y, batch_size=16, epochs=1, verbose=0).history["loss"][0])
+    model.save(tmp_path / "augmented.keras")
+    loaded = load_model(tmp_path / "augmented.keras")
+    names = [layer.name for layer in model.layers]
+    assert [layer.name for layer in loaded.layers] == names and {"shift", "flip", *AUGMENTATION_CASES} <= set(names)
+    for name in ("shift", "flip", *AUGMENTATION_CASES):  # the same random changes if training goes on
+        assert layer_config(loaded, name) == layer_config(model, name), name
+    assert np.array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_a_space_with_augmentation_samples_configurations_that_build(write_space):
+    from fashion_tune.config import SearchSettings
+    from fashion_tune.model import build_model
+    from fashion_tune.search import param_space
+    from tests.test_space import AUGMENTED
+
+    config = param_space(load_space(write_space(AUGMENTED)), SearchSettings(seed=3))
+    sampled = [TrainParams.from_config({k: v.sample() if hasattr(v, "sample") else v for k, v in config.items()})
+               for _ in range(5)]
+    assert len({p.zoom for p in sampled}) == 5 and all(p.rotation == 10 and p.erasing == 0.25 for p in sampled)
+    model = build_model(dataclasses.replace(sampled[0], **SMALL))
+    assert {"shift", "flip", "rotation", "zoom", "erasing"} <= {layer.name for layer in model.layers}

@@ -85,6 +85,10 @@ BAD = {
     "step with log": (replace("log: true}", "log: true, step: 0.001}"), r"params\.learning_rate\.step: cannot be combined with log: true"),
     "unknown search key": (replace("num_samples: 8", "samples: 8"), r"search\.samples: unknown key; allowed here: num_samples"),
     "bad search value": (replace("num_samples: 8", "num_samples: 0"), r"search\.num_samples: num_samples is 0, must be >= 1"),
+    "augmentation out of range": (add_param("rotation: {type: float, low: 0.0, high: 200.0}"),
+                                  r"params\.rotation\.high: rotation is 200\.0, must be 0 to 180 \(degrees either way\)"),
+    "fixed augmentation out of range": (replace("epochs: 4", "epochs: 4\n  erasing: 1.5"),
+                                        r"fixed\.erasing: erasing is 1\.5, must be 0 to 1 \(a probability\)"),
     "not a mapping": ("- just\n- a list\n", r"must be a mapping with keys metric"),
     "no params": (GOOD.split("params:")[0], r"params: must be a non-empty mapping"),
 }
@@ -122,3 +126,30 @@ def test_edges_of_ranges(write_space):
     filters = spec(space, "filters")
     assert filters.edge(16) == "low" and filters.edge(64) == "high" and filters.edge(32) is None
     assert spec(space, "batch_norm").edge(True) is None
+
+
+AUGMENTED = GOOD.replace("fixed:\n", """fixed:
+  augment: true
+  rotation: 10
+  erasing: 0.25
+""").replace("search:", """  zoom:       {type: float, low: 0.0, high: 0.2}
+  contrast:   {type: float, low: 0.0, high: 0.5, step: 0.1}
+  brightness: {type: categorical, choices: [0.0, 0.1, 0.2]}
+search:""")
+
+
+def test_augmentation_options_are_fixed_or_searched_like_any_parameter(write_space):
+    from fashion_tune.config import TrainParams
+
+    space = load_space(write_space(AUGMENTED))
+    assert space.fixed == {"epochs": 4, "augment": True, "rotation": 10.0, "erasing": 0.25}
+    assert type(space.fixed["rotation"]) is float  # coerced to the field's type
+    zoom, contrast = spec(space, "zoom"), spec(space, "contrast")
+    assert (zoom.type, zoom.low, zoom.high) == ("float", 0.0, 0.2)
+    assert (contrast.low, contrast.high, contrast.step) == (0.0, 0.5, 0.1)
+    assert spec(space, "brightness").choices == (0.0, 0.1, 0.2)
+    # Every value the space can propose makes valid TrainParams: here, each end of each range.
+    for end in (0, -1):
+        picked = {p.name: (p.choices or (p.low, p.high))[end] for p in space.params}
+        params = TrainParams.from_config({**space.fixed, **picked})
+        assert params.zoom == picked["zoom"] and params.rotation == 10.0

@@ -67,7 +67,8 @@ def build_preset(name: str):
 
 
 def run_baselines(names: Sequence[str], epochs: int, data_settings: DataSettings, out: BaselinesDir,
-                  studies: Sequence[str] = (), results_dir: str = "results") -> list[dict]:
+                  studies: Sequence[str] = (), results_dir: str = "results",
+                  robustness_images: Optional[int] = None) -> list[dict]:
     """Train and evaluate each preset; write baselines.csv and baselines.md; return the rows."""
     study_rows = [_study_row(name, results_dir) for name in studies]  # fail before training, not after
     dataset = data.load(data_settings.data_dir)
@@ -83,7 +84,7 @@ def run_baselines(names: Sequence[str], epochs: int, data_settings: DataSettings
         result = training.fit(model, params, splits, tensorboard_dir=folder.tensorboard)
         atomic.save_model(model, folder.model)
         metrics = evaluate_model(model, dataset.test_images, dataset.test_labels.astype(np.int64), folder.evaluation,
-                                 title=f"baseline {name}",
+                                 title=f"baseline {name}", robustness_images=robustness_images,
                                  extra={"parameters": int(model.count_params()), "epochs": epochs,
                                         "train_images": int(len(splits.y_train)), "train_seconds": result.seconds})
         rows.append(_row(name, PRESETS[name], metrics, epochs, result.seconds))

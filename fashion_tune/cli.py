@@ -77,6 +77,12 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def add_robustness_images(parser) -> None:
+    parser.add_argument("--robustness-images", type=non_negative_int, default=None, metavar="N",
+                        help="test images rendered as product photos per robustness tier (default: all 10,000; "
+                             "0: skip the tiers)")
+
+
 def add_results_dir(parser) -> None:
     parser.add_argument("--results-dir", default=SearchSettings.results_dir,
                         help=f"where studies live (default: {SearchSettings.results_dir})")
@@ -190,9 +196,7 @@ class Evaluate(Command):
     def add_arguments(self, parser):
         add_study_or(parser, "--model", "a .keras model instead of a study's retrained one")
         parser.add_argument("--out", help="output folder (default: <study>/evaluation, or evaluation/ beside --model)")
-        parser.add_argument("--robustness-images", type=non_negative_int, default=None, metavar="N",
-                            help="test images rendered as product photos per robustness tier (default: all "
-                                 "10,000; 0: skip the tiers)")
+        add_robustness_images(parser)
         add_settings(parser, DataSettings, names=("data_dir",),
                      default_text={"data_dir": "the folder the retraining read, else $FASHION_TUNE_DATA, else "
                                                "Keras's cache"})
@@ -286,6 +290,7 @@ class Baselines(Command):
         parser.add_argument("--study", action="append", help="add this evaluated study to the table (repeatable)")
         add_results_dir(parser)
         parser.add_argument("--out", help="output folder (default: RESULTS_DIR/baselines)")
+        add_robustness_images(parser)
         add_settings(parser.add_argument_group("data"), DataSettings, names=("data_dir", "subset"))
 
     def run(self, args):
@@ -294,7 +299,8 @@ class Baselines(Command):
         out = layout.BaselinesDir.for_command(args.out, args.results_dir)
         rows = baselines.run_baselines(baselines.resolve_names(args.only), args.epochs,
                                        DataSettings.layered(given(args, DataSettings)), out,
-                                       studies=args.study or (), results_dir=args.results_dir)
+                                       studies=args.study or (), results_dir=args.results_dir,
+                                       robustness_images=args.robustness_images)
         for line in baselines.ranking(rows):
             print(line)
         print(f"table: {out.table_md}")

@@ -258,6 +258,8 @@ def _matrix_csv(matrix: np.ndarray, fmt: str) -> str:
 def _write_tensorboard(folder: Path, metrics: dict, figures: dict) -> None:
     import tensorflow as tf
 
+    for old in folder.glob("events.out.tfevents.*"):  # a new evaluation replaces the last, in TensorBoard too
+        old.unlink()
     writer = tf.summary.create_file_writer(str(folder))
     with writer.as_default():
         for key in ("accuracy", "loss", "macro_f1", "macro_precision", "macro_recall"):

@@ -44,12 +44,13 @@ def test_write_evaluation_fills_the_evaluation_folder(known, tmp_path):
 
     model, images, labels = known
     out = EvaluationDir(tmp_path / "evaluation")
-    metrics = evaluate_model(model, images, labels, out, title="known", extra={"parameters": 7850})
+    metrics = evaluate_model(model, images, labels, out, title="known", extra={"parameters": 7850}, robustness_images=0)
     assert json.loads(out.metrics.read_text()) == metrics and metrics["parameters"] == 7850
     for path in (out.report, out.classification_report, out.table("confusion_matrix"),
                  out.figure("misclassified"), out.figure("reliability")):
         assert path.stat().st_size > 0, path
     assert "| test accuracy | **0.3000** |" in out.report.read_text()
+    assert "robustness" not in metrics and "Not measured (`--robustness-images 0`)" in out.report.read_text()
     assert not list(tmp_path.rglob("*.partial"))  # nothing half-written left behind
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion_tune import data, images, layout
+from fashion_tune import data, images, layout, robustness
 from fashion_tune.cli import main
 
 pytestmark = pytest.mark.slow
@@ -25,7 +25,8 @@ def study(tmp_path_factory, fashion_dir):
     (folder / "best_config.json").write_text(json.dumps({"study": "s", "params": SMALL, "value": 0.8}))
     assert main(["retrain", "--study", "s", "--results-dir", str(results), "--subset", "3000",
                  "--early-stopping", "1", "--data-dir", str(fashion_dir)]) == 0
-    assert main(["evaluate", "--study", "s", "--results-dir", str(results), "--data-dir", str(fashion_dir)]) == 0
+    assert main(["evaluate", "--study", "s", "--results-dir", str(results), "--data-dir", str(fashion_dir),
+                 "--robustness-images", "100"]) == 0
     return results, folder
 
 
@@ -78,6 +79,13 @@ def test_evaluate_writes_every_figure_and_consistent_numbers(study):
     tags, events = scalar_and_image_tags(out / "tensorboard")
     assert {"test/accuracy", "test/loss", "test/ece", "evaluation/confusion_matrix",
             "evaluation/confusion_matrix_normalized", "evaluation/misclassified"} <= tags
+    # The robustness tiers: the same 100 photos per tier, each tier's accuracy in every output
+    robust = metrics["robustness"]
+    assert robust["images"] == 100 and set(robust["tiers"]) == set(robustness.TIER_NAMES)
+    for name, tier in robust["tiers"].items():
+        assert 0.3 < tier["accuracy"] <= 1 and tier["drop"] == pytest.approx(robust["raw_accuracy"] - tier["accuracy"])
+        assert f"| {name} |" in report and f"(robustness_{name}.png)" in report and (out / f"robustness_{name}.png").is_file()
+        assert f"robustness/{name}" in tags and f"evaluation/robustness_{name}" in tags
 
 
 def test_export_reloads_to_the_same_predictions(study, tmp_path, fashion_dir, capsys):
@@ -184,7 +192,7 @@ def test_predict_uses_the_committed_reference_model_before_any_export(tmp_path, 
 def test_baselines_compare_presets_with_the_study(study, tmp_path, fashion_dir):
     results, _ = study
     out = tmp_path / "baselines"
-    assert main(["baselines", "--epochs", "1", "--subset", "1000", "--out", str(out), "--study", "s",
+    assert main(["baselines", "--epochs", "1", "--subset", "1000", "--out", str(out), "--study", "s", "--robustness-images", "0",
                  "--results-dir", str(results), "--data-dir", str(fashion_dir)]) == 0
     with open(out / "baselines.csv") as f:
         rows = {r["model"]: r for r in csv.DictReader(f)}

@@ -52,6 +52,8 @@ def test_write_evaluation_fills_the_evaluation_folder(known, tmp_path):
     assert "| test accuracy | **0.3000** |" in out.report.read_text()
     assert "robustness" not in metrics and "Not measured (`--robustness-images 0`)" in out.report.read_text()
     assert not list(tmp_path.rglob("*.partial"))  # nothing half-written left behind
+    evaluate_model(model, images, labels, out, title="again", robustness_images=0)
+    assert len(list(out.tensorboard.glob("events.out.tfevents.*"))) == 1  # replaced, not shown twice
 
 
 def test_calibration_of_known_cases():

@@ -2,9 +2,10 @@
 2 replicas, against classifying the same image in-process (same preprocessing, same model call).
 
 Starts `fashion-tune serve` on loopback for each replica count, sends a fixed number of requests
-from a pool of client threads, and stops it.
+from a pool of client threads, and stops it. The replica batches concurrent requests for the
+model (fashion_tune.serve.MAX_BATCH_SIZE, BATCH_WAIT_TIMEOUT_S); the settings are printed.
 
-    python benchmarks/serve_load.py --model results/<study>/export  [--requests 400] [--clients 8]
+    python benchmarks/serve_load.py --model results/<study>/export  [--requests 400] [--clients 8] [--replicas 1 2]
 """
 
 from __future__ import annotations
@@ -99,11 +100,16 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="an export folder")
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
+    parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="replica counts to measure")
     args = parser.parse_args()
+    from fashion_tune import serve
+
     jpeg = sample_jpeg()
-    print(f"single 300x300 JPEG, {args.requests} requests, {args.clients} concurrent clients")
+    print(f"single 300x300 JPEG, {args.requests} requests, {args.clients} concurrent clients; batching: "
+          f"max_batch_size {serve.MAX_BATCH_SIZE}, batch_wait_timeout_s {serve.BATCH_WAIT_TIMEOUT_S}, "
+          f"max_ongoing_requests {serve.MAX_ONGOING_REQUESTS}")
     print(f"in-process (no HTTP)  {in_process(Path(args.model), jpeg, args.requests)}", flush=True)
-    for replicas in (1, 2):
+    for replicas in args.replicas:
         print(f"HTTP, {replicas} replica(s)     {over_http(Path(args.model), jpeg, replicas, args.requests, args.clients)}",
               flush=True)
 

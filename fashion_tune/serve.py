@@ -7,10 +7,24 @@ same command runs one replica here or several on a Ray cluster.
   GET  /v1/model            the model card
   GET  /healthz             ok once the model is loaded
 
+Both classify endpoints take `?include_input=true` (or 1; false or 0 is the default): each
+classified result then carries "model_input", the 28x28 image the model saw, as a PNG data URL
+("data:image/png;base64,..."). Any other value of include_input is a 400.
+
 The model is an ExportDir (its model card gives the review threshold). Images go through
-images.to_model_input_from_bytes, the code `predict` uses. Bad input (empty,
-not an image, too large, a decompression bomb, an unsupported content type) gets a 4xx JSON
-error {"error": ...} and the service keeps serving.
+images.to_model_input_from_bytes, the code `predict` uses. Every error has one shape,
+{"error": "<one line naming the file and the problem>"}, and the service keeps serving:
+  400  not a usable image (empty, not an image, broken, a decompression bomb), a bad include_input
+  413  over the size limit (--max-mb)
+  415  an unsupported content type
+  422  no garment found: a readable image with nothing in it to classify (blank, uniform, noise)
+In /v1/classify/batch the request answers 200 and each file's result is a classification or
+that file's {"file", "error", "status"}; the other files are still classified.
+
+Throughput: each request is decoded and preprocessed on its own, then waits up to
+BATCH_WAIT_TIMEOUT_S for other requests to the same replica, and up to MAX_BATCH_SIZE inputs go
+through the model in one call (Ray Serve's @serve.batch); a multi-file request calls the model
+once itself.
 """
 
 
@@ -31,6 +45,19 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # per image
 MAX_BATCH_FILES = 32
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around each file
 RAW_TYPES = ("image/", "application/octet-stream")
+FLAG_VALUES = {"true": True, "1": True, "false": False, "0": False}
+
+# Batching of concurrent single-image requests (@serve.batch), chosen with benchmarks/serve_load.py
+# on 2 cores (results/reference/benchmarks.md, 2026-11-22). A model call is mostly fixed cost
+# (~17 ms, eager Keras; +1-2 ms an image), so 8 images cost 1.4-1.6x one. The call blocks the
+# replica's event loop, and the requests that arrive meanwhile make up the next batch by
+# themselves; the short wait also pairs requests that arrive a few ms apart (2 clients: 39 req/s,
+# against 20 with no wait), at a cost of 5 ms to a request that comes alone. At 8 clients, waits
+# of 0-20 ms and batches of 4-16 measured the same within the noise.
+MAX_BATCH_SIZE = 8
+BATCH_WAIT_TIMEOUT_S = 0.005
+# Requests one replica takes at once: Ray's default (5) caps every batch at 5 (34 req/s against 45-53).
+MAX_ONGOING_REQUESTS = 2 * MAX_BATCH_SIZE
 
 
 class RequestError(Exception):
@@ -50,33 +77,48 @@ class ModelService:
         self.max_bytes = max_bytes
 
     def decode(self, name: str, raw: bytes) -> np.ndarray:
-        """One upload -> model input; RequestError 413 (too large) or 400 (not a usable image)."""
+        """One upload -> model input; RequestError 413 (too large), 422 (no garment in it) or
+        400 (not a usable image)."""
         self.check_size(len(raw), name)
         try:
             return images.to_model_input_from_bytes(raw, name)
+        except images.NoGarmentFound as e:
+            raise RequestError(422, str(e)) from None
         except images.ImageError as e:
             raise RequestError(400, str(e)) from None
 
-    def classify(self, name: str, raw: bytes) -> dict:
-        return {"file": name, **self.describe(self.predict(self.decode(name, raw)[None])[0])}
+    def classify(self, name: str, raw: bytes, include_input: bool = False) -> dict:
+        x = self.decode(name, raw)
+        return self.answer(name, x, self.predict(x[None])[0], include_input)
 
-    def classify_many(self, uploads: list[tuple[str, bytes]]) -> list[dict]:
-        """(name, bytes) pairs -> one result each: a classification or that file's error."""
-        results, batch, where = [], [], []
+    def classify_many(self, uploads: list[tuple[str, bytes]], include_input: bool = False) -> list[dict]:
+        """(name, bytes) pairs -> one result each: a classification or that file's error; one
+        model call for all the usable images."""
+        decoded, results = [], []
         for name, raw in uploads:
             try:
-                batch.append(self.decode(name, raw))
-                where.append(len(results))
-                results.append({"file": name})
+                decoded.append((len(results), name, self.decode(name, raw)))
+                results.append(None)
             except RequestError as e:
                 results.append({"file": name, "error": str(e), "status": e.status})
-        if batch:
-            for i, probs in zip(where, self.predict(np.stack(batch))):
-                results[i].update(self.describe(probs))
+        if decoded:
+            for (i, name, x), probs in zip(decoded, self.predict_each([x for _, _, x in decoded])):
+                results[i] = self.answer(name, x, probs, include_input)
         return results
+
+    def answer(self, name: str, x: np.ndarray, probs: np.ndarray, include_input: bool) -> dict:
+        """One classified file's JSON; with the model input as a PNG data URL when asked."""
+        result = {"file": name, **self.describe(probs)}
+        if include_input:
+            result["model_input"] = images.to_data_url(x)
+        return result
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.exported.probabilities(x)
+
+    def predict_each(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Model inputs (28, 28, 1) each -> their probabilities, in one model call."""
+        return list(self.predict(np.stack(inputs)))
 
     def describe(self, probs: np.ndarray) -> dict:
         return self.exported.describe(probs)
@@ -93,6 +135,14 @@ class ModelService:
     def _refuse_over(size: int, limit: int, name: str) -> None:
         if size > limit:
             raise RequestError(413, f"{name}: {size:,} bytes is over the limit of {limit:,}")
+
+
+def flag(query, name: str) -> bool:
+    """A true/false query parameter (absent: false); 400 for any other value."""
+    value = query.get(name, "false")
+    if value.lower() not in FLAG_VALUES:
+        raise RequestError(400, f"{name} is {value!r}, must be true or false (or 1 or 0)")
+    return FLAG_VALUES[value.lower()]
 
 
 def page_html() -> str:
@@ -143,7 +193,7 @@ def build_app(export: ExportDir, max_bytes: int):
     async def request_error(request, error: RequestError):
         return JSONResponse({"error": str(error)}, status_code=error.status)
 
-    @serve.deployment(name="classifier", ray_actor_options={"num_cpus": 1})
+    @serve.deployment(name="classifier", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=MAX_ONGOING_REQUESTS)
     @serve.ingress(app)
     class Classifier:
         def __init__(self):
@@ -163,13 +213,25 @@ def build_app(export: ExportDir, max_bytes: int):
 
         @app.post("/v1/classify")
         async def classify(self, request: Request):
+            include_input = flag(request.query_params, "include_input")
             name, raw = (await uploads_from(request, self.service, "file"))[0]
-            return self.service.classify(name, raw)
+            # Preprocessing on the event loop, per request, before joining a batch: in a thread it
+            # measured slower on 2 cores (results/reference/benchmarks.md, 2026-11-22).
+            x = self.service.decode(name, raw)
+            return self.service.answer(name, x, await self.predict_batched(x), include_input)
 
         @app.post("/v1/classify/batch")
         async def classify_batch(self, request: Request):
+            include_input = flag(request.query_params, "include_input")
             uploads = await uploads_from(request, self.service, None)
-            return {"results": self.service.classify_many(uploads)}
+            return {"results": self.service.classify_many(uploads, include_input)}
+
+        @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_TIMEOUT_S)
+        async def predict_batched(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+            """Concurrent single-image requests on this replica -> one model call. Called directly,
+            not in a thread: with the event loop free, the next batch forms while this one runs,
+            and batches measured 1-2 images (~30 req/s against ~50)."""
+            return self.service.predict_each(inputs)
 
     return Classifier
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: seeding, the real Fashion-MNIST folder, and space files written on the fly."""
+"""Shared fixtures: seeding, the real Fashion-MNIST folder, space files written on the fly, and a
+small export with a model card."""
 
 from __future__ import annotations
 
@@ -61,3 +62,22 @@ def constant_model(probabilities: np.ndarray):
     dense = model.layers[-1]
     dense.set_weights([np.zeros((784, 10), np.float32), np.log(probabilities).astype(np.float32)])
     return model
+
+
+@pytest.fixture
+def unsure_bag_export(tmp_path):
+    """An export folder whose model answers Bag with probability 0.7 for every image, and whose
+    card asks for a person's review below 0.8: every answer is 'unsure'."""
+    import json
+
+    from fashion_tune.data import CLASS_NAMES
+    from fashion_tune.layout import ExportDir
+
+    probabilities = np.full(10, 0.3 / 9)
+    probabilities[CLASS_NAMES.index("Bag")] = 0.7
+    folder = ExportDir(tmp_path / "export")
+    folder.path.mkdir()
+    constant_model(probabilities).save(folder.model)
+    folder.card_json.write_text(json.dumps({"name": "unit", "classes": list(CLASS_NAMES),
+                                            "test_metrics": {"review": {"threshold": 0.8}}}))
+    return folder

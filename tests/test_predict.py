@@ -11,24 +11,12 @@ import pytest
 from PIL import Image
 
 from fashion_tune.cli import main
-from fashion_tune.data import CLASS_NAMES
-from fashion_tune.layout import ExportDir
-from tests.conftest import constant_model
 
-BAG = CLASS_NAMES.index("Bag")
 
 
 @pytest.fixture
-def export(tmp_path) -> ExportDir:
-    """An export whose model answers Bag at 0.7, and whose card asks for review below 0.8."""
-    probabilities = np.full(10, 0.3 / 9)
-    probabilities[BAG] = 0.7
-    folder = ExportDir(tmp_path / "export")
-    folder.path.mkdir()
-    constant_model(probabilities).save(folder.model)
-    folder.card_json.write_text(json.dumps({"name": "unit", "classes": list(CLASS_NAMES),
-                                            "test_metrics": {"review": {"threshold": 0.8}}}))
-    return folder
+def export(unsure_bag_export):
+    return unsure_bag_export
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The service through real HTTP on loopback (Ray Serve, a real exported model), and its page in
 a real headless browser (Debian's chromium)."""
 
+import base64
 import concurrent.futures
 import io
 import json
@@ -16,7 +17,7 @@ import pytest
 import requests
 from PIL import Image
 
-from fashion_tune import data
+from fashion_tune import data, images
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -37,7 +38,7 @@ def exported(tmp_path_factory, fashion_dir):
     (results / "s").mkdir()
     params = {"conv_blocks": 1, "filters": 8, "dense_units": 32, "batch_size": 64, "epochs": 2, "learning_rate": 3e-3}
     (results / "s" / "best_config.json").write_text(json.dumps({"study": "s", "params": params}))
-    for argv in (["retrain", "--study", "s", "--subset", "3000"], ["evaluate", "--study", "s"]):
+    for argv in (["retrain", "--study", "s", "--subset", "3000"], ["evaluate", "--study", "s", "--robustness-images", "0"]):
         assert main([*argv, "--results-dir", str(results), "--data-dir", str(fashion_dir)]) == 0
     assert main(["export", "--study", "s", "--results-dir", str(results), "--out", str(results / "export")]) == 0
     return results / "export"
@@ -79,6 +80,19 @@ def photos(tmp_path_factory, fashion_dir):
     return folder
 
 
+def encoded(image: Image.Image, format: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format)
+    return buffer.getvalue()
+
+
+def model_input_of(answer: dict) -> np.ndarray:
+    """The pixels of a result's "model_input" data URL."""
+    head, data_ = answer["model_input"].split(",", 1)
+    assert head == "data:image/png;base64"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_))))
+
+
 def check_classification(answer: dict):
     assert answer["category"] in data.CLASS_NAMES
     assert set(answer["probabilities"]) == set(data.CLASS_NAMES)
@@ -100,7 +114,7 @@ def test_same_preprocessing_and_answer_as_predict(service, photos, exported):
     from fashion_tune import predict
     from fashion_tune.layout import ExportDir
 
-    expected = predict.classify([photos / "plain.png"], ExportDir(exported))[0].probabilities
+    expected = predict.classify([photos / "plain.png"], ExportDir(exported))[0].answer["probabilities"]
     answer = requests.post(f"{service}/v1/classify", files={"file": ("plain.png", (photos / "plain.png").read_bytes())})
     assert answer.json()["probabilities"] == pytest.approx(expected, abs=1e-5)
 
@@ -149,16 +163,56 @@ def test_bad_input_gets_a_clear_4xx_and_the_service_keeps_serving(service, case,
     assert requests.get(f"{service}/healthz").json()["status"] == "ok"
 
 
-def test_concurrent_requests(service, photos):
-    jpeg = (photos / "photo.jpg").read_bytes()
+@pytest.mark.parametrize("blank", [encoded(Image.new("RGB", (300, 300), "white"), "PNG"),
+                                   encoded(Image.new("RGB", (300, 300), (128, 128, 128)), "JPEG")],
+                         ids=["white PNG", "uniform grey JPEG"])
+def test_no_garment_found_is_a_422_and_the_service_keeps_serving(service, photos, blank):
+    answer = requests.post(f"{service}/v1/classify", files={"file": ("blank", blank)})
+    assert answer.status_code == 422, answer.text
+    assert list(answer.json()) == ["error"] and "blank" in answer.json()["error"]
+    files = [("files", ("photo.jpg", (photos / "photo.jpg").read_bytes())), ("files", ("blank", blank))]
+    results = requests.post(f"{service}/v1/classify/batch", files=files).json()["results"]
+    check_classification(results[0])
+    assert results[1]["status"] == 422 and "category" not in results[1]
 
-    def one(_):
-        return requests.post(f"{service}/v1/classify", data=jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60)
+
+def test_include_input_returns_the_28x28_image_the_model_saw(service, photos):
+    jpeg = (photos / "photo.jpg").read_bytes()
+    answer = requests.post(f"{service}/v1/classify?include_input=true", files={"file": ("photo.jpg", jpeg)}).json()
+    seen = model_input_of(answer)
+    assert seen.shape == (28, 28) and seen.dtype == np.uint8
+    assert np.abs(seen - 255 * images.to_model_input_from_bytes(jpeg, "photo.jpg")[..., 0]).max() <= 0.5 + 1e-4
+    assert "model_input" not in requests.post(f"{service}/v1/classify", files={"file": ("photo.jpg", jpeg)}).json()
+    batch = requests.post(f"{service}/v1/classify/batch?include_input=1", files=[("files", ("photo.jpg", jpeg))]).json()
+    assert np.array_equal(model_input_of(batch["results"][0]), seen)
+
+
+@pytest.mark.parametrize("endpoint", ["classify", "classify/batch"])
+def test_an_invalid_include_input_is_a_400(service, photos, endpoint):
+    answer = requests.post(f"{service}/v1/{endpoint}?include_input=maybe",
+                           files={"file": ("photo.jpg", (photos / "photo.jpg").read_bytes())})
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "include_input is 'maybe', must be true or false (or 1 or 0)"}
+
+
+def test_concurrent_requests_each_get_their_own_answer(service, photos):
+    # Two different images interleaved: requests batched together must each get their own result.
+    uploads = {name: (photos / name).read_bytes() for name in ("photo.jpg", "plain.png")}
+    alone = {name: requests.post(f"{service}/v1/classify?include_input=true", files={"file": (name, raw)}).json()
+             for name, raw in uploads.items()}
+
+    def one(i):
+        name = list(uploads)[i % 2]
+        answer = requests.post(f"{service}/v1/classify?include_input=true", data=uploads[name],
+                               headers={"Content-Type": "application/octet-stream"}, timeout=60)
+        return name, answer
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(one, range(32)))
-    assert all(a.status_code == 200 for a in answers)
-    assert len({json.dumps(a.json()["probabilities"], sort_keys=True) for a in answers}) == 1
+    assert all(a.status_code == 200 for _, a in answers)
+    for name, answer in answers:
+        assert answer.json()["probabilities"] == pytest.approx(alone[name]["probabilities"], abs=1e-5)
+        assert answer.json()["model_input"] == alone[name]["model_input"]
 
 
 def test_model_card_and_health(service):
@@ -199,5 +253,13 @@ def test_the_page_classifies_an_uploaded_photo_in_a_real_browser(service, photos
         assert category[0].text == f"{expected['category']} {100 * expected['probability']:.1f}%"
         assert len(browser.find_elements(By.CSS_SELECTOR, ".result .bar")) == 10
         assert browser.find_element(By.CSS_SELECTOR, ".result img").get_attribute("alt") == "photo.jpg"
+        # beside the photo, the 28x28 model input, scaled up with square pixels and captioned
+        seen = browser.find_element(By.CSS_SELECTOR, ".result img.model-input")
+        WebDriverWait(browser, 10).until(lambda b: b.execute_script("return arguments[0].complete", seen))
+        assert seen.get_attribute("src").startswith("data:image/png;base64,")
+        natural_size = browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", seen)
+        assert natural_size == [28, 28]
+        assert seen.size["width"] > 28 and seen.value_of_css_property("image-rendering") == "pixelated"
+        assert "what the model saw" in seen.find_element(By.XPATH, "..").text
     finally:
         browser.quit()

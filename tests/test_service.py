@@ -1,34 +1,22 @@
 """The service's model side without HTTP: ModelService on a real saved model and its model card.
 (test_serve.py covers the same through Ray Serve and real HTTP.)"""
 
+import base64
 import io
-import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from fashion_tune.data import CLASS_NAMES
-from fashion_tune.layout import ExportDir
 from fashion_tune.predict import DEFAULT_UNSURE_BELOW
-from fashion_tune.serve import ModelService, RequestError
-from tests.conftest import constant_model
+from fashion_tune.serve import ModelService, RequestError, flag
 
-BAG = CLASS_NAMES.index("Bag")
 
 
 @pytest.fixture
-def export(tmp_path) -> ExportDir:
-    """An export folder whose model answers Bag with probability 0.7, and whose card asks for a
-    person's review below 0.8."""
-    probabilities = np.full(10, 0.3 / 9)
-    probabilities[BAG] = 0.7
-    folder = ExportDir(tmp_path / "export")
-    folder.path.mkdir()
-    constant_model(probabilities).save(folder.model)
-    folder.card_json.write_text(json.dumps({"name": "unit", "classes": list(CLASS_NAMES),
-                                            "test_metrics": {"review": {"threshold": 0.8}}}))
-    return folder
+def export(unsure_bag_export):
+    return unsure_bag_export
 
 
 def png(image: Image.Image) -> bytes:
@@ -37,11 +25,17 @@ def png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-
 def a_photo() -> bytes:
     image = Image.new("RGB", (120, 80), "white")
     image.paste((40, 30, 20), (30, 20, 90, 60))  # a dark box on white: a product on its background
     return png(image)
+
+
+def decoded_data_url(url: str) -> np.ndarray:
+    """A "data:image/png;base64,..." URL -> its pixels."""
+    head, data = url.split(",", 1)
+    assert head == "data:image/png;base64"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
 
 
 def test_classify_answers_with_the_card_s_review_threshold(export):
@@ -86,3 +80,64 @@ def test_a_multipart_request_is_judged_by_room_for_its_images(export):
     with pytest.raises(RequestError, match="the request: .* over the limit") as err:
         service.check_form_size(10_000_000, images=1)
     assert err.value.status == 413
+
+
+@pytest.mark.parametrize("colour", ["white", "black", (128, 128, 128)])
+def test_a_blank_photo_is_no_garment_found_422(export, colour):
+    service = ModelService(export)
+    with pytest.raises(RequestError) as err:
+        service.classify("blank.png", png(Image.new("RGB", (120, 80), colour)))
+    assert err.value.status == 422 and "blank.png" in str(err.value)
+
+
+def test_no_garment_is_answered_422_for_that_file_and_the_batch_goes_on(export):
+    blank = png(Image.new("RGB", (120, 80), (250, 250, 250)))
+    answers = ModelService(export).classify_many([("a.png", a_photo()), ("blank.png", blank), ("b.png", a_photo())])
+    assert answers[1] == {"file": "blank.png", "status": 422,
+                          "error": "blank.png: no garment found (the image is blank, uniform or noise)"}
+    assert answers[0]["category"] == answers[2]["category"] == "Bag"
+
+
+def test_include_input_carries_the_28x28_image_the_model_saw(export):
+    service = ModelService(export)
+    seen = decoded_data_url(service.classify("bag.png", a_photo(), include_input=True)["model_input"])
+    expected = service.decode("bag.png", a_photo())[..., 0] * 255
+    assert seen.shape == (28, 28) and seen.dtype == np.uint8
+    assert np.abs(seen - expected).max() <= 0.5 + 1e-4  # 8-bit rounding only
+    assert "model_input" not in service.classify("bag.png", a_photo())
+
+
+def test_include_input_in_a_batch_goes_with_each_classified_file(export):
+    uploads = [("a.png", a_photo()), ("broken.png", b"\x89PNG broken")]
+    answers = ModelService(export).classify_many(uploads, include_input=True)
+    assert decoded_data_url(answers[0]["model_input"]).shape == (28, 28)
+    assert "model_input" not in answers[1]
+
+
+@pytest.mark.parametrize("query, expected", [
+    ({}, False), ({"include_input": "true"}, True), ({"include_input": "1"}, True), ({"include_input": "TRUE"}, True),
+    ({"include_input": "false"}, False), ({"include_input": "0"}, False),
+])
+def test_the_include_input_flag(query, expected):
+    assert flag(query, "include_input") is expected
+
+
+@pytest.mark.parametrize("value", ["yes", "", "2"])
+def test_any_other_flag_value_is_a_400_that_names_it(value):
+    with pytest.raises(RequestError, match=f"include_input is {value!r}, must be true or false") as err:
+        flag({"include_input": value}, "include_input")
+    assert err.value.status == 400
+
+
+def test_one_model_call_for_many_inputs_answers_each_in_its_place(export):
+    import keras
+
+    # random weights: every input gets its own answer
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")])
+    model.save(export.model)
+    service = ModelService(export)
+    inputs = list(np.random.default_rng(0).random((5, 28, 28, 1), dtype=np.float32))
+    batched = service.predict_each(inputs)
+    assert len(batched) == 5
+    for x, probs in zip(inputs, batched):
+        assert probs == pytest.approx(service.predict(x[None])[0], abs=1e-6)

@@ -37,7 +37,7 @@ import numpy as np
 from fashion_tune import images
 from fashion_tune.errors import UserError
 from fashion_tune.layout import ExportDir
-from fashion_tune.predict import ExportedModel
+from fashion_tune.classifier import ExportedModel
 
 log = logging.getLogger(__name__)
 

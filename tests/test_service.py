@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fashion_tune.data import CLASS_NAMES
-from fashion_tune.predict import DEFAULT_UNSURE_BELOW
+from fashion_tune.classifier import DEFAULT_UNSURE_BELOW
 from fashion_tune.serve import ModelService, RequestError, flag
 
 

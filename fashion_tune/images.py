@@ -37,6 +37,7 @@ MIN_OBJECT_SHARE = 0.04  # an object whose longest edge is under 4% of the photo
 TRIM_SHARE = 0.1  # trim to what stands out by 10% of the object's contrast (as Fashion-MNIST's 28px did)
 BAND = 0.08  # the border band the background is first fitted to, as a share of the shorter side
 FIT_SIZE = 40  # the background surface is fitted on a copy this small: smooth, so nothing is lost
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, what Pillow's convert("L") uses
 DISK = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
 # What fashion_mnist_style does, step by step: the model card lists these for a model's users.
@@ -247,11 +248,13 @@ def _background_surface(rgb: np.ndarray) -> np.ndarray:
     corners = np.array([np.median(patch.reshape(-1, 3), axis=0) for patch in
                         (coarse[:k, :k], coarse[:k, -k:], coarse[-k:, :k], coarse[-k:, -k:])])
     empty = np.abs(corners - seed).max(axis=1) < 0.2
+    coefficients = np.zeros((6, 3), np.float32)  # the surface's: constant, x, y, x*x, x*y, y*y per channel
     if empty.sum() >= 3:  # a plane through the empty corners: the light's first-order fall-off
         at_corner = _quadratic_terms(np.array([-1, -1, 1, 1.0]), np.array([-1, 1, -1, 1.0]))[empty, :3]
-        surface = terms[..., :3] @ np.linalg.lstsq(at_corner, corners[empty], rcond=None)[0]
+        coefficients[:3] = np.linalg.lstsq(at_corner, corners[empty], rcond=None)[0]
     else:
-        surface = np.broadcast_to(seed, coarse.shape)
+        coefficients[0] = seed
+    surface = terms @ coefficients
     for step in range(4):
         residual = np.abs(coarse - surface).max(axis=-1)
         region = band if step < 3 else np.ones_like(band)
@@ -260,8 +263,8 @@ def _background_surface(rgb: np.ndarray) -> np.ndarray:
         samples = region & (residual < max(3 * spread, 0.04 if step else 0.12))
         if samples.sum() < 12:  # too little looks like background: keep what we have
             break
-        surface = terms @ np.linalg.lstsq(terms[samples], coarse[samples], rcond=None)[0]
-    coefficients = np.linalg.lstsq(terms.reshape(-1, 6), surface.reshape(-1, 3), rcond=None)[0]
+        coefficients = np.linalg.lstsq(terms[samples], coarse[samples], rcond=None)[0]
+        surface = terms @ coefficients
     return np.clip(_quadratic_terms(*_coordinates(height, width)) @ coefficients, 0.0, 1.0)
 
 
@@ -324,8 +327,6 @@ def _intensity(rgb: np.ndarray, background: np.ndarray, mask: np.ndarray) -> np.
         intensity = -darker / np.maximum(1.0 - background_luminance, 0.05)
     return np.clip(intensity, 0, 1) * ndimage.binary_dilation(mask, iterations=1)
 
-
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, what Pillow's convert("L") uses
 
 
 def _upright(intensity: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -48,8 +48,9 @@ RAW_TYPES = ("image/", "application/octet-stream")
 FLAG_VALUES = {"true": True, "1": True, "false": False, "0": False}
 
 # Batching of concurrent single-image requests (@serve.batch), chosen with benchmarks/serve_load.py
-# on 2 cores (results/reference/benchmarks.md, 2026-11-22). A model call is mostly fixed cost
-# (~17 ms, eager Keras; +1-2 ms an image), so 8 images cost 1.4-1.6x one. The call blocks the
+# on 2 cores (results/reference/benchmarks.md, 2026-11-22), when a model call was eager Keras,
+# mostly fixed cost (~17 ms; +1-2 ms an image); compiled (classifier.py) it is 2.3 ms for one
+# image and 5.0 for 8, and the settings measured the same over HTTP (48.7 req/s). The call blocks the
 # replica's event loop, and the requests that arrive meanwhile make up the next batch by
 # themselves; the short wait also pairs requests that arrive a few ms apart (2 clients: 39 req/s,
 # against 20 with no wait), at a cost of 5 ms to a request that comes alone. At 8 clients, waits

@@ -15,11 +15,13 @@ import argparse
 import dataclasses
 import inspect
 import logging
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from fashion_tune import layout
+from fashion_tune import layout, quiet_tensorflow
 from fashion_tune.config import DataSettings, SearchSettings, flag_of
 from fashion_tune.errors import StudyInterrupted, UserError
 
@@ -48,8 +50,26 @@ def add_settings(parser, cls, names: Optional[Sequence[str]] = None,
         elif choices:
             options.update(type=_ARG_TYPES[kind], choices=choices)
         else:
-            options.update(type=_ARG_TYPES[kind], metavar=f.name.upper())
+            options.update(type=_checked(cls, f.name, kind), metavar=f.name.upper())
         parser.add_argument(flag_of(f.name), *(aliases or {}).get(f.name, ()), **options)
+
+
+def _checked(cls, name: str, kind: str):
+    """argparse type for a settings field: the value as typed, checked against the field's rule,
+    so that a mistake is reported against the flag the user typed (argparse names it)."""
+    def parse(text: str):
+        try:
+            value = _ARG_TYPES[kind](text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind == 'int' else 'a number'}") from None
+        if kind == "float" and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        rule = cls.RULES.get(name)
+        if rule is not None and not rule.test(value):
+            raise argparse.ArgumentTypeError(f"{text!r} {rule.text}" if kind == "str" else f"{text} {rule.text}")
+        return value
+
+    return parse
 
 
 def _help_of(field: dataclasses.Field, default_text: Optional[str]) -> str:
@@ -373,8 +393,15 @@ COMMANDS: dict[str, type[Command]] = {
 # ----------------------------------------------------------------------------- the entry point
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake told in one line (the usage block is what --help is for)."""
+
+    def error(self, message):
+        self.exit(2, f"fashion-tune: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fashion-tune",
         description="Find, train and ship the best Fashion-MNIST clothing classifier by distributed "
         "hyperparameter search (Ray Tune + Optuna TPE + ASHA).",
@@ -392,7 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0), or a mistake argparse has told (2)
+        return e.code
+    if args.debug:  # dependencies' start-up lines too, here and in Ray's worker processes
+        os.environ[quiet_tensorflow.DEBUG_ENV] = "1"
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s" if args.debug else "fashion_tune: %(message)s",

@@ -289,6 +289,8 @@ class SearchSettings(_Validated):
     # Where a study ran, not what it is: its reproduce command leaves the address out.
     address: Optional[str] = setting(None, "Ray cluster to join, e.g. auto or ray://head:10001",
                                      default_text="start local Ray", reproduce=False)
+    connect_timeout: float = setting(30.0, "seconds to wait for the cluster at --address before giving up",
+                                     reproduce=False)
     mixed_precision: bool = setting(False, "every trial computes in mixed float16 (GPUs with tensor cores)")
     jit_compile: bool = setting(False, "every trial compiles its training step with XLA")
 
@@ -301,6 +303,7 @@ class SearchSettings(_Validated):
         "max_concurrent": _at_least(1),
         "cpus_per_trial": _positive(),
         "gpus_per_trial": _at_least(0),
+        "connect_timeout": _positive(),
         "grace_period": _at_least(1),
         "reduction_factor": _at_least(2),
         "searcher": _one_of("tpe", "random"),

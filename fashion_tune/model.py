@@ -16,6 +16,7 @@ from typing import Callable, Optional
 from fashion_tune.config import TrainParams
 from fashion_tune.data import CLASS_NAMES, IMAGE_SHAPE
 from fashion_tune.errors import UserError
+from fashion_tune.quiet_tensorflow import import_tensorflow
 
 # Batch norm's moving statistics (used at inference, so for every validation score) follow the
 # batches with this momentum. With Keras's 0.99 they lag the fast-moving weights of a first epoch:
@@ -27,6 +28,7 @@ BATCH_NORM_MOMENTUM = 0.9
 
 def build_model(params: TrainParams, name: str = "fashion_cnn"):
     """conv blocks (conv [-> BN] -> relu, x convs_per_block; pool; dropout) -> dense -> softmax."""
+    import_tensorflow()  # Keras's backend, started quietly (each door into Keras here does this)
     import keras
 
     # Layers take the global dtype policy when they are made: set it for this model only.
@@ -160,6 +162,7 @@ def compiled_model(params: TrainParams, train_images: Optional[int] = None,
                    network: Optional[Callable[[TrainParams], object]] = None):
     """Seed Keras with params.seed, build the network (build_model, or `network`: a baseline's
     builder) and compile it as `params` asks. The same weights for the same seed, every time."""
+    import_tensorflow()
     import keras
 
     keras.utils.set_random_seed(params.seed)
@@ -171,6 +174,7 @@ def load_model(path: Path, compile: bool = True):
 
     compile=False leaves out the optimizer: all inference needs, and a third of the file to save.
     """
+    import_tensorflow()
     import keras
 
     try:

@@ -12,7 +12,11 @@ import contextlib
 import logging
 import os
 import shlex
+import socket
+import sys
+import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -59,14 +63,14 @@ def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyD
         settings = SearchSettings.layered(settings.to_dict(), {"name": f"{Path(space.path).stem}-{stamp}"})
     # One seed for the study: TPE, the validation split and every trial.
     data_settings = DataSettings.layered(data_flags, {"seed": settings.seed})
-    _check_budget(settings, space)
+    _check_budget(settings, space, flags)
+    _check_results_dir(settings.results_dir)
     study = study_dir(settings.results_dir, settings.name)
     if study.path.exists():
         raise UserError(
             f"study {settings.name!r} already exists at {study.path}; choose another --name, "
             f"or continue it with --resume {settings.name}"
         )
-    splits = _prepare_data(data_settings)
     # Absolute in the record, so --resume works from any folder; the command keeps what was typed.
     data_dir = str(Path(data_settings.data_dir).expanduser().resolve()) if data_settings.data_dir else None
     record = {
@@ -78,7 +82,11 @@ def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyD
         "started_at": time.time(),
         "finished_at": None,
     }
-    with ray_session(settings):  # before anything is written: a cluster that cannot run it writes nothing
+    data.locate(data_settings.data_dir)  # a wrong --data-dir: said at once (or the download done first)
+    # Ray before the data are read: a cluster that cannot be reached or cannot run a trial says so
+    # in seconds, and before anything is written.
+    with ray_session(settings):
+        splits = _prepare_data(data_settings)
         study.path.mkdir(parents=True)
         atomic.write_text(study.space_copy, space.text)
         atomic.write_json(study.record, record)
@@ -86,7 +94,7 @@ def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyD
 
 
 # What may accompany --resume: where the study lives, and where it runs now.
-RESUME_FLAGS = ("results_dir", "address")
+RESUME_FLAGS = ("results_dir", "address", "connect_timeout")
 
 
 def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyDir:
@@ -97,7 +105,8 @@ def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, A
     given = [flag_of(k) for k, v in {**flags, **data_flags}.items() if v is not None and k not in RESUME_FLAGS]
     if given:
         raise UserError(f"--resume {name}: {', '.join(given)} cannot change a study that has begun (it continues "
-                        f"with the settings it started with); only {' and '.join(map(flag_of, RESUME_FLAGS))} "
+                        f"with the settings it started with); only {', '.join(map(flag_of, RESUME_FLAGS[:-1]))} and "
+                        f"{flag_of(RESUME_FLAGS[-1])} "
                         "go with --resume")
     study = study_dir(flags.get("results_dir") or SearchSettings.results_dir, name)
     if not study.record.is_file():
@@ -106,11 +115,12 @@ def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, A
     if record.get("finished_at"):
         log.info("study %r already finished; nothing to resume (its reports are in %s)", name, study.path)
         return study
-    settings = SearchSettings.from_config({**record["settings"], "address": flags.get("address")})
+    where = {k: flags[k] for k in ("address", "connect_timeout") if flags.get(k) is not None}
+    settings = SearchSettings.from_config({**record["settings"], "address": None, **where})
     # The space as it was when the study started, not whatever the original path holds now.
     space = load_space(study.space_copy)
-    splits = _prepare_data(DataSettings.from_config(record["data"]))
     with ray_session(settings):
+        splits = _prepare_data(DataSettings.from_config(record["data"]))
         return _run(settings, space, splits, study, record, restore=True)
 
 
@@ -125,10 +135,21 @@ def reproduce_command(settings: SearchSettings, data_settings: DataSettings) -> 
                        *data_settings.command_line_args()])
 
 
-def _check_budget(settings: SearchSettings, space: SearchSpace) -> None:
+def _check_results_dir(results_dir: str) -> None:
+    """--results-dir must be a folder this user can write, or be creatable as one."""
+    path = Path(results_dir).expanduser()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"--results-dir {results_dir}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--results-dir {results_dir}: {existing} is not writable by this user")
+
+
+def _check_budget(settings: SearchSettings, space: SearchSpace, flags: Mapping[str, Any]) -> None:
     if settings.grace_period > space.max_epochs:
+        where = "--grace-period" if flags.get("grace_period") is not None else f"{space.path}: search.grace_period"
         raise UserError(
-            f"grace_period is {settings.grace_period}, must be <= the trial budget of "
+            f"{where} is {settings.grace_period}, must be <= the trial budget of "
             f"{space.max_epochs} epochs (fixed.epochs in {space.path})"
         )
 
@@ -156,23 +177,39 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
         tuner = tune.Tuner.restore(str(study.path), trainable, resume_unfinished=True, resume_errored=False)
     else:
         tuner = _make_tuner(trainable, settings, space)
+    at_once = f"{settings.max_concurrent} at a time" if settings.max_concurrent else "as many at a time as fit"
+    log.info("study %s: %d trials of up to %d epochs, %s, %s", settings.name, settings.num_samples,
+             space.max_epochs, _strategy(settings), at_once)
+    log.info("watch it live: tensorboard --logdir %s", study.path)
     began = time.time()
     grid = tuner.fit()
     record["wall_s"] = record.get("wall_s", 0.0) + time.time() - began
-    # Interrupted (Ctrl-C), Tune saves its state and fit() returns: only a study whose every
-    # trial ended is finished; any other stays resumable.
-    finished = grid.num_terminated + grid.num_errors >= settings.num_samples
+    # Interrupted (Ctrl-C), Tune saves its state and fit() returns, and marks the trials it cut
+    # short as terminated too: a trial ended if it failed or its last result says done (it ran its
+    # budget, or the scheduler stopped it). Only a study whose every trial ended is finished; any
+    # other stays resumable.
+    failed = sum(1 for r in grid if r.error)
+    ended = sum(1 for r in grid if r.error or (r.metrics or {}).get("done"))
+    finished = ended >= settings.num_samples
     if finished:
         record["finished_at"] = time.time()
     atomic.write_json(study.record, record)
     if len(grid):
         report = results.write_reports(study)
-        log.info("best %s so far: %s", space.metric, report.get("best_value"))
-    log.info("%d of %d trials ended (%d failed); reports in %s",
-             grid.num_terminated + grid.num_errors, settings.num_samples, grid.num_errors, study.path)
+        if report.get("best_value") is not None:
+            log.info("best %s so far: %.4f", space.metric, report["best_value"])
+    log.info("%d of %d trials ended (%d failed); reports in %s", ended, settings.num_samples, failed, study.path)
     if not finished:
         raise StudyInterrupted(f"study {settings.name!r} stopped before its end; continue it with --resume {settings.name}")
     return study
+
+
+def _strategy(settings: SearchSettings) -> str:
+    """How trials are proposed and stopped, in a few words."""
+    proposer = "TPE (Optuna) proposing" if settings.searcher == "tpe" else "random proposals"
+    if settings.scheduler == "asha":
+        return f"{proposer}, ASHA stopping weak trials from epoch {settings.grace_period}"
+    return f"{proposer}, every trial running its budget"
 
 
 def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
@@ -180,9 +217,10 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from fashion_tune.progress import StudyProgress
     from fashion_tune.searcher import StoppedTrialsArePruned
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # Tune's table is the progress display
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress.py's lines are the display
     if settings.searcher == "tpe":
         sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials)
     else:  # the same OptunaSearch path, sampling at random: the baseline TPE must beat
@@ -218,6 +256,9 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
             # has saved num_to_keep checkpoints, so 1 would mean a snapshot after every epoch.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            verbose=0,  # Tune's display off: StudyProgress tells the study in our words
+            callbacks=[StudyProgress(space.metric, space.mode, space.max_epochs, [p.name for p in space.params],
+                                     settings.scheduler if settings.scheduler == "asha" else None)],
         ),
     )
 
@@ -236,22 +277,67 @@ def ray_session(settings: SearchSettings):
     if ray.is_initialized():
         yield
         return
-    # Trials import TensorFlow; keep its C++ start-up chatter out of the progress display.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Tune warns when it snapshots its state often; with a checkpoint every epoch, it does, by design.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's newer display prints its experiment box and a TensorBoard hint into /tmp/ray even when
+    # silenced (verbose=0); its older one, silenced, prints nothing: progress.py speaks instead.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if settings.address:
-        ray.init(address=settings.address, logging_level=logging.WARNING)
+        _join_cluster(settings.address, settings.connect_timeout)
     else:
-        # "local": always a new Ray of our own, never a cluster someone left running here.
+        # "local": always a new Ray of our own, never a cluster someone left running here. Ray
+        # turns token authentication on for it and says so at every start: nothing to act on.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
         available = ray.cluster_resources()
         for key, asked in (("CPU", settings.cpus_per_trial), ("GPU", settings.gpus_per_trial)):
             if asked > available.get(key, 0):
                 ray.shutdown()
                 flag = f"--{key.lower()}s-per-trial"
-                raise UserError(f"{flag} is {asked}, but this machine offers Ray {available.get(key, 0):g} {key}s")
+                raise UserError(f"{flag} is {asked:g}, but this machine offers Ray {available.get(key, 0):g} {key}s")
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _join_cluster(address: str, timeout: float) -> None:
+    """ray.init(address), within `timeout` seconds or not at all.
+
+    Ray retries an unreachable head without end, printing a warning every 5 s and deaf to SIGTERM
+    (issue 15). So the head's port is tried first (refused: at once; no answer: after `timeout`),
+    and a watchdog ends the process if Ray still has not joined by then. Nothing has been written
+    yet: see new_study and resume_study.
+    """
+    import ray
+
+    hint = (f"cannot reach a Ray cluster at --address {address} within {timeout:g} s ({{why}}); check that its "
+            "head is running (`ray status` there; `ray up cluster/config.yaml` starts one) and the host and "
+            "port, or raise --connect-timeout")
+    host_port = _host_and_port(address)
+    if host_port:
+        try:
+            socket.create_connection(host_port, timeout=timeout).close()
+        except OSError as e:
+            raise UserError(hint.format(why=e.strerror or type(e).__name__.lower())) from None
+
+    def give_up():
+        print(f"fashion-tune: error: {hint.format(why='Ray did not join it')}", file=sys.stderr, flush=True)
+        os._exit(2)
+
+    watchdog = threading.Timer(timeout, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        ray.init(address=address, logging_level=logging.WARNING)
+    finally:
+        watchdog.cancel()
+
+
+def _host_and_port(address: str):
+    """(host, port) of 'host:port' or 'ray://host:port'; None for 'auto' and other forms."""
+    parsed = urllib.parse.urlsplit(address if "://" in address else f"gcs://{address}")
+    try:
+        return (parsed.hostname, parsed.port) if parsed.hostname and parsed.port else None
+    except ValueError:  # a port that is not a number
+        return None

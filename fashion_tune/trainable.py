@@ -22,6 +22,7 @@ from fashion_tune.config import TrainParams
 from fashion_tune.data import Splits
 from fashion_tune.layout import CheckpointDir
 from fashion_tune.model import compiled_model, load_model
+from fashion_tune.quiet_tensorflow import import_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,7 @@ def configure_tensorflow(threads: int) -> None:
     Must run before TensorFlow's first op: afterwards it can no longer change these, and
     says so with a RuntimeError (then we keep what it has, e.g. in a reused worker).
     """
-    import tensorflow as tf
-
+    tf = import_tensorflow()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)

@@ -60,11 +60,13 @@ def test_bad_data_dir_writes_no_study(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--grace-period", "9"], "grace_period is 9, must be <= the trial budget of 3 epochs"),
-        (["--reduction-factor", "1"], "reduction_factor is 1, must be >= 2"),
-        (["--subset", "5"], "subset is 5, must be 100 to 60000"),
-        (["--name", "../escape"], "name is '../escape', must use only letters"),
-        (["--cpus-per-trial", "64"], "--cpus-per-trial is 64.0, but this machine offers Ray"),
+        # Named as typed: the flag, and the value as the user wrote it.
+        (["--grace-period", "9"], "--grace-period is 9, must be <= the trial budget of 3 epochs"),
+        (["--reduction-factor", "1"], "argument --reduction-factor: 1 must be >= 2"),
+        (["--subset", "5"], "argument --subset: 5 must be 100 to 60000"),
+        (["--name", "../escape"], "argument --name: '../escape' must use only letters"),
+        (["--connect-timeout", "0"], "argument --connect-timeout: 0 must be > 0"),
+        (["--cpus-per-trial", "64"], "--cpus-per-trial is 64, but this machine offers Ray"),
     ],
 )
 def test_bad_settings(tmp_path, capsys, fashion_dir, args, message):
@@ -75,6 +77,55 @@ def test_bad_settings(tmp_path, capsys, fashion_dir, args, message):
     assert main(argv) == 2
     assert message in one_error_line(capsys)
     assert not (tmp_path / "r" / "x").exists()
+
+
+def test_results_dir_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    assert main(["search", "--space", str(SPACES / "smoke.yaml"), "--results-dir", str(blocker / "studies")]) == 2
+    assert f"--results-dir {blocker / 'studies'}: {blocker} is a file, not a folder" in one_error_line(capsys)
+
+
+def _unreachable_search(tmp_path, data_dir, address, *flags):
+    """`search --address ADDRESS` in its own process (a cluster that never answers ends it)."""
+    import subprocess
+    import sys
+    import time
+
+    began = time.time()
+    done = subprocess.run([sys.executable, "-m", "fashion_tune", "search", "--space", str(SPACES / "smoke.yaml"),
+                           "--address", address, "--data-dir", str(data_dir), "--results-dir", str(tmp_path / "r"),
+                           "--name", "x", *flags],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    ours = [line for line in done.stderr.splitlines() if line.startswith("fashion-tune:")]
+    assert done.returncode == 2 and len(ours) == 1, done.stderr[-2000:]
+    assert not (tmp_path / "r").exists()
+    return ours[0], time.time() - began
+
+
+def test_a_cluster_address_where_nothing_listens_fails_at_once(tmp_path, fashion_dir):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    line, seconds = _unreachable_search(tmp_path, fashion_dir, f"127.0.0.1:{port}")
+    assert f"cannot reach a Ray cluster at --address 127.0.0.1:{port} within 30 s (Connection refused)" in line
+    assert "ray up cluster/config.yaml" in line and seconds < 30
+
+
+def test_a_cluster_address_that_never_answers_gives_up_after_the_connect_timeout(tmp_path, fashion_dir):
+    """Something listens but is no Ray head (a port that accepts and stays silent): Ray itself
+    would retry without end; the search gives up after --connect-timeout."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        line, seconds = _unreachable_search(tmp_path, fashion_dir, f"127.0.0.1:{port}", "--connect-timeout", "3")
+    assert f"cannot reach a Ray cluster at --address 127.0.0.1:{port} within 3 s" in line
+    assert seconds < 25, seconds
 
 
 def test_resume_of_unknown_study(tmp_path, capsys):
@@ -108,7 +159,7 @@ CHANGED = {
     "space": "quick", "name": "round-trip", "results_dir": "/tmp/studies", "num_samples": 7, "max_concurrent": 2,
     "cpus_per_trial": 0.5, "gpus_per_trial": 0.25, "grace_period": 2, "reduction_factor": 4, "searcher": "random",
     "scheduler": "none", "tpe_startup_trials": 3, "max_failures": 1, "seed": 9, "mixed_precision": True,
-    "jit_compile": True, "address": "ray://head:10001",
+    "jit_compile": True, "address": "ray://head:10001", "connect_timeout": 5.0,
 }
 CHANGED_DATA = {"data_dir": "/data/fashion mnist", "subset": 500, "val_fraction": 0.2}
 
@@ -132,15 +183,14 @@ def test_the_reproduce_command_parses_back_to_the_same_settings(changed):
     data = DataSettings(**CHANGED_DATA) if changed else DataSettings()
     search_back, data_back = parsed_back(reproduce_command(settings, data))
     # The cluster address says where a study ran, not what it is: the command leaves it out.
-    assert search_back == dataclasses.replace(settings, address=None)
+    assert search_back == dataclasses.replace(settings, address=None, connect_timeout=SearchSettings.connect_timeout)
     assert data_back == data
 
 
 def test_every_setting_has_a_flag_and_the_space_file_keys_come_from_the_same_fields(capsys, write_space):
     from fashion_tune.space import SpaceError, load_space
 
-    with pytest.raises(SystemExit):
-        main(["search", "--help"])
+    assert main(["search", "--help"]) == 0
     text = capsys.readouterr().out
     for cls in (SearchSettings, DataSettings):
         for field in cls.command_line_fields():
@@ -157,4 +207,4 @@ def test_resume_refuses_settings_it_would_ignore(tmp_path, capsys):
     assert main(args) == 2
     message = one_error_line(capsys)
     assert "--resume x: --num-samples, --subset cannot change a study that has begun" in message
-    assert "only --results-dir and --address go with --resume" in message
+    assert "only --results-dir, --address and --connect-timeout go with --resume" in message

@@ -65,3 +65,18 @@ def test_contradictory_flags_are_refused_before_any_work(export, photos, capsys,
     assert main(["predict", str(photos), "--model", str(export.path), *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_new_process_prints_our_lines_only(export, photos):
+    """TensorFlow's start-up chatter (no CUDA drivers, cuInit, absl, CPU instructions, oneDNN) is not
+    the user's business on a CPU machine: a fresh `predict` prints its answers and nothing else."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "fashion_tune", "predict", str(photos / "bag.jpg"), "--model",
+                           str(export.path)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and done.stdout.startswith(f"{photos / 'bag.jpg'}: Bag"), (done.stdout, done.stderr)

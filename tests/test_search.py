@@ -26,6 +26,7 @@ def smoke(tmp_path_factory, fashion_dir):
     done = run_cli("search", "--space", SPACES / "smoke.yaml", "--subset", 3000, "--data-dir", fashion_dir,
                    "--results-dir", results_dir, "--name", "smoke")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (results_dir / "terminal.txt").write_text(done.stdout + done.stderr)  # everything the user saw
     return results_dir, results_dir / "smoke"
 
 
@@ -39,6 +40,32 @@ def test_study_writes_every_report(smoke):
     for name in ("study.json", "space.yaml", "leaderboard.csv", "best_config.json", "summary.md"):
         assert (study / name).is_file(), name
     assert json.loads((study / "study.json").read_text())["finished_at"]
+
+
+def test_the_terminal_tells_the_study_in_our_words(smoke):
+    """With default options: no TensorFlow/CUDA/absl start-up lines, none of Ray's notices, no Tune
+    boxes or tables pointing into /tmp/ray; our lines for each trial's start, epochs and end."""
+    results_dir, study = smoke
+    lines = (results_dir / "terminal.txt").read_text().splitlines()
+    foreign = [line for line in lines if not line.startswith(("fashion_tune: ", "study written to ", "summary: "))]
+    assert foreign == [], foreign
+    text = "\n".join(lines)
+    for chatter in ("cuInit", "cuda", "absl", "oneDNN", "cpu_feature_guard", "Token authentication", "/tmp/ray",
+                    "SearchGenerator", "Tuner.restore"):
+        assert chatter not in text, chatter
+    assert f"watch it live: tensorboard --logdir {study}" in text
+    rows = read_leaderboard(study)
+    for r in rows:
+        trial = r["trial_id"]
+        assert f"trial {trial} started: learning_rate " in text
+        epochs = int(r["epochs_trained"])
+        assert f"trial {trial} epoch {epochs}/3: val_accuracy " in text
+        ending = (f"trial {trial} completed 3 epochs" if r["status"] == "completed"
+                  else f"trial {trial} stopped early by ASHA after epoch {epochs} of 3")
+        assert ending in text, (ending, text)
+    best = max(float(r["best_value"]) for r in rows)
+    assert f"best val_accuracy so far: {best:.4f}\n" in text + "\n"
+    assert "6 of 6 trials ended (0 failed)" in text
 
 
 def test_leaderboard_has_every_trial_and_asha_stopped_some(smoke):
@@ -177,6 +204,9 @@ def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, 
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-3000:]
     assert "--resume cut" in err
+    # The count names the trials that ran their one epoch, not those Tune cut short.
+    ended = sum(1 for f in study.glob("trial_*/result.json") if f.read_text().strip())
+    assert f"{ended} of 4 trials ended" in err, err[-2000:]
     assert json.loads((study / "study.json").read_text())["finished_at"] is None
     before = {p.name for p in study.glob("trial_*")}
     assert 2 <= len(before) < 4

@@ -1,0 +1,86 @@
+"""What a study prints while it runs: one line per trial event, in our words.
+
+Tune's own display (configuration boxes, a status table wider than a terminal, a TensorBoard hint
+pointing into /tmp/ray, "completed" for a trial its scheduler stopped) is turned off
+(RunConfig(verbose=0), search.py); this callback, run by Tune in the driver, says instead:
+
+    trial 85e84c80 started: learning_rate 0.00125, conv_blocks 2, filters 8
+    trial 85e84c80 epoch 1/3: val_accuracy 0.2200, val_loss 2.259 (1.4 s)
+    trial 85e84c80 stopped early by ASHA after epoch 1 of 3: val_accuracy 0.2200
+    trial 35d378dd completed 3 epochs: val_accuracy 0.6550, the best so far
+
+All through logging at INFO (`-q` hides it); a failed trial at WARNING. Tune pickles the
+callback with the study, and --resume unpickles it by this module path.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional, Sequence
+
+from ray import tune
+
+log = logging.getLogger("fashion_tune.search")
+
+
+def short_value(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+class StudyProgress(tune.Callback):
+    """Logs trial starts, epochs, early stops, completions and failures."""
+
+    def __init__(self, metric: str, mode: str, max_epochs: int, searched: Sequence[str], scheduler: Optional[str]):
+        self.metric, self.mode, self.max_epochs = metric, mode, max_epochs
+        self.searched = tuple(searched)
+        self.scheduler = scheduler
+        self.best: Optional[float] = None  # among the trials that ended in this run
+
+    def _scores(self, result: dict) -> str:
+        other = "val_loss" if self.metric != "val_loss" else "val_accuracy"
+        shown = [f"{self.metric} {result[self.metric]:.4f}"] if self.metric in result else []
+        if other in result:
+            shown.append(f"{other} {result[other]:.3f}")
+        return ", ".join(shown) or "no scores reported"
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        chosen = ", ".join(f"{name} {short_value(trial.config[name])}" for name in self.searched if name in trial.config)
+        log.info("trial %s started: %s", trial.trial_id, chosen or "the fixed configuration")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        seconds = result.get("epoch_time_s")
+        log.info("trial %s epoch %s/%d: %s%s", trial.trial_id, result.get("training_iteration", "?"),
+                 self.max_epochs, self._scores(result), f" ({seconds:.1f} s)" if seconds is not None else "")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        epochs = result.get("training_iteration", 0)
+        value = result.get(self.metric)
+        best = value is not None and (self.best is None or (value > self.best if self.mode == "max" else value < self.best))
+        if best:
+            self.best = value
+        if epochs < self.max_epochs:
+            by = f" by {self.scheduler.upper()}" if self.scheduler else ""
+            log.info("trial %s stopped early%s after epoch %d of %d: %s", trial.trial_id, by, epochs,
+                     self.max_epochs, self._scores(result))
+        else:
+            log.info("trial %s completed %d epochs: %s%s", trial.trial_id, epochs, self._scores(result),
+                     ", the best so far" if best else "")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        log.warning("trial %s failed (%s); retrying it from its last checkpoint", trial.trial_id, _first_line(trial))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        epochs = (trial.last_result or {}).get("training_iteration", 0)
+        log.warning("trial %s failed in epoch %d: %s (details: %s)", trial.trial_id, epochs + 1,
+                    _first_line(trial), trial.error_file or "no error file")
+
+
+def _first_line(trial) -> str:
+    """The error's own last line (the exception and its message), from Tune's error file."""
+    try:
+        with open(trial.error_file) as f:
+            lines = [line.strip() for line in f if line.strip()]
+        return lines[-1] if lines else "no message"
+    except (OSError, TypeError):
+        return "no message"

@@ -1,0 +1,59 @@
+"""TensorFlow started without its C++ start-up chatter, so the terminal tells our story.
+
+On a CPU-only machine TensorFlow's import prints half a dozen lines straight to the process's
+stderr (file descriptor 2, from C++, out of reach of Python's logging and of TF_CPP_MIN_LOG_LEVEL,
+which absl ignores before it is initialised): no CUDA drivers, cuInit failed, absl's warning
+about logging before InitializeLog, CPU instructions it was not built for, oneDNN's notice. The
+import (and the GPU lookup that logs cuInit) runs with stderr captured, and only the lines known
+to be such chatter are dropped: anything else TensorFlow says is written back. `--debug` (which
+sets FASHION_TUNE_DEBUG, inherited by Ray's worker processes) shows everything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+
+DEBUG_ENV = "FASHION_TUNE_DEBUG"
+
+# The start-up lines of TensorFlow 2.21 and XLA on a machine with no GPU or a CPU it was not
+# built for; each alone is harmless. Matched anywhere in the line.
+CHATTER = re.compile(
+    r"absl::InitializeLog|cudart_stub\.cc|cuda_platform\.cc|cuda_executor\.cc|cuda_diagnostics\.cc"
+    r"|failed call to cuInit|cpu_feature_guard\.cc|To enable the following instructions"
+    r"|rebuild TensorFlow with the appropriate compiler flags|oneDNN custom operations are on"
+    r"|TF_ENABLE_ONEDNN_OPTS|Unable to register cu(DNN|FFT|BLAS) factory|computation_placer"
+    r"|TF-TRT Warning|This TensorFlow binary is optimized"
+)
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_ENV) == "1"
+
+
+def import_tensorflow():
+    """Import TensorFlow (Keras's backend) once per process, its chatter dropped; return the module."""
+    if "tensorflow" in sys.modules or debugging():
+        import tensorflow
+
+        return tensorflow
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's own INFO lines, once absl is up
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow
+
+            tensorflow.config.list_physical_devices("GPU")  # where cuInit fails, and says so
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                    if not CHATTER.search(line)]
+            sys.stderr.write("".join(kept))
+    return tensorflow

@@ -60,7 +60,33 @@ class ParamSpec:
 
     def edge(self, value: Any) -> Optional[str]:
         """'low' or 'high' when value sits at the edge of this range (the tuning playbook's
-        warning that the best value may lie outside it), else None."""
+        warning that the best value may lie outside it) and the range could be widened there
+        (conv_blocks at 1 cannot go lower), else None."""
+        side = self._side(value)
+        return side if side and self._widenable(side) else None
+
+    def _widenable(self, side: str) -> bool:
+        """Whether a value a little beyond this edge is still legal for the hyperparameter."""
+        if self.type == "categorical":
+            values = [c for c in self.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        else:
+            values = [self.low, self.high]
+        is_int = all(isinstance(v, int) for v in values)
+        lo, hi = min(values), max(values)
+        # The smallest widening: one integer, or 1% of the range (of its logarithm with log: true).
+        if is_int:
+            beyond = lo - 1 if side == "low" else hi + 1
+        elif self.log:
+            beyond = lo * (lo / hi) ** 0.01 if side == "low" else hi * (hi / lo) ** 0.01
+        else:
+            beyond = lo - 0.01 * (hi - lo) if side == "low" else hi + 0.01 * (hi - lo)
+        try:
+            TrainParams.check_value(self.name, beyond)
+        except ConfigError:
+            return False
+        return True
+
+    def _side(self, value: Any) -> Optional[str]:
         if self.type == "categorical":
             numeric = [c for c in self.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
             if len(numeric) < 3 or len(numeric) != len(self.choices) or value not in numeric:
@@ -99,6 +125,27 @@ class SearchSpace:
 
 
 
+class DuplicateKey(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a repeated key is an error: PyYAML keeps the last
+    silently, so half of what the user wrote would be ignored."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # an unhashable key: the base loader reports it
+            if key in seen:
+                raise DuplicateKey(None, None, f"key {key!r} appears twice in the same mapping; give it once",
+                                   key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def resolve_space_path(name: str | Path) -> Path:
     """The file as given if it exists, else the shipped space of that name (quick, quick.yaml,
     search_spaces/quick.yaml), else the path as given (load_space then says it is missing)."""
@@ -123,14 +170,15 @@ def load_space(path: str | Path) -> SearchSpace:
         raise SpaceError(f"{where}: cannot read it ({e.strerror})") from None
     try:
         text = raw.decode("utf-8")
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_UniqueKeyLoader)
     except UnicodeDecodeError:
         raise SpaceError(f"{where}: not a UTF-8 text file") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SpaceError(f"{where}: {at}YAML syntax error: {problem}") from None
+        kind = "" if isinstance(e, DuplicateKey) else "YAML syntax error: "
+        raise SpaceError(f"{where}: {at}{kind}{problem}") from None
     return parse_space(doc, where, text, hashlib.sha256(raw).hexdigest())
 
 
@@ -167,6 +215,10 @@ def _parse_metric(doc: dict, fail) -> tuple[str, str]:
     mode = doc.get("mode", METRICS[metric])
     if mode not in ("max", "min"):
         fail("mode", f"{mode!r} must be max or min")
+    if mode != METRICS[metric]:
+        better = "higher" if METRICS[metric] == "max" else "lower"
+        fail("mode", f"{mode} contradicts {metric}, where {better} is better; use mode: {METRICS[metric]}, or leave "
+             "mode out")
     return metric, mode
 
 
@@ -266,6 +318,7 @@ def _parse_distribution(name: str, dist: Any, key: str, fail) -> ParamSpec:
     step = dist.get("step")
     if step is not None:
         _check_step(step, kind, log, key, fail)
+        _check_step_fits(low, high, step, key, fail)
     for bound, value in (("low", low), ("high", high)):
         _check_value(name, value, f"{key}.{bound}", fail)
     as_type = int if kind == "int" else float
@@ -300,6 +353,18 @@ def _check_step(step: Any, kind: str, log: bool, key: str, fail) -> None:
         fail(f"{key}.step", "cannot be combined with log: true (Optuna samples a log range continuously)")
     if kind == "int" and not float(step).is_integer():
         fail(f"{key}.step", f"{step!r} must be an integer for an int distribution")
+
+
+def _check_step_fits(low, high, step, key: str, fail) -> None:
+    """Optuna quietly shortens a range whose width is not a multiple of its step ([32, 100] step 64
+    becomes [32, 96]; step 128 on [32, 64] leaves only 32): refused, so what is typed is searched."""
+    steps = (high - low) / step
+    if steps < 1:
+        fail(f"{key}.step", f"{step} is larger than the range {low} to {high}; the only value would be {low}")
+    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+        top = low + math.floor(steps) * step
+        fail(f"{key}.step", f"{step} does not divide the range {low} to {high} (high would silently become "
+             f"{top:g}); make high - low a multiple of step")
 
 
 def _looks_numeric(text: str) -> bool:

@@ -89,6 +89,18 @@ BAD = {
                                   r"params\.rotation\.high: rotation is 200\.0, must be 0 to 180 \(degrees either way\)"),
     "fixed augmentation out of range": (replace("epochs: 4", "epochs: 4\n  erasing: 1.5"),
                                         r"fixed\.erasing: erasing is 1\.5, must be 0 to 1 \(a probability\)"),
+    # Optuna would quietly search less than what is written (issue 15): refused.
+    "step larger than the range": (replace("low: 32, high: 256, step: 32", "low: 32, high: 64, step: 128"),
+                                   r"params\.dense_units\.step: 128 is larger than the range 32 to 64"),
+    "step not dividing the range": (replace("low: 32, high: 256, step: 32", "low: 32, high: 100, step: 64"),
+                                    r"params\.dense_units\.step: 64 does not divide the range 32 to 100 \(high would "
+                                    r"silently become 96\)"),
+    "float step not dividing the range": (replace("high: 0.4, step: 0.1", "high: 0.5, step: 0.2"),
+                                          r"params\.conv_dropout\.step: 0\.2 does not divide the range 0\.0 to 0\.5"),
+    "duplicated key": (replace("  batch_norm:", "  conv_blocks:   {type: int, low: 1, high: 3}\n  batch_norm:"),
+                       r"line 10, column 3: key 'conv_blocks' appears twice in the same mapping; give it once"),
+    "mode contradicting the metric": (replace("mode: max", "mode: min"),
+                                      r"mode: min contradicts val_accuracy, where higher is better; use mode: max"),
     "not a mapping": ("- just\n- a list\n", r"must be a mapping with keys metric"),
     "no params": (GOOD.split("params:")[0], r"params: must be a non-empty mapping"),
 }
@@ -121,8 +133,13 @@ def test_edges_of_ranges(write_space):
     space = load_space(write_space(add_param("filters: {type: categorical, choices: [16, 32, 64]}")))
     lr = spec(space, "learning_rate")
     assert lr.edge(1.05e-4) == "low" and lr.edge(9.6e-3) == "high" and lr.edge(1e-3) is None
+    # 1 to 4 is all conv_blocks can be: no edge to widen (the warning would suggest what fails).
     blocks = spec(space, "conv_blocks")
-    assert blocks.edge(1) == "low" and blocks.edge(4) == "high" and blocks.edge(2) is None
+    assert blocks.edge(1) is None and blocks.edge(4) is None
+    dropout = spec(space, "conv_dropout")  # 0.0 to 0.4: below 0 is impossible, above 0.4 is not
+    assert dropout.edge(0.0) is None and dropout.edge(0.4) == "high"
+    units = spec(space, "dense_units")
+    assert units.edge(32) == "low" and units.edge(256) == "high" and units.edge(128) is None
     filters = spec(space, "filters")
     assert filters.edge(16) == "low" and filters.edge(64) == "high" and filters.edge(32) is None
     assert spec(space, "batch_norm").edge(True) is None

@@ -86,19 +86,24 @@ def given(args: argparse.Namespace, cls) -> dict[str, Any]:
     return {f.name: getattr(args, f.name, None) for f in cls.command_line_fields()}
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: a whole number >= 0 (argparse names the flag in its error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
+def bounded(kind, low, high=None, inclusive=True):
+    """argparse type: a number of `kind` (int or float) from low (inclusive, unless not) up to high."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+        below = value < low if inclusive else value <= low
+        if below or (high is not None and value > high) or not math.isfinite(value):
+            span = f"{low} to {high}" if high is not None else f"{'>=' if inclusive else '>'} {low}"
+            raise argparse.ArgumentTypeError(f"{text} must be {span}")
+        return value
+
+    return parse
 
 
 def add_robustness_images(parser) -> None:
-    parser.add_argument("--robustness-images", type=non_negative_int, default=None, metavar="N",
+    parser.add_argument("--robustness-images", type=bounded(int, 0), default=None, metavar="N",
                         help="test images rendered as product photos per robustness tier (default: all 10,000; "
                              "0: skip the tiers)")
 
@@ -264,7 +269,7 @@ class Predict(Command):
         parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
         parser.add_argument("--model", help="export folder or .keras file (default: the newest export)")
         add_results_dir(parser)
-        parser.add_argument("--top", type=int, default=3, help="categories to show per image (default 3)")
+        parser.add_argument("--top", type=bounded(int, 1), default=3, help="categories to show per image (default 3)")
         parser.add_argument("--json", action="store_true", help="print JSON")
         parser.add_argument("--include-input", action="store_true",
                             help="with --json: add each model input (28x28) as a PNG data URL")
@@ -276,8 +281,6 @@ class Predict(Command):
 
         if args.include_input and not args.json:
             raise UserError("--include-input adds the model inputs to --json output; add --json, or use --show DIR")
-        if args.top < 1:
-            raise UserError(f"--top {args.top}: must be >= 1")
         if args.show and args.show.exists() and not args.show.is_dir():
             raise UserError(f"--show {args.show}: is a file; give a folder for the model inputs")
         exported = layout.resolve_export(args.model, args.results_dir)
@@ -365,16 +368,22 @@ class Serve(Command):
         parser.add_argument("--model", help="export folder (default: the newest export)")
         add_results_dir(parser)
         parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-        parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-        parser.add_argument("--replicas", type=int, default=1, help="model replicas (default 1); more on a cluster")
-        parser.add_argument("--max-mb", type=float, default=10, help="largest upload accepted, in MB (default 10)")
+        parser.add_argument("--port", type=bounded(int, 1, 65535), default=8000, help="port (default 8000)")
+        parser.add_argument("--replicas", type=bounded(int, 1), default=1,
+                            help="model replicas (default 1); more on a cluster")
+        parser.add_argument("--max-mb", type=bounded(float, 0, inclusive=False), default=10,
+                            help="largest upload accepted, in MB (default 10)")
         parser.add_argument("--address", help="Ray cluster to run on (default: local Ray)")
+        parser.add_argument("--connect-timeout", type=bounded(float, 0, inclusive=False),
+                            default=SearchSettings.connect_timeout,
+                            help=f"seconds to wait for the cluster at --address (default {SearchSettings.connect_timeout:g})")
 
     def run(self, args):
         from fashion_tune import serve
 
         exported = layout.resolve_export(args.model, args.results_dir)
-        serve.serve_forever(exported, args.host, args.port, args.replicas, args.max_mb, args.address)
+        serve.serve_forever(exported, args.host, args.port, args.replicas, args.max_mb, args.address,
+                            args.connect_timeout)
         return 0
 
 

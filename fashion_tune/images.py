@@ -103,8 +103,10 @@ def to_model_input_from_bytes(raw: bytes, name: str) -> np.ndarray:
             raise
         except UnidentifiedImageError:
             raise ImageError(f"{name}: not an image Pillow can read (PNG, JPEG, BMP, GIF, WebP, TIFF)") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ImageError(f"{name}: refused as a decompression bomb ({e})") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            # Pillow's own guard, for images far over our limit: the limit the user can look up is ours.
+            raise ImageError(f"{name}: more pixels than the limit of {MAX_PIXELS:,} (a decompression bomb, or "
+                             "a photo far larger than needed)") from None
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageError(f"{name}: broken or truncated image ({e})") from None
     return fashion_mnist_style(image, name)

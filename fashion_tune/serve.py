@@ -14,8 +14,10 @@ classified result then carries "model_input", the 28x28 image the model saw, as 
 The model is an ExportDir (its model card gives the review threshold). Images go through
 images.to_model_input_from_bytes, the code `predict` uses. Every error has one shape,
 {"error": "<one line naming the file and the problem>"}, and the service keeps serving:
-  400  not a usable image (empty, not an image, broken, a decompression bomb), a bad include_input
-  413  over the size limit (--max-mb)
+  400  not a usable image (empty, not an image, broken, a decompression bomb), a bad include_input,
+       more than MAX_BATCH_FILES files in one request
+  404  no such endpoint;  405  a wrong method (GET /v1/classify)
+  413  over the size limit (--max-mb), told as soon as the body passes it, Content-Length or not
   415  an unsupported content type
   422  no garment found: a readable image with nothing in it to classify (blank, uniform, noise)
 In /v1/classify/batch the request answers 200 and each file's result is a classification or
@@ -28,13 +30,16 @@ once itself.
 """
 
 
+import errno
 import logging
+import signal
+import socket
 from importlib import resources
 from typing import Optional
 
 import numpy as np
 
-from fashion_tune import images
+from fashion_tune import images, ray_start
 from fashion_tune.errors import UserError
 from fashion_tune.layout import ExportDir
 from fashion_tune.classifier import ExportedModel
@@ -46,6 +51,7 @@ MAX_BATCH_FILES = 32
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around each file
 RAW_TYPES = ("image/", "application/octet-stream")
 FLAG_VALUES = {"true": True, "1": True, "false": False, "0": False}
+ENDPOINTS = "GET /, POST /v1/classify, POST /v1/classify/batch, GET /v1/model, GET /healthz"
 
 # Batching of concurrent single-image requests (@serve.batch), chosen with benchmarks/serve_load.py
 # on 2 cores (results/reference/benchmarks.md, 2026-11-22), when a model call was eager Keras,
@@ -150,16 +156,37 @@ def page_html() -> str:
     return resources.files("fashion_tune").joinpath("page.html").read_text()
 
 
-async def read_body(request, service: ModelService) -> bytes:
-    """The raw request body, refused (413) as soon as it is larger than one image may be."""
+async def read_body(request, check_size) -> bytes:
+    """The raw request body, refused (413) by check_size(bytes) as soon as it is too large: by its
+    Content-Length before a byte is read, and while reading, for a chunked upload that has none."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit():
-        service.check_size(int(declared))  # refuse before reading a byte too many
+        check_size(int(declared))
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        service.check_size(len(body))
+        check_size(len(body))
     return bytes(body)
+
+
+async def read_form(request, service: ModelService, images: int):
+    """The multipart form of a request whose body fits `images` images (else 413, read no further);
+    more than MAX_BATCH_FILES files is a 400 in our words."""
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+
+    body = await read_body(request, lambda size: service.check_form_size(size, images))
+
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        return await Request(request.scope, replay).form(max_files=MAX_BATCH_FILES)
+    except HTTPException as e:
+        if "Too many files" in str(e.detail):
+            raise RequestError(400, f"more than {MAX_BATCH_FILES} files in one request; send at most "
+                                    f"{MAX_BATCH_FILES} a request") from None
+        raise RequestError(e.status_code, f"the form cannot be read ({e.detail})") from None
 
 
 async def uploads_from(request, service: ModelService, field: Optional[str]) -> list[tuple[str, bytes]]:
@@ -168,16 +195,14 @@ async def uploads_from(request, service: ModelService, field: Optional[str]) -> 
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         # The whole request first (room for one image, or a full batch); each image again in decode().
-        declared = request.headers.get("content-length", "0")
-        service.check_form_size(int(declared) if declared.isdigit() else 0, 1 if field else MAX_BATCH_FILES)
-        form = await request.form(max_files=MAX_BATCH_FILES)
+        form = await read_form(request, service, 1 if field else MAX_BATCH_FILES)
         files = [(v.filename or key, await v.read()) for key, v in form.multi_items()
                  if hasattr(v, "read") and (field is None or key == field)]
         if not files:
             raise RequestError(400, f"no file in the form; send the image in a field named '{field or 'files'}'")
         return files
     if field is not None and content_type.startswith(RAW_TYPES):
-        return [("body", await read_body(request, service))]
+        return [("body", await read_body(request, service.check_size))]
     expected = "multipart/form-data" + (", image/* or application/octet-stream" if field else "")
     raise RequestError(415, f"content type {content_type or 'none'!r} is not accepted; send {expected}")
 
@@ -185,14 +210,32 @@ async def uploads_from(request, service: ModelService, field: Optional[str]) -> 
 def build_app(export: ExportDir, max_bytes: int):
     """The FastAPI app on a Ray Serve deployment (not yet bound: call .bind())."""
     from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
     from ray import serve
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = FastAPI(title="fashion_tune", description="Classify product photos into 10 clothing categories.")
 
     @app.exception_handler(RequestError)
     async def request_error(request, error: RequestError):
         return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    # FastAPI's own answers (an unknown path, a wrong method, an unreadable request) in our one shape.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, error: StarletteHTTPException):
+        what = f"{request.method} {request.url.path}"
+        message = {404: f"{what}: no such endpoint; the service answers {ENDPOINTS}",
+                   405: f"{what}: method not allowed; the service answers {ENDPOINTS}"}.get(
+                       error.status_code, f"{what}: {error.detail}")
+        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, error: RequestValidationError):
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return JSONResponse({"error": f"{request.method} {request.url.path}: {where}: {first.get('msg', 'invalid')}"},
+                            status_code=422)
 
     @serve.deployment(name="classifier", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=MAX_ONGOING_REQUESTS)
     @serve.ingress(app)
@@ -238,20 +281,58 @@ def build_app(export: ExportDir, max_bytes: int):
 
 
 def serve_forever(export: ExportDir, host: str, port: int, replicas: int, max_mb: float,
-                  address: Optional[str] = None) -> None:
-    """Run the service until interrupted: local Ray, or the cluster at `address`."""
+                  address: Optional[str] = None, connect_timeout: float = 30.0) -> None:
+    """Run the service until interrupted (Ctrl-C or SIGTERM): local Ray, or the cluster at `address`."""
     import ray
     from ray import serve
 
     if max_mb <= 0:
         raise UserError(f"--max-mb is {max_mb}, must be > 0")
     export = ExportDir(export.path.resolve(), export.model_name)  # the replicas may start in another folder
-    ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING)
+    if address:  # the HTTP proxy listens on the cluster's head, not necessarily here
+        ray_start.join_cluster(address, connect_timeout)
+    else:
+        check_can_listen(host, port)
+        ray_start.start_local()
+    # SIGTERM (a service manager, `kill`) stops the service as Ctrl-C does: Ray's own handler
+    # would end the driver with a C++ stack dump and leave the cleanup undone.
+    signal.signal(signal.SIGTERM, _interrupt)
+    # Serve's INFO lines (every request, every replica change) stay in Ray's log files.
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    quiet = {"log_level": "WARNING"}
     try:
-        serve.start(http_options={"host": host, "port": port})
+        serve.start(http_options={"host": host, "port": port}, logging_config=quiet)
         app = build_app(export, int(max_mb * 1024 * 1024)).options(num_replicas=replicas).bind()
-        log.info("serving %s on http://%s:%d/ with %d replica(s)", export.path, host, port, replicas)
-        serve.run(app, blocking=True)
+        log.info("serving %s on http://%s:%d/ with %d replica(s); Ctrl-C stops it", export.path, host, port, replicas)
+        serve.run(app, blocking=True, logging_config=quiet)
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """The mistakes of --host and --port, in one line each, before Ray starts: an address that is
+    not this machine's, a port in use or reserved."""
+    try:
+        family, kind, _, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror:
+        raise UserError(f"--host {host}: not an address or a host name this machine knows") from None
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the service's own socket will
+        try:
+            probe.bind(where)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UserError(f"--port {port}: already in use on {host} (the service already running? another "
+                                "program?); choose another with --port") from None
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise UserError(f"--host {host}: not an address of this machine; use 127.0.0.1 (this machine "
+                                "only) or 0.0.0.0 (every network interface)") from None
+            if e.errno == errno.EACCES:
+                raise UserError(f"--port {port}: reserved for the administrator (ports below 1024); choose one "
+                                "from 1024 up") from None
+            raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror})") from None

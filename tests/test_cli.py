@@ -128,6 +128,24 @@ def test_a_cluster_address_that_never_answers_gives_up_after_the_connect_timeout
     assert seconds < 25, seconds
 
 
+def test_serve_start_up_mistakes_are_one_line_before_ray_starts(capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+        assert f"--port {port}: already in use on 127.0.0.1" in one_error_line(capsys)
+    assert main(["serve", "--host", "10.255.255.254"]) == 2
+    assert "--host 10.255.255.254: not an address of this machine" in one_error_line(capsys)
+    for flags, message in ((["--port", "99999"], "argument --port: 99999 must be 1 to 65535"),
+                           (["--replicas", "0"], "argument --replicas: 0 must be >= 1"),
+                           (["--max-mb", "0"], "argument --max-mb: 0 must be > 0")):
+        assert main(["serve", *flags]) == 2
+        assert message in one_error_line(capsys)
+
+
 def test_resume_of_unknown_study(tmp_path, capsys):
     assert main(["search", "--resume", "ghost", "--results-dir", str(tmp_path)]) == 2
     assert "--resume ghost: no study at" in one_error_line(capsys)

@@ -59,7 +59,7 @@ def test_show_writes_what_the_model_saw(export, photos, tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, message", [
     (["--include-input"], "--include-input adds the model inputs to --json output"),
-    (["--top", "0"], "--top 0: must be >= 1"),
+    (["--top", "0"], "argument --top: 0 must be >= 1"),
 ])
 def test_contradictory_flags_are_refused_before_any_work(export, photos, capsys, flags, message):
     assert main(["predict", str(photos), "--model", str(export.path), *flags]) == 2

@@ -62,11 +62,14 @@ def service(exported):
         process.kill()
         pytest.fail("the service did not come up: " + process.stdout.read().decode()[-3000:])
     yield url
-    process.terminate()
+    process.terminate()  # SIGTERM, as a service manager stops it: as quiet as Ctrl-C
     try:
-        process.wait(timeout=60)
+        output = process.communicate(timeout=60)[0].decode()
     except subprocess.TimeoutExpired:
         process.kill()
+        pytest.fail("the service did not stop on SIGTERM within 60 s")
+    assert process.returncode == 130 and output.rstrip().endswith("fashion-tune: interrupted"), output[-3000:]
+    assert "Stack trace" not in output and "SIGTERM" not in output, output[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +149,12 @@ def bomb_png() -> bytes:
     return buffer.getvalue()
 
 
+def huge_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("1", (20_000, 10_000)).save(buffer, format="PNG")  # 200 Mpx: Pillow refuses it on opening
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize("case, send, status, message", [
     ("empty body", dict(data=b"", headers={"Content-Type": "image/png"}), 400, "empty file"),
     ("not an image", dict(files={"file": ("notes.txt", b"hello", "text/plain")}), 400, "not an image"),
@@ -154,12 +163,62 @@ def bomb_png() -> bytes:
     ("over the limit, multipart", dict(files={"file": ("big.png", b"\0" * 1_200_000)}), 413, "over the limit"),
     ("just under the limit, multipart", dict(files={"file": ("big.png", b"\0" * 1_000_000)}), 400, "not an image"),
     ("decompression bomb", dict(data=bomb_png(), headers={"Content-Type": "image/png"}), 400, "over the limit of 40,000,000"),
+    ("a bomb past Pillow's own guard", dict(data=huge_png(), headers={"Content-Type": "image/png"}), 400,
+     "more pixels than the limit of 40,000,000"),
     ("no file field", dict(files={"other": ("x.png", b"x")}), 400, "field named 'file'"),
 ])
 def test_bad_input_gets_a_clear_4xx_and_the_service_keeps_serving(service, case, send, status, message):
     answer = requests.post(f"{service}/v1/classify", **send)
     assert answer.status_code == status, answer.text
     assert message in answer.json()["error"]
+    assert requests.get(f"{service}/healthz").json()["status"] == "ok"
+
+
+def test_every_error_has_the_one_documented_shape(service, photos):
+    """FastAPI's own answers too: a wrong method, an unknown path, a form with too many files."""
+    for answer, status, message in (
+        (requests.get(f"{service}/v1/classify"), 405, "GET /v1/classify: method not allowed; the service answers"),
+        (requests.get(f"{service}/v2/classify"), 404, "GET /v2/classify: no such endpoint"),
+        (requests.post(f"{service}/v1/classify/batch",
+                       files=[("files", (f"{i}.png", (photos / "plain.png").read_bytes())) for i in range(33)]),
+         400, "more than 32 files in one request"),
+    ):
+        assert answer.status_code == status and set(answer.json()) == {"error"}, answer.text
+        assert message in answer.json()["error"]
+
+
+def test_a_chunked_upload_is_refused_at_the_limit_not_read_whole(service):
+    """No Content-Length (chunked transfer): the service answers 413 once the form passes its limit
+    (--max-mb 1 here: 1 MiB and 64 KiB of form overhead), while the client is still sending, rather
+    than after reading (and holding) all of it."""
+    import select
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(service).hostname, urlsplit(service).port
+    sent, offered, answer = 0, 20 * 2**20, b""
+    with socket.create_connection((host, port), timeout=30) as conn:
+        conn.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                     b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+        part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n\r\n'
+        conn.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+        chunk = b"\0" * 65536
+        while sent < offered:
+            if select.select([conn], [], [], 0.05)[0]:  # the service has answered
+                break
+            try:
+                conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except OSError:  # it answered and closed while we sent
+                break
+            sent += len(chunk)
+        conn.settimeout(30)
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            more = conn.recv(65536)
+            if not more:
+                break
+            answer += more
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert b'"error"' in answer and b"over the limit" in answer
+    assert sent < offered / 2, f"the client sent {sent:,} of {offered:,} bytes before the answer"
     assert requests.get(f"{service}/healthz").json()["status"] == "ok"
 
 

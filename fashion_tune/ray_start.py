@@ -1,0 +1,69 @@
+"""Ray for a command: a local Ray of our own, or a running cluster joined within a time limit.
+
+search and serve both start here, so both fail the same way, in one line, on a cluster that
+cannot be reached, and neither prints Ray's start-up notices that ask nothing of the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+import urllib.parse
+
+from fashion_tune.errors import UserError
+
+
+def start_local(**options) -> None:
+    """ray.init("local"): always a new Ray of our own, never a cluster someone left running here.
+
+    Ray turns token authentication on for it and says so at every start; nothing to act on.
+    """
+    import ray
+
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, **options)
+
+
+def join_cluster(address: str, timeout: float) -> None:
+    """ray.init(address), within `timeout` seconds or not at all.
+
+    Ray retries an unreachable head without end, printing a warning every 5 s and deaf to SIGTERM
+    (issue 15). So the head's port is tried first (refused: at once; no answer: after `timeout`),
+    and a watchdog ends the process if Ray still has not joined by then. Nothing has been written
+    yet (search.new_study and resume_study, serve.serve_forever).
+    """
+    import ray
+
+    hint = (f"cannot reach a Ray cluster at --address {address} within {timeout:g} s ({{why}}); check that its "
+            "head is running (`ray status` there; `ray up cluster/config.yaml` starts one) and the host and "
+            "port, or raise --connect-timeout")
+    host_port = _host_and_port(address)
+    if host_port:
+        try:
+            socket.create_connection(host_port, timeout=timeout).close()
+        except OSError as e:
+            raise UserError(hint.format(why=e.strerror or type(e).__name__.lower())) from None
+
+    def give_up():
+        print(f"fashion-tune: error: {hint.format(why='Ray did not join it')}", file=sys.stderr, flush=True)
+        os._exit(2)
+
+    watchdog = threading.Timer(timeout, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        ray.init(address=address, logging_level=logging.WARNING)
+    finally:
+        watchdog.cancel()
+
+
+def _host_and_port(address: str):
+    """(host, port) of 'host:port' or 'ray://host:port'; None for 'auto' and other forms."""
+    parsed = urllib.parse.urlsplit(address if "://" in address else f"gcs://{address}")
+    try:
+        return (parsed.hostname, parsed.port) if parsed.hostname and parsed.port else None
+    except ValueError:  # a port that is not a number
+        return None

@@ -40,6 +40,19 @@ def test_config_installs_this_project_pinned_and_keeps_the_dashboard_local(path)
     assert "--dashboard-host=127.0.0.1" in head
 
 
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_node_uses_the_cluster_token(path):
+    """Ray 2.60 starts a head with token authentication: every node gets the laptop's token file
+    and runs Ray in token mode, or workers and `ray job submit` are refused."""
+    raw = yaml.safe_load(path.read_text())
+    assert any(remote.endswith(".ray/auth_token") and local == "~/.ray/auth_token"
+               for remote, local in raw["file_mounts"].items())
+    container_env = " ".join(raw.get("docker", {}).get("run_options", []))
+    for commands in (raw["head_start_ray_commands"], raw["worker_start_ray_commands"]):
+        start = next(c for c in commands if "ray start" in c)
+        assert "RAY_AUTH_MODE=token" in container_env or "export RAY_AUTH_MODE=token" in start, start
+
+
 def test_cloud_config_has_cpu_and_gpu_workers_and_the_pinned_ray():
     import ray
 

@@ -156,3 +156,55 @@ def test_fractional_gpus_are_requested_and_packed(tmp_path, fashion_dir, write_s
     spans = [(rows[-1]["timestamp"] - rows[-1]["time_total_s"], rows[-1]["timestamp"]) for rows in histories.values()]
     most_at_once = max(sum(start <= t < end for start, end in spans) for t, _ in spans)
     assert most_at_once >= 2, spans
+
+
+def test_a_study_submitted_as_a_ray_job_to_a_token_protected_head(tmp_path, fashion_dir, write_space):
+    """cluster/README.md's flow with the pinned Ray: a head started by `ray start --head` (token
+    authentication on, as Ray 2.60 starts one; the dashboard on loopback), a smoke study submitted
+    with `ray job submit` in token mode with the cluster's token, its results where it was told.
+    Without the token the same submission is refused."""
+    import secrets
+    import shutil
+    import socket
+    import tempfile
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    token_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    temp_dir = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    dashboard = f"http://127.0.0.1:{free_port()}"
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", f"--port={free_port()}", "--num-cpus=2", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard.rsplit(':', 1)[1]}", f"--temp-dir={temp_dir}"],
+        cwd=ROOT, env=token_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    space = write_space(SPACE.format(epochs=1, samples=2))
+    results = tmp_path / "results"
+    entrypoint = ["--", sys.executable, "-m", "fashion_tune", "-q", "search", "--address", "auto", "--space",
+                  str(space), "--subset", "1000", "--data-dir", str(fashion_dir), "--results-dir", str(results),
+                  "--name", "job"]
+
+    def submit(env):
+        return subprocess.run([ray_cli, "job", "submit", "--address", dashboard, *entrypoint], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    try:
+        wait_for(lambda: subprocess.run([ray_cli, "job", "list", "--address", dashboard], env=token_env,
+                                        capture_output=True).returncode == 0, timeout=120, what="the head's dashboard")
+        refused = submit({k: v for k, v in token_env.items() if not k.startswith("RAY_AUTH")})
+        assert refused.returncode != 0 and "authentication token" in refused.stdout + refused.stderr
+        done = submit(token_env)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops what it started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    study = results / "job"
+    assert json.loads((study / "study.json").read_text())["finished_at"]
+    assert len(read_leaderboard(study)) == 2

@@ -37,18 +37,23 @@ def join_cluster(address: str, timeout: float) -> None:
     """
     import ray
 
-    hint = (f"cannot reach a Ray cluster at --address {address} within {timeout:g} s ({{why}}); check that its "
-            "head is running (`ray status` there; `ray up cluster/config.yaml` starts one) and the host and "
-            "port, or raise --connect-timeout")
     host_port = _host_and_port(address)
     if host_port:
         try:
             socket.create_connection(host_port, timeout=timeout).close()
         except OSError as e:
-            raise UserError(hint.format(why=e.strerror or type(e).__name__.lower())) from None
+            raise UserError(f"cannot reach a Ray cluster at --address {address} within {timeout:g} s "
+                            f"({e.strerror or type(e).__name__.lower()}); check that its head is running (`ray "
+                            "status` there; `ray up cluster/config.yaml` starts one) and the host and port, or "
+                            "raise --connect-timeout") from None
 
     def give_up():
-        print(f"fashion-tune: error: {hint.format(why='Ray did not join it')}", file=sys.stderr, flush=True)
+        # The port answered, so something listens there: most often a head that wants its token.
+        print(f"fashion-tune: error: the Ray cluster at --address {address} did not let Ray join within "
+              f"{timeout:g} s; if it uses token authentication (heads of Ray 2.60 do), export "
+              "RAY_AUTH_MODE=token with the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN "
+              "(cluster/README.md); else check it is a Ray head, or raise --connect-timeout",
+              file=sys.stderr, flush=True)
         os._exit(2)
 
     watchdog = threading.Timer(timeout, give_up)
@@ -56,6 +61,9 @@ def join_cluster(address: str, timeout: float) -> None:
     watchdog.start()
     try:
         ray.init(address=address, logging_level=logging.WARNING)
+    except ray.exceptions.AuthenticationError:
+        raise UserError(f"the Ray cluster at --address {address} asks for its token: export RAY_AUTH_MODE=token, "
+                        "with the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN (cluster/README.md)") from None
     finally:
         watchdog.cancel()
 

@@ -124,7 +124,7 @@ def test_a_cluster_address_that_never_answers_gives_up_after_the_connect_timeout
         listener.listen(8)
         port = listener.getsockname()[1]
         line, seconds = _unreachable_search(tmp_path, fashion_dir, f"127.0.0.1:{port}", "--connect-timeout", "3")
-    assert f"cannot reach a Ray cluster at --address 127.0.0.1:{port} within 3 s" in line
+    assert f"the Ray cluster at --address 127.0.0.1:{port} did not let Ray join within 3 s" in line
     assert seconds < 25, seconds
 
 

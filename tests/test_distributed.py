@@ -176,9 +176,9 @@ def test_a_study_submitted_as_a_ray_job_to_a_token_protected_head(tmp_path, fash
     ray_cli = str(Path(sys.executable).with_name("ray"))
     token_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     temp_dir = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    dashboard = f"http://127.0.0.1:{free_port()}"
+    dashboard, gcs_port = f"http://127.0.0.1:{free_port()}", free_port()
     head = subprocess.Popen(
-        [ray_cli, "start", "--head", "--block", f"--port={free_port()}", "--num-cpus=2", "--include-dashboard=true",
+        [ray_cli, "start", "--head", "--block", f"--port={gcs_port}", "--num-cpus=2", "--include-dashboard=true",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard.rsplit(':', 1)[1]}", f"--temp-dir={temp_dir}"],
         cwd=ROOT, env=token_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     space = write_space(SPACE.format(epochs=1, samples=2))
@@ -194,8 +194,18 @@ def test_a_study_submitted_as_a_ray_job_to_a_token_protected_head(tmp_path, fash
     try:
         wait_for(lambda: subprocess.run([ray_cli, "job", "list", "--address", dashboard], env=token_env,
                                         capture_output=True).returncode == 0, timeout=120, what="the head's dashboard")
-        refused = submit({k: v for k, v in token_env.items() if not k.startswith("RAY_AUTH")})
+        no_token = {k: v for k, v in token_env.items() if not k.startswith("RAY_AUTH")}
+        refused = submit(no_token)
         assert refused.returncode != 0 and "authentication token" in refused.stdout + refused.stderr
+        joined = subprocess.run([sys.executable, "-m", "fashion_tune", "search", "--address", f"127.0.0.1:{gcs_port}",
+                                 "--connect-timeout", "5", "--space", str(space), "--data-dir", str(fashion_dir),
+                                 "--results-dir", str(results)],
+                                cwd=ROOT, env=no_token, capture_output=True, text=True, timeout=120)
+        last = joined.stderr.strip().splitlines()[-1]
+        assert joined.returncode == 2 and last.startswith(
+            f"fashion-tune: error: the Ray cluster at --address 127.0.0.1:{gcs_port} did not let Ray join within 5 s"), last
+        assert "export RAY_AUTH_MODE=token" in last
+        assert not results.exists()
         done = submit(token_env)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     finally:

@@ -214,6 +214,7 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
     from ray.tune.schedulers import ASHAScheduler
 
     from fashion_tune.progress import StudyProgress
+    from fashion_tune.trial_events import TrialScalars
     from fashion_tune.searcher import StoppedTrialsArePruned
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress.py's lines are the display
@@ -254,7 +255,8 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
             verbose=0,  # Tune's display off: StudyProgress tells the study in our words
             callbacks=[StudyProgress(space.metric, space.mode, space.max_epochs, [p.name for p in space.params],
-                                     settings.scheduler if settings.scheduler == "asha" else None)],
+                                     settings.scheduler if settings.scheduler == "asha" else None),
+                       TrialScalars()],  # in place of Tune's own TensorBoard logger
         ),
     )
 

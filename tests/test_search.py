@@ -103,6 +103,9 @@ def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):
         tags = events.Tags()["scalars"]
         val = [t for t in tags if t.endswith("/val_accuracy")]
         assert val, f"{trial_dir.name}: no val_accuracy scalar in {tags}"
+        # Our curves only, none of Tune's bookkeeping (done, time_since_restore, ...).
+        assert {t.rsplit("/", 1)[-1] for t in tags} == {"val_accuracy", "val_loss", "train_accuracy", "train_loss",
+                                                        "epoch_time_s"}, tags
         epochs = int(rows[trial_dir.name.removeprefix("trial_")]["epochs_trained"])
         assert len(events.Scalars(val[0])) == epochs
         # The HParams tab: each trial's session names its hyperparameters.

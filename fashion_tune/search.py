@@ -161,6 +161,7 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     """Fit the Tuner (new or restored), then record the end and write the reports."""
     from ray import tune
 
+    from fashion_tune import trial_events
     from fashion_tune.trainable import train_trial
 
     trainable = tune.with_resources(
@@ -173,6 +174,7 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
         tuner = tune.Tuner.restore(str(study.path), trainable, resume_unfinished=True, resume_errored=False)
     else:
         tuner = _make_tuner(trainable, settings, space)
+        trial_events.write_experiment(study.path, space)
     at_once = f"{settings.max_concurrent} at a time" if settings.max_concurrent else "as many at a time as fit"
     log.info("study %s: %d trials of up to %d epochs, %s, %s", settings.name, settings.num_samples,
              space.max_epochs, _strategy(settings), at_once)
@@ -193,7 +195,7 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     if len(grid):
         report = results.write_reports(study)
         if report.get("best_value") is not None:
-            log.info("best %s so far: %.4f", space.metric, report["best_value"])
+            log.info("best %s%s: %.4f", space.metric, "" if finished else " so far", report["best_value"])
     log.info("%d of %d trials ended (%d failed); reports in %s", ended, settings.num_samples, failed, study.path)
     if not finished:
         raise StudyInterrupted(f"study {settings.name!r} stopped before its end; continue it with --resume {settings.name}")
@@ -213,8 +215,8 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from fashion_tune import trial_events
     from fashion_tune.progress import StudyProgress
-    from fashion_tune.trial_events import TrialScalars
     from fashion_tune.searcher import StoppedTrialsArePruned
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress.py's lines are the display
@@ -256,7 +258,7 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
             verbose=0,  # Tune's display off: StudyProgress tells the study in our words
             callbacks=[StudyProgress(space.metric, space.mode, space.max_epochs, [p.name for p in space.params],
                                      settings.scheduler if settings.scheduler == "asha" else None),
-                       TrialScalars()],  # in place of Tune's own TensorBoard logger
+                       trial_events.TrialScalars()],  # in place of Tune's own TensorBoard logger
         ),
     )
 

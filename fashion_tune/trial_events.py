@@ -1,19 +1,30 @@
-"""What each trial's TensorBoard events hold: our metrics, not Tune's bookkeeping.
+"""What a study's TensorBoard events hold: our metrics, and one HParams table of the search.
 
 Tune's TensorBoard logger writes every number a result carries (done, time_since_restore,
 iterations_since_restore, time_this_iter_s, ...) as a scalar beside the four curves a user
-opens TensorBoard for, and offers them all as HParams metrics too. This logger keeps only what
-the trainable reports about the model: Tune pickles it with the study, and --resume unpickles it
+opens TensorBoard for, and offers them all as HParams metrics too. It also writes an HParams
+"experiment" into every trial's events, each listing that trial's own values with no range;
+TensorBoard takes the first it finds and lists its hyperparameters by name, those it thinks
+differ first, so a searched one such as learning_rate can be left out of the table by default.
+
+Here each trial's events hold only what the trainable reports about the model, with its
+hyperparameters and final metrics (the HParams session), and the study folder holds the one
+experiment: every searched hyperparameter with its range from the space file, marked as
+differing, and our metrics. Tune pickles TrialScalars with the study, and --resume unpickles it
 by this module path.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.result import TIMESTEPS_TOTAL, TRAINING_ITERATION
+from ray.tune.utils import flatten_dict
 
-# What trainable.py reports each epoch, as scalars and HParams metrics.
+# What trainable.py reports each epoch, as scalars and HParams metrics; Tune's tags put them under TAG_PREFIX.
 METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss", "epoch_time_s")
+TAG_PREFIX = "ray/tune/"
 
 
 class TrialScalars(TBXLoggerCallback):
@@ -22,3 +33,51 @@ class TrialScalars(TBXLoggerCallback):
     def log_trial_result(self, iteration: int, trial, result: dict):
         kept = {k: v for k, v in result.items() if k in METRICS or k in (TRAINING_ITERATION, TIMESTEPS_TOTAL)}
         super().log_trial_result(iteration, trial, kept)
+
+    def _try_log_hparams(self, trial, result: dict):
+        """The trial's HParams session (its values and last metrics), without an experiment of its own."""
+        from tensorboardX.summary import hparams
+
+        values = {k: v for k, v in flatten_dict(trial.evaluated_params).items() if isinstance(v, (bool, int, float, str))}
+        _, session_start, session_end = hparams(hparam_dict=values, metric_dict=result)
+        self._trial_writer[trial].file_writer.add_summary(session_start)
+        self._trial_writer[trial].file_writer.add_summary(session_end)
+
+
+def write_experiment(folder: Path, space) -> None:
+    """The study's HParams experiment, in `folder` (the study's, TensorBoard's logdir): every
+    searched hyperparameter with its range, and METRICS. Built from TensorBoard's hparams protos
+    (tensorboardX's copy has no `differs`), written by tensorboardX as Tune's events are: TensorBoard's
+    hparams API would import TensorFlow into the driver."""
+    from tensorboard.plugins.hparams.api_pb2 import DataType, Experiment, HParamInfo, Interval, MetricInfo, MetricName
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+    from tensorboardX import SummaryWriter
+    from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+
+    def info(spec) -> HParamInfo:
+        # Every searched value differs between trials by design; TensorBoard lists differing ones first.
+        hparam = HParamInfo(name=spec.name, differs=True)
+        if spec.type != "categorical":
+            hparam.type = DataType.Value("DATA_TYPE_FLOAT64")
+            hparam.domain_interval.CopyFrom(Interval(min_value=spec.low, max_value=spec.high))
+            return hparam
+        kind = {bool: "BOOL", str: "STRING"}.get(type(spec.choices[0]), "FLOAT64")
+        hparam.type = DataType.Value(f"DATA_TYPE_{kind}")
+        for choice in spec.choices:
+            value = hparam.domain_discrete.values.add()
+            if kind == "BOOL":
+                value.bool_value = choice
+            elif kind == "STRING":
+                value.string_value = choice
+            else:
+                value.number_value = choice
+        return hparam
+
+    experiment = Experiment(hparam_infos=[info(spec) for spec in space.params],
+                            metric_infos=[MetricInfo(name=MetricName(tag=TAG_PREFIX + m), display_name=m)
+                                          for m in METRICS])
+    content = HParamsPluginData(experiment=experiment, version=0).SerializeToString()
+    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=content))
+    writer = SummaryWriter(str(folder))
+    writer.file_writer.add_summary(Summary(value=[Summary.Value(tag="_hparams_/experiment", metadata=metadata)]))
+    writer.close()

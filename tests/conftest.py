@@ -22,6 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def seeded():
     """Every test starts from the same random state: Python's, NumPy's, and Keras's with its
     backend's (keras.utils.set_random_seed seeds all of them)."""
+    from fashion_tune.quiet_tensorflow import import_tensorflow
+
+    import_tensorflow()  # as the commands do: TensorFlow's start-up lines stay out of the test log
     import keras
 
     keras.utils.set_random_seed(0)

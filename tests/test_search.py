@@ -64,7 +64,7 @@ def test_the_terminal_tells_the_study_in_our_words(smoke):
                   else f"trial {trial} stopped early by ASHA after epoch {epochs} of 3")
         assert ending in text, (ending, text)
     best = max(float(r["best_value"]) for r in rows)
-    assert f"best val_accuracy so far: {best:.4f}\n" in text + "\n"
+    assert f"best val_accuracy: {best:.4f}\n" in text + "\n"  # "so far" only for a study cut short
     assert "6 of 6 trials ended (0 failed)" in text
 
 
@@ -108,10 +108,26 @@ def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):
                                                         "epoch_time_s"}, tags
         epochs = int(rows[trial_dir.name.removeprefix("trial_")]["epochs_trained"])
         assert len(events.Scalars(val[0])) == epochs
-        # The HParams tab: each trial's session names its hyperparameters.
-        session = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+        # The HParams tab: each trial's session names its hyperparameters, and only the study has an experiment.
+        hparams_tags = events.PluginTagToContent("hparams")
+        session = hparams_tags["_hparams_/session_start_info"]
         hparams = plugin_data_pb2.HParamsPluginData.FromString(session).session_start_info.hparams
         assert {"learning_rate", "conv_blocks", "filters", "batch_norm", "optimizer"} <= set(hparams)
+        assert "_hparams_/experiment" not in hparams_tags
+    # The one experiment, in the study folder (TensorBoard's logdir): every searched hyperparameter
+    # with its range, all marked as differing (listed first, none hidden), and our metrics.
+    root = EventAccumulator(str(study))
+    root.Reload()
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        root.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
+    infos = {info.name: info for info in experiment.hparam_infos}
+    assert set(infos) == {"learning_rate", "conv_blocks", "filters", "batch_norm", "optimizer"}
+    assert all(info.differs for info in infos.values())
+    assert (infos["learning_rate"].domain_interval.min_value, infos["learning_rate"].domain_interval.max_value) == (1e-4, 1e-2)
+    assert [v.number_value for v in infos["filters"].domain_discrete.values] == [8, 16]
+    assert {m.name.tag for m in experiment.metric_infos} == {f"ray/tune/{m}" for m in
+                                                           ("val_accuracy", "val_loss", "train_accuracy", "train_loss",
+                                                            "epoch_time_s")}
 
 
 def test_summary_tells_the_study(smoke):

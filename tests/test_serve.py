@@ -320,5 +320,23 @@ def test_the_page_classifies_an_uploaded_photo_in_a_real_browser(service, photos
         assert natural_size == [28, 28]
         assert seen.size["width"] > 28 and seen.value_of_css_property("image-rendering") == "pixelated"
         assert "what the model saw" in seen.find_element(By.XPATH, "..").text
+        # Every bar track starts and is as wide in every row: nothing shifts with the numbers.
+        tracks = browser.find_elements(By.CSS_SELECTOR, ".result .bar .track")
+        assert len({(t.location["x"], t.size["width"]) for t in tracks}) == 1
+        card = requests.get(f"{service}/v1/model").json()
+        shown = browser.find_element(By.ID, "model").text
+        assert shown.startswith(f"Model: {card['name']}") and card["created"][:10] in shown
+
+        # Several files: listed in the order chosen, newest upload on top; a file that is not an
+        # image gets its error and a "no preview" note, not a broken-image icon.
+        (photos / "notes.png").write_bytes(b"not an image at all")
+        chosen = [photos / "plain.png", photos / "notes.png", photos / "photo.jpg"]
+        browser.find_element(By.ID, "files").send_keys("\n".join(map(str, chosen)))
+        WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".result")) == 4)
+        rows = browser.find_elements(By.CSS_SELECTOR, ".result")
+        assert [r.find_element(By.CSS_SELECTOR, ".text > div").text for r in rows[:3]] == [p.name for p in chosen]
+        assert "not an image" in rows[1].find_element(By.CSS_SELECTOR, ".error").text
+        WebDriverWait(browser, 10).until(lambda b: rows[1].find_elements(By.CSS_SELECTOR, ".no-preview"))
+        assert not rows[1].find_elements(By.CSS_SELECTOR, "img")
     finally:
         browser.quit()

@@ -34,7 +34,6 @@ class StudyProgress(tune.Callback):
         self.metric, self.mode, self.max_epochs = metric, mode, max_epochs
         self.searched = tuple(searched)
         self.scheduler = scheduler
-        self.best: Optional[float] = None  # among the trials that ended in this run
 
     def _scores(self, result: dict) -> str:
         other = "val_loss" if self.metric != "val_loss" else "val_accuracy"
@@ -56,9 +55,10 @@ class StudyProgress(tune.Callback):
         result = trial.last_result or {}
         epochs = result.get("training_iteration", 0)
         value = result.get(self.metric)
-        best = value is not None and (self.best is None or (value > self.best if self.mode == "max" else value < self.best))
-        if best:
-            self.best = value
+        # Against every trial that has ended, those of an earlier run of a resumed study too.
+        others = [t.last_result[self.metric] for t in trials
+                  if t is not trial and t.status == "TERMINATED" and self.metric in (t.last_result or {})]
+        best = value is not None and all(value > o if self.mode == "max" else value < o for o in others)
         if epochs < self.max_epochs:
             by = f" by {self.scheduler.upper()}" if self.scheduler else ""
             log.info("trial %s stopped early%s after epoch %d of %d: %s", trial.trial_id, by, epochs,
@@ -84,3 +84,22 @@ def _first_line(trial) -> str:
         return lines[-1] if lines else "no message"
     except (OSError, TypeError):
         return "no message"
+
+
+class InterruptInOurWords(logging.Filter):
+    """Tune's two lines on Ctrl-C, said our way: its resume hint names Tuner.restore, ours is
+    `--resume NAME` (search.py says it once the state is saved). Put on Tune's logger while a
+    study runs."""
+
+    LOGGER = "ray.tune.tune"
+
+    def __init__(self, study: str):
+        super().__init__()
+        self.study = study
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "Stop signal received" in text:
+            log.warning("interrupted: saving the study's state for --resume %s (Ctrl-C again skips this)", self.study)
+            return False
+        return "Tuner.restore" not in text

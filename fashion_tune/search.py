@@ -162,6 +162,7 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     from ray import tune
 
     from fashion_tune import trial_events
+    from fashion_tune.progress import InterruptInOurWords
     from fashion_tune.trainable import train_trial
 
     trainable = tune.with_resources(
@@ -180,7 +181,12 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
              space.max_epochs, _strategy(settings), at_once)
     log.info("watch it live: tensorboard --logdir %s", study.path)
     began = time.time()
-    grid = tuner.fit()
+    tune_log, our_words = logging.getLogger(InterruptInOurWords.LOGGER), InterruptInOurWords(settings.name)
+    tune_log.addFilter(our_words)
+    try:
+        grid = tuner.fit()
+    finally:
+        tune_log.removeFilter(our_words)
     record["wall_s"] = record.get("wall_s", 0.0) + time.time() - began
     # Interrupted (Ctrl-C), Tune saves its state and fit() returns, and marks the trials it cut
     # short as terminated too: a trial ended if it failed or its last result says done (it ran its

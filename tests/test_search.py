@@ -222,7 +222,8 @@ def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, 
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-3000:]
-    assert "--resume cut" in err
+    assert "--resume cut" in err and "Tuner.restore" not in err and "Stop signal received" not in err
+    assert "fashion_tune: interrupted: saving the study's state for --resume cut" in err
     # The count names the trials that ran their one epoch, not those Tune cut short.
     ended = sum(1 for f in study.glob("trial_*/result.json") if f.read_text().strip())
     assert f"{ended} of 4 trials ended" in err, err[-2000:]

@@ -3,14 +3,16 @@
 Tune's TensorBoard logger writes every number a result carries (done, time_since_restore,
 iterations_since_restore, time_this_iter_s, ...) as a scalar beside the four curves a user
 opens TensorBoard for, and offers them all as HParams metrics too. It also writes an HParams
-"experiment" into every trial's events, each listing that trial's own values with no range;
-TensorBoard takes the first it finds and lists its hyperparameters by name, those it thinks
-differ first, so a searched one such as learning_rate can be left out of the table by default.
+"experiment" into every trial's events, each listing that trial's own values with no range (a
+float without a range cannot be filtered in the dashboard), and TensorBoard takes the first one
+it finds.
 
 Here each trial's events hold only what the trainable reports about the model, with its
 hyperparameters and final metrics (the HParams session), and the study folder holds the one
 experiment: every searched hyperparameter with its range from the space file, marked as
-differing, and our metrics. Tune pickles TrialScalars with the study, and --resume unpickles it
+differing, and our metrics. (TensorBoard's HParams dashboard still ticks only the first five
+hyperparameters, differing ones first, then by name, for display: tb's index.js,
+_computeHParams.) Tune pickles TrialScalars with the study, and --resume unpickles it
 by this module path.
 """
 

@@ -115,7 +115,7 @@ def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):
         assert {"learning_rate", "conv_blocks", "filters", "batch_norm", "optimizer"} <= set(hparams)
         assert "_hparams_/experiment" not in hparams_tags
     # The one experiment, in the study folder (TensorBoard's logdir): every searched hyperparameter
-    # with its range, all marked as differing (listed first, none hidden), and our metrics.
+    # with its range, all marked as differing (TensorBoard lists those first), and our metrics.
     root = EventAccumulator(str(study))
     root.Reload()
     experiment = plugin_data_pb2.HParamsPluginData.FromString(

@@ -264,7 +264,7 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
             verbose=0,  # Tune's display off: StudyProgress tells the study in our words
             callbacks=[StudyProgress(space.metric, space.mode, space.max_epochs, [p.name for p in space.params],
                                      settings.scheduler if settings.scheduler == "asha" else None),
-                       trial_events.TrialScalars()],  # in place of Tune's own TensorBoard logger
+                       trial_events.TrialScalars(space.max_epochs)],  # in place of Tune's own TensorBoard logger
         ),
     )
 

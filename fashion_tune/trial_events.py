@@ -24,13 +24,24 @@ from ray.tune.logger import TBXLoggerCallback
 from ray.tune.result import TIMESTEPS_TOTAL, TRAINING_ITERATION
 from ray.tune.utils import flatten_dict
 
+from fashion_tune.space import ParamSpec
+
 # What trainable.py reports each epoch, as scalars and HParams metrics; Tune's tags put them under TAG_PREFIX.
 METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss", "epoch_time_s")
 TAG_PREFIX = "ray/tune/"
 
 
+# Besides its hyperparameters, each trial's HParams session says how far it got, so the table can
+# compare like with like: a trial ASHA stopped after 1 epoch next to one that ran its budget.
+EPOCHS_TRAINED, RAN_FULL_BUDGET = "epochs_trained", "ran_full_budget"
+
+
 class TrialScalars(TBXLoggerCallback):
     """Tune's TensorBoard logger (same tags, ray/tune/<metric>; HParams at a trial's end), for METRICS only."""
+
+    def __init__(self, max_epochs: int):
+        super().__init__()
+        self.max_epochs = max_epochs
 
     def log_trial_result(self, iteration: int, trial, result: dict):
         kept = {k: v for k, v in result.items() if k in METRICS or k in (TRAINING_ITERATION, TIMESTEPS_TOTAL)}
@@ -41,6 +52,8 @@ class TrialScalars(TBXLoggerCallback):
         from tensorboardX.summary import hparams
 
         values = {k: v for k, v in flatten_dict(trial.evaluated_params).items() if isinstance(v, (bool, int, float, str))}
+        epochs = (trial.last_result or {}).get(TRAINING_ITERATION, 0)
+        values.update({EPOCHS_TRAINED: epochs, RAN_FULL_BUDGET: epochs >= self.max_epochs})
         _, session_start, session_end = hparams(hparam_dict=values, metric_dict=result)
         self._trial_writer[trial].file_writer.add_summary(session_start)
         self._trial_writer[trial].file_writer.add_summary(session_end)
@@ -48,7 +61,7 @@ class TrialScalars(TBXLoggerCallback):
 
 def write_experiment(folder: Path, space) -> None:
     """The study's HParams experiment, in `folder` (the study's, TensorBoard's logdir): every
-    searched hyperparameter with its range, and METRICS. Built from TensorBoard's hparams protos
+    searched hyperparameter with its range, how far each trial got, and METRICS. Built from TensorBoard's hparams protos
     (tensorboardX's copy has no `differs`), written by tensorboardX as Tune's events are: TensorBoard's
     hparams API would import TensorFlow into the driver."""
     from tensorboard.plugins.hparams.api_pb2 import DataType, Experiment, HParamInfo, Interval, MetricInfo, MetricName
@@ -56,7 +69,7 @@ def write_experiment(folder: Path, space) -> None:
     from tensorboardX import SummaryWriter
     from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 
-    def info(spec) -> HParamInfo:
+    def info(spec: ParamSpec) -> HParamInfo:
         # Every searched value differs between trials by design; TensorBoard lists differing ones first.
         hparam = HParamInfo(name=spec.name, differs=True)
         if spec.type != "categorical":
@@ -75,7 +88,9 @@ def write_experiment(folder: Path, space) -> None:
                 value.number_value = choice
         return hparam
 
-    experiment = Experiment(hparam_infos=[info(spec) for spec in space.params],
+    progress = (ParamSpec(EPOCHS_TRAINED, "int", low=1, high=space.max_epochs),
+                ParamSpec(RAN_FULL_BUDGET, "categorical", choices=(True, False)))
+    experiment = Experiment(hparam_infos=[info(spec) for spec in (*space.params, *progress)],
                             metric_infos=[MetricInfo(name=MetricName(tag=TAG_PREFIX + m), display_name=m)
                                           for m in METRICS])
     content = HParamsPluginData(experiment=experiment, version=0).SerializeToString()

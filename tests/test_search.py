@@ -114,6 +114,9 @@ def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):
         hparams = plugin_data_pb2.HParamsPluginData.FromString(session).session_start_info.hparams
         assert {"learning_rate", "conv_blocks", "filters", "batch_norm", "optimizer"} <= set(hparams)
         assert "_hparams_/experiment" not in hparams_tags
+        # ... and how far it got, so stopped trials are not read as equals of completed ones.
+        assert hparams["epochs_trained"].number_value == epochs
+        assert hparams["ran_full_budget"].bool_value == (epochs == 3)
     # The one experiment, in the study folder (TensorBoard's logdir): every searched hyperparameter
     # with its range, all marked as differing (TensorBoard lists those first), and our metrics.
     root = EventAccumulator(str(study))
@@ -121,8 +124,10 @@ def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):
     experiment = plugin_data_pb2.HParamsPluginData.FromString(
         root.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
     infos = {info.name: info for info in experiment.hparam_infos}
-    assert set(infos) == {"learning_rate", "conv_blocks", "filters", "batch_norm", "optimizer"}
+    assert set(infos) == {"learning_rate", "conv_blocks", "filters", "batch_norm", "optimizer", "epochs_trained",
+                          "ran_full_budget"}
     assert all(info.differs for info in infos.values())
+    assert (infos["epochs_trained"].domain_interval.min_value, infos["epochs_trained"].domain_interval.max_value) == (1, 3)
     assert (infos["learning_rate"].domain_interval.min_value, infos["learning_rate"].domain_interval.max_value) == (1e-4, 1e-2)
     assert [v.number_value for v in infos["filters"].domain_discrete.values] == [8, 16]
     assert {m.name.tag for m in experiment.metric_infos} == {f"ray/tune/{m}" for m in

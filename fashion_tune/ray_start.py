@@ -14,6 +14,7 @@ import threading
 import urllib.parse
 
 from fashion_tune.errors import UserError
+from fashion_tune.quiet_tensorflow import DEBUG_ENV
 
 
 def start_local(**options) -> None:
@@ -56,6 +57,9 @@ def join_cluster(address: str, timeout: float) -> None:
               file=sys.stderr, flush=True)
         os._exit(2)
 
+    if os.environ.get(DEBUG_ENV) != "1":
+        # The driver's C++ client warns every second while a head does not let it in; errors still show.
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     watchdog = threading.Timer(timeout, give_up)
     watchdog.daemon = True
     watchdog.start()

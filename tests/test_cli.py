@@ -100,7 +100,7 @@ def _unreachable_search(tmp_path, data_dir, address, *flags):
     ours = [line for line in done.stderr.splitlines() if line.startswith("fashion-tune:")]
     assert done.returncode == 2 and len(ours) == 1, done.stderr[-2000:]
     assert not (tmp_path / "r").exists()
-    return ours[0], time.time() - began
+    return ours[0], time.time() - began, len(done.stderr.splitlines())
 
 
 def test_a_cluster_address_where_nothing_listens_fails_at_once(tmp_path, fashion_dir):
@@ -109,7 +109,7 @@ def test_a_cluster_address_where_nothing_listens_fails_at_once(tmp_path, fashion
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there now
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    line, seconds = _unreachable_search(tmp_path, fashion_dir, f"127.0.0.1:{port}")
+    line, seconds, _ = _unreachable_search(tmp_path, fashion_dir, f"127.0.0.1:{port}")
     assert f"cannot reach a Ray cluster at --address 127.0.0.1:{port} within 30 s (Connection refused)" in line
     assert "ray up cluster/config.yaml" in line and seconds < 30
 
@@ -123,8 +123,9 @@ def test_a_cluster_address_that_never_answers_gives_up_after_the_connect_timeout
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         port = listener.getsockname()[1]
-        line, seconds = _unreachable_search(tmp_path, fashion_dir, f"127.0.0.1:{port}", "--connect-timeout", "3")
+        line, seconds, stderr_lines = _unreachable_search(tmp_path, fashion_dir, f"127.0.0.1:{port}", "--connect-timeout", "3")
     assert f"the Ray cluster at --address 127.0.0.1:{port} did not let Ray join within 3 s" in line
+    assert stderr_lines == 1  # and no warning from Ray's C++ client every second meanwhile
     assert seconds < 25, seconds
 
 

@@ -2,6 +2,12 @@
 
 search and serve both start here, so both fail the same way, in one line, on a cluster that
 cannot be reached, and neither prints Ray's start-up notices that ask nothing of the user.
+
+What Ray's worker processes print (TensorFlow's warnings in a trial, a replica's access log, the
+traceback a worker prints when Ray's shutdown stops it in the middle of garbage collection)
+stays in Ray's log files (/tmp/ray/session_latest/logs) rather than being forwarded to the
+terminal: the driver tells the story (progress.py), and a failed trial's error is read from its
+error file. `--debug` forwards them again.
 """
 
 from __future__ import annotations
@@ -25,7 +31,12 @@ def start_local(**options) -> None:
     import ray
 
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, **options)
+    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=_debugging(),
+             **options)
+
+
+def _debugging() -> bool:
+    return os.environ.get(DEBUG_ENV) == "1"
 
 
 def join_cluster(address: str, timeout: float) -> None:
@@ -57,14 +68,14 @@ def join_cluster(address: str, timeout: float) -> None:
               file=sys.stderr, flush=True)
         os._exit(2)
 
-    if os.environ.get(DEBUG_ENV) != "1":
+    if not _debugging():
         # The driver's C++ client warns every second while a head does not let it in; errors still show.
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     watchdog = threading.Timer(timeout, give_up)
     watchdog.daemon = True
     watchdog.start()
     try:
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=_debugging())
     except ray.exceptions.AuthenticationError:
         raise UserError(f"the Ray cluster at --address {address} asks for its token: export RAY_AUTH_MODE=token, "
                         "with the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN (cluster/README.md)") from None

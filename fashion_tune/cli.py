@@ -58,18 +58,24 @@ def _checked(cls, name: str, kind: str):
     """argparse type for a settings field: the value as typed, checked against the field's rule,
     so that a mistake is reported against the flag the user typed (argparse names it)."""
     def parse(text: str):
-        try:
-            value = _ARG_TYPES[kind](text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind == 'int' else 'a number'}") from None
-        if kind == "float" and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        value = text if kind == "str" else _number(_ARG_TYPES[kind], text)
         rule = cls.RULES.get(name)
         if rule is not None and not rule.test(value):
             raise argparse.ArgumentTypeError(f"{text!r} {rule.text}" if kind == "str" else f"{text} {rule.text}")
         return value
 
     return parse
+
+
+def _number(kind, text: str):
+    """`text` as an int or a finite float (kind), or the argparse error that says which it is not."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def _help_of(field: dataclasses.Field, default_text: Optional[str]) -> str:
@@ -89,12 +95,9 @@ def given(args: argparse.Namespace, cls) -> dict[str, Any]:
 def bounded(kind, low, high=None, inclusive=True):
     """argparse type: a number of `kind` (int or float) from low (inclusive, unless not) up to high."""
     def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+        value = _number(kind, text)
         below = value < low if inclusive else value <= low
-        if below or (high is not None and value > high) or not math.isfinite(value):
+        if below or (high is not None and value > high):
             span = f"{low} to {high}" if high is not None else f"{'>=' if inclusive else '>'} {low}"
             raise argparse.ArgumentTypeError(f"{text} must be {span}")
         return value

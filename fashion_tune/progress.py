@@ -16,15 +16,13 @@ callback with the study, and --resume unpickles it by this module path.
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from ray import tune
 
+from fashion_tune.results import error_summary, short
+
 log = logging.getLogger("fashion_tune.search")
-
-
-def short_value(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 class StudyProgress(tune.Callback):
@@ -43,7 +41,7 @@ class StudyProgress(tune.Callback):
         return ", ".join(shown) or "no scores reported"
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        chosen = ", ".join(f"{name} {short_value(trial.config[name])}" for name in self.searched if name in trial.config)
+        chosen = ", ".join(f"{name} {short(trial.config[name])}" for name in self.searched if name in trial.config)
         log.info("trial %s started: %s", trial.trial_id, chosen or "the fixed configuration")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -77,11 +75,10 @@ class StudyProgress(tune.Callback):
 
 
 def _first_line(trial) -> str:
-    """The error's own last line (the exception and its message), from Tune's error file."""
+    """The error's most telling line, as the leaderboard gives it, from Tune's error file."""
     try:
         with open(trial.error_file) as f:
-            lines = [line.strip() for line in f if line.strip()]
-        return lines[-1] if lines else "no message"
+            return error_summary(f.read())
     except (OSError, TypeError):
         return "no message"
 

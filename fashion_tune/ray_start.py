@@ -20,7 +20,7 @@ import threading
 import urllib.parse
 
 from fashion_tune.errors import UserError
-from fashion_tune.quiet_tensorflow import DEBUG_ENV
+from fashion_tune.quiet_tensorflow import debugging
 
 
 def start_local(**options) -> None:
@@ -31,12 +31,8 @@ def start_local(**options) -> None:
     import ray
 
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=_debugging(),
+    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=debugging(),
              **options)
-
-
-def _debugging() -> bool:
-    return os.environ.get(DEBUG_ENV) == "1"
 
 
 def join_cluster(address: str, timeout: float) -> None:
@@ -68,14 +64,14 @@ def join_cluster(address: str, timeout: float) -> None:
               file=sys.stderr, flush=True)
         os._exit(2)
 
-    if not _debugging():
+    if not debugging():
         # The driver's C++ client warns every second while a head does not let it in; errors still show.
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     watchdog = threading.Timer(timeout, give_up)
     watchdog.daemon = True
     watchdog.start()
     try:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=_debugging())
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=debugging())
     except ray.exceptions.AuthenticationError:
         raise UserError(f"the Ray cluster at --address {address} asks for its token: export RAY_AUTH_MODE=token, "
                         "with the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN (cluster/README.md)") from None

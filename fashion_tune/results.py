@@ -103,7 +103,7 @@ def _read_trial(folder: Path, metric: str, mode: str, max_epochs: int, finished:
         val_loss=best.get("val_loss") if best else None,
         val_accuracy=best.get("val_accuracy") if best else None,
         config=json.loads((folder / TRIAL_PARAMS).read_text()),
-        error=_error_summary(error_text) if failed else "",
+        error=error_summary(error_text) if failed else "",
         nodes=tuple(dict.fromkeys(r["node_id"] for r in rows if r.get("node_id"))),
         failures=len(failure_times),
     )
@@ -280,7 +280,7 @@ def _leaderboard_table(space: SearchSpace, trials: list[TrialRecord]) -> list[st
              "|" + "---|" * (5 + len(space.params))]
     for rank, t in enumerate(trials[:10], 1):
         value = f"{t.best_value:.4f}" if t.best_value is not None else "—"
-        params = " | ".join(_short(t.config.get(p.name, "")) for p in space.params)
+        params = " | ".join(short(t.config.get(p.name, "")) for p in space.params)
         lines.append(f"| {rank} | {t.trial_id} | {t.status} | {t.epochs} | {value} | {params} |")
     return lines
 
@@ -300,7 +300,7 @@ def _read_json_lines(path: Path) -> list[dict]:
     return rows
 
 
-def _error_summary(text: str) -> str:
+def error_summary(text: str) -> str:
     """The most telling line of a Tune error.txt (its last failure): the exception's own message."""
     text = re.split(r"^Failure # \d+ .*$", text, flags=re.MULTILINE)[-1]
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
@@ -318,7 +318,7 @@ def _blank(value) -> Any:
     return "" if value is None else value
 
 
-def _short(value) -> str:
+def short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 

@@ -7,7 +7,9 @@
         space.yaml             the space file as it was when the study started
         trial_<id>/            Tune's folder for each trial: params.json, result.json, error.txt,
                                checkpoint_*/ (CheckpointDir: model.keras, state.json)
+        optuna.db              the Optuna study (SQLite): trials, states, values per epoch (searcher.py)
         leaderboard.csv, best_config.json, summary.md          (results.py)
+        insights/              hyperparameter importances and Optuna's plots (insights.py)
         retrain/               ModelDir: model.keras, history.csv, retrain.json, tensorboard/
         evaluation/            EvaluationDir: metrics.json, report.md, figures, tensorboard/
         lr_find/               lr_find.csv, lr_find.png
@@ -155,6 +157,13 @@ class StudyDir:
     leaderboard = _inside("leaderboard.csv")
     best_config = _inside("best_config.json")
     summary = _inside("summary.md")
+    optuna_db = _inside("optuna.db")
+    insights = _inside("insights")
+
+    @property
+    def optuna_storage(self) -> str:
+        """Optuna's URL of optuna.db (absolute: Tune pickles the searcher with it)."""
+        return f"sqlite:///{self.optuna_db.resolve()}"
 
     @classmethod
     def named(cls, results_dir: Path | str, name: str) -> "StudyDir":

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from fashion_tune import atomic
+from fashion_tune import atomic, insights
 from fashion_tune.config import ConfigError, TrainParams
 from fashion_tune.errors import UserError
 from fashion_tune.layout import TRIAL_ERROR, TRIAL_RESULTS, TRIAL_PARAMS, StudyDir
@@ -147,8 +147,14 @@ def write_reports(study: StudyDir) -> dict:
     if best is not None:
         atomic.write_json(study.best_config, best_config(record, space, best))
     progress = search_progress(study, space.metric, space.mode, record["started_at"])
-    summary = summary_markdown(record, space, trials, best, finished, progress)
+    found = insights.analyse(study, record["name"], record["settings"]["seed"])
+    summary = summary_markdown(record, space, trials, best, finished, progress, found, study)
     atomic.write_text(study.summary, summary)
+    if found and found.ranked():
+        # TensorBoard's HParams dashboard ticks five hyperparameters: the five that mattered most.
+        from fashion_tune import trial_events
+
+        trial_events.write_experiment(study.path, space, shown=found.ranked())
     return {"best_value": best.best_value if best else None, "trials": len(trials), "summary_md": summary}
 
 
@@ -198,7 +204,8 @@ def edge_warnings(space: SearchSpace, config: dict) -> list[str]:
 
 
 def summary_markdown(study: dict, space: SearchSpace, trials: list[TrialRecord], best: Optional[TrialRecord],
-                     finished: bool, progress: list[Progress]) -> str:
+                     finished: bool, progress: list[Progress], found: Optional[insights.Insights],
+                     folder: StudyDir) -> str:
     """summary.md: the study at a glance, section by section."""
     lines = _overview(study, space, trials, best, finished)
     lines += ["", "## Reproduce", "", "```", study["command"], "```", "", "## Settings", "",
@@ -208,11 +215,12 @@ def summary_markdown(study: dict, space: SearchSpace, trials: list[TrialRecord],
     if best is not None:
         lines += _best_configuration(space, best)
     lines += _progress_table(space.metric, progress)
+    logdir = Path(study["settings"]["results_dir"]) / study["name"]
+    lines += insights.markdown(found, folder, logdir)
     lines += _leaderboard_table(space, trials)
     failed = [t for t in trials if t.status == FAILED]
     if failed:
         lines += ["", "## Failed trials", ""] + [f"- `{t.trial_id}`: {t.error}" for t in failed]
-    logdir = Path(study["settings"]["results_dir"]) / study["name"]
     lines += [
         "",
         "## Notes",

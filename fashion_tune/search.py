@@ -159,6 +159,7 @@ def _prepare_data(settings: DataSettings) -> data.Splits:
 def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, study: StudyDir, record: dict,
          restore: bool) -> StudyDir:
     """Fit the Tuner (new or restored), then record the end and write the reports."""
+    import optuna
     from ray import tune
 
     from fashion_tune import trial_events
@@ -169,12 +170,13 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
         tune.with_parameters(train_trial, splits=splits),  # one copy in the object store
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress.py's lines are the display
     if restore:
         if not tune.Tuner.can_restore(str(study.path)):
             raise UserError(f"--resume {settings.name}: {study.path} holds no Tune state to resume from")
         tuner = tune.Tuner.restore(str(study.path), trainable, resume_unfinished=True, resume_errored=False)
     else:
-        tuner = _make_tuner(trainable, settings, space)
+        tuner = _make_tuner(trainable, settings, space, study)
         trial_events.write_experiment(study.path, space)
     at_once = f"{settings.max_concurrent} at a time" if settings.max_concurrent else "as many at a time as fit"
     log.info("study %s: %d trials of up to %d epochs, %s, %s", settings.name, settings.num_samples,
@@ -216,7 +218,7 @@ def _strategy(settings: SearchSettings) -> str:
     return f"{proposer}, every trial running its budget"
 
 
-def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
+def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: StudyDir):
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -225,12 +227,12 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace):
     from fashion_tune.progress import StudyProgress
     from fashion_tune.searcher import StoppedTrialsArePruned
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress.py's lines are the display
     if settings.searcher == "tpe":
         sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials)
     else:  # the same OptunaSearch path, sampling at random: the baseline TPE must beat
         sampler = optuna.samplers.RandomSampler(seed=settings.seed)
-    searcher = StoppedTrialsArePruned(sampler=sampler, max_epochs=space.max_epochs)
+    searcher = StoppedTrialsArePruned(sampler=sampler, max_epochs=space.max_epochs, study_name=settings.name,
+                                      storage=optuna.storages.RDBStorage(study.optuna_storage))
     scheduler = None  # Tune's FIFO: every trial trains for its full budget
     if settings.scheduler == "asha":
         # ASHA decides after every reported epoch; a trial it stops reaches Optuna as pruned

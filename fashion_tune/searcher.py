@@ -11,14 +11,21 @@ Here a trial that ended before its budget without an error is told to Optuna as 
 is how Optuna's own pruners report it: TPE ranks pruned trials below every completed one, by how
 far they got and then by their last value (optuna.samplers.TPESampler, `_split_trials`).
 
+The Optuna study lives in SQLite (<study>/optuna.db, Optuna's RDBStorage), so Optuna's own tools
+read it (`optuna-dashboard sqlite:///results/<study>/optuna.db`): each trial carries its Tune trial
+id as the user attribute `trial_id`, its validation value per epoch as intermediate values, and the
+state our leaderboard gives it (completed: COMPLETE, stopped early: PRUNED, failed: FAIL,
+unfinished: RUNNING).
+
 Kept in its own module, imported only where a study runs: Tune pickles the searcher with the
-study's state, and `--resume` unpickles it by this module path.
+study's state (the storage by its URL), and `--resume` unpickles it by this module path.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
+import optuna
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
@@ -29,13 +36,35 @@ class StoppedTrialsArePruned(OptunaSearch):
     def __init__(self, *args, max_epochs: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_epochs = max_epochs
+        self._last_epoch_told: dict[str, int] = {}  # trial id -> last epoch reported to Optuna
+
+    def suggest(self, trial_id: str) -> Optional[dict]:
+        config = super().suggest(trial_id)
+        self._ot_trials[trial_id].set_user_attr("trial_id", trial_id)  # Tune's name for it, in Optuna's tools
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict):
+        if result[TRAINING_ITERATION] > self._last_epoch_told.get(trial_id, 0):  # Optuna keeps one value an epoch
+            super().on_trial_result(trial_id, result)
+            self._last_epoch_told[trial_id] = result[TRAINING_ITERATION]
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False):
-        stopped_early = bool(result) and not error and result.get(TRAINING_ITERATION, 0) < self.max_epochs
-        if stopped_early:
-            # Tune withholds from the searcher the result its scheduler stopped the trial on
-            # (tune_controller: "Only updating search alg if the trial is not to be stopped"), so
-            # it is reported here: a pruned trial's value is its last reported one.
+        if result and not error:
+            # Tune withholds from the searcher the result a trial is stopped on, by its scheduler or
+            # at the end of its budget (tune_controller: "Only updating search alg if the trial is
+            # not to be stopped"): it is told here, so Optuna has every epoch's value.
             self.on_trial_result(trial_id, result)
-        # Without a result, OptunaSearch tells the trial to Optuna as PRUNED.
+        stopped_early = bool(result) and not error and result.get(TRAINING_ITERATION, 0) < self.max_epochs
+        # Without a result, OptunaSearch tells the trial to Optuna as PRUNED; its value is then its
+        # last reported one.
         super().on_trial_complete(trial_id, result=None if stopped_early else result, error=error)
+
+    def restore(self, checkpoint_path: str):
+        """Tune's saved state of the searcher, and the storage made to agree with it: a trial Optuna
+        holds as running that the saved state does not know was proposed after Tune's last snapshot of
+        the study (a driver killed outright) and will never report: it is marked failed."""
+        super().restore(checkpoint_path)
+        known = {t.number for t in self._ot_trials.values()}
+        for lost in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if lost.number not in known:
+                self._ot_study.tell(lost.number, state=optuna.trial.TrialState.FAIL)

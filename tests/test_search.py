@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
@@ -35,11 +36,71 @@ def read_leaderboard(study):
         return list(csv.DictReader(f))
 
 
+# The Optuna state of each leaderboard status (searcher.py).
+OPTUNA_STATE = {"completed": "COMPLETE", "stopped early": "PRUNED", "failed": "FAIL", "unfinished": "RUNNING"}
+
+
+def assert_optuna_study_matches_leaderboard(study):
+    """optuna.db, opened as Optuna's own tools open it, tells the trials as the leaderboard does."""
+    import optuna
+
+    stored = optuna.load_study(study_name=study.name, storage=f"sqlite:///{study / 'optuna.db'}")
+    by_id = {t.user_attrs["trial_id"]: t for t in stored.trials}
+    rows = read_leaderboard(study)
+    assert sorted(by_id) == sorted(r["trial_id"] for r in rows)
+    for row in rows:
+        trial = by_id[row["trial_id"]]
+        assert trial.state.name == OPTUNA_STATE[row["status"]], (row, trial)
+        epochs = [json.loads(line) for line in (study / f"trial_{row['trial_id']}" / "result.json").open()]
+        assert trial.intermediate_values == {r["training_iteration"]: r["val_accuracy"] for r in epochs}
+        if row["status"] in ("completed", "stopped early"):
+            assert trial.value == epochs[-1]["val_accuracy"]  # Optuna's value: the last epoch's
+            assert int(row["epochs_trained"]) == max(trial.intermediate_values)
+
+
 def test_study_writes_every_report(smoke):
     _, study = smoke
     for name in ("study.json", "space.yaml", "leaderboard.csv", "best_config.json", "summary.md"):
         assert (study / name).is_file(), name
     assert json.loads((study / "study.json").read_text())["finished_at"]
+
+
+def test_the_optuna_study_is_kept_in_sqlite_as_the_leaderboard_tells_it(smoke):
+    _, study = smoke
+    assert_optuna_study_matches_leaderboard(study)
+
+
+def test_optuna_dashboard_shows_the_study(smoke):
+    """The command summary.md gives, run for real, answering over HTTP on loopback."""
+    import socket
+    import time
+    import urllib.request
+
+    _, study = smoke
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = (study / "summary.md").read_text().split("`optuna-dashboard ")[1].split("`")[0]
+    installed = Path(sys.executable).with_name("optuna-dashboard")  # the script pip installs beside python
+    dashboard = subprocess.Popen([installed, command, "--host", "127.0.0.1",
+                                  "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, studies = time.time() + 60, None
+        while studies is None and time.time() < deadline:
+            try:
+                studies = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies"))
+            except OSError:
+                time.sleep(0.3)
+        [summary] = studies["study_summaries"]
+        assert summary["study_name"] == "smoke"
+        detail = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}?after=0"))
+        states = sorted(t["state"] for t in detail["trials"])
+        rows = read_leaderboard(study)
+        expected = {"completed": "Complete", "stopped early": "Pruned"}
+        assert states == sorted(expected[r["status"]] for r in rows)
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
 
 
 def test_the_terminal_tells_the_study_in_our_words(smoke):
@@ -118,7 +179,7 @@ def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):
         assert hparams["epochs_trained"].number_value == epochs
         assert hparams["ran_full_budget"].bool_value == (epochs == 3)
     # The one experiment, in the study folder (TensorBoard's logdir): every searched hyperparameter
-    # with its range, all marked as differing (TensorBoard lists those first), and our metrics.
+    # with its range, the five to show first marked as differing (TensorBoard ticks those), and our metrics.
     root = EventAccumulator(str(study))
     root.Reload()
     experiment = plugin_data_pb2.HParamsPluginData.FromString(
@@ -126,7 +187,8 @@ def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):
     infos = {info.name: info for info in experiment.hparam_infos}
     assert set(infos) == {"learning_rate", "conv_blocks", "filters", "batch_norm", "optimizer", "epochs_trained",
                           "ran_full_budget"}
-    assert all(info.differs for info in infos.values())
+    assert {n for n, info in infos.items() if info.differs} == {"learning_rate", "conv_blocks", "filters", "batch_norm",
+                                                                 "optimizer"}
     assert (infos["epochs_trained"].domain_interval.min_value, infos["epochs_trained"].domain_interval.max_value) == (1, 3)
     assert (infos["learning_rate"].domain_interval.min_value, infos["learning_rate"].domain_interval.max_value) == (1e-4, 1e-2)
     assert [v.number_value for v in infos["filters"].domain_discrete.values] == [8, 16]
@@ -145,6 +207,12 @@ def test_summary_tells_the_study(smoke):
     best = json.loads((study / "best_config.json").read_text())["value"]
     progress_table = summary.split("## Best val_accuracy as the search went on")[1].split("##")[0]
     assert progress_table.strip().splitlines()[-1].split(" | ")[2] == f"{best:.4f}"
+    # What mattered: too few full-budget trials for importances, said; Optuna's plots, linked.
+    completed = sum(r["status"] == "completed" for r in read_leaderboard(study))
+    assert (f"No importances: only {completed} of 6 trials ran their full budget; importances need at least 10."
+            in summary)
+    for png in ("optimization_history", "intermediate_values", "parallel_coordinate", "slice"):
+        assert f"(insights/{png}.png)" in summary and (study / "insights" / f"{png}.png").is_file()
 
 
 def test_search_progress_follows_every_reported_epoch(smoke):
@@ -199,6 +267,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, fashion_dir
     assert all("training loss is nan after epoch 1" in r["error"] for r in failed)
     summary = (tmp_path / "r" / "nan" / "summary.md").read_text()
     assert f"{len(failed)} failed" in summary and "## Failed trials" in summary
+    assert_optuna_study_matches_leaderboard(tmp_path / "r" / "nan")
 
 
 def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, write_space):
@@ -235,6 +304,7 @@ def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, 
     assert json.loads((study / "study.json").read_text())["finished_at"] is None
     before = {p.name for p in study.glob("trial_*")}
     assert 2 <= len(before) < 4
+    assert_optuna_study_matches_leaderboard(study)
 
     done = run_cli("search", "--resume", "cut", *args)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -243,6 +313,7 @@ def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, 
     assert before <= {p.name for p in study.glob("trial_*")}
     assert all(r["status"] in ("completed", "stopped early") for r in rows), rows
     assert json.loads((study / "study.json").read_text())["finished_at"]
+    assert_optuna_study_matches_leaderboard(study)  # the same storage, continued
 
 
 def test_random_search_without_early_stopping(tmp_path, fashion_dir):

@@ -9,16 +9,19 @@ it finds.
 
 Here each trial's events hold only what the trainable reports about the model, with its
 hyperparameters and final metrics (the HParams session), and the study folder holds the one
-experiment: every searched hyperparameter with its range from the space file, marked as
-differing, and our metrics. (TensorBoard's HParams dashboard still ticks only the first five
-hyperparameters, differing ones first, then by name, for display: tb's index.js,
-_computeHParams.) Tune pickles TrialScalars with the study, and --resume unpickles it
-by this module path.
+experiment: every searched hyperparameter with its range from the space file, and our metrics.
+TensorBoard's HParams dashboard ticks only five hyperparameters for display, those marked as
+differing first, then by name (tensorboard's backend_context._sort_and_reduce_to_hparams_limit,
+index.js _computeHParams); `differs` serves no other purpose there. So the five marked are the
+five to show: the first five of the space file while the study runs, the five that mattered most
+once it has ended (insights.py); the others stay one tick away, and every one can be filtered on.
+Tune pickles TrialScalars with the study, and --resume unpickles it by this module path.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.result import TIMESTEPS_TOTAL, TRAINING_ITERATION
@@ -59,19 +62,25 @@ class TrialScalars(TBXLoggerCallback):
         self._trial_writer[trial].file_writer.add_summary(session_end)
 
 
-def write_experiment(folder: Path, space) -> None:
-    """The study's HParams experiment, in `folder` (the study's, TensorBoard's logdir): every
-    searched hyperparameter with its range, how far each trial got, and METRICS. Built from TensorBoard's hparams protos
-    (tensorboardX's copy has no `differs`), written by tensorboardX as Tune's events are: TensorBoard's
-    hparams API would import TensorFlow into the driver."""
+# How many hyperparameters TensorBoard's HParams dashboard shows before the user ticks more.
+SHOWN_BY_TENSORBOARD = 5
+
+
+def write_experiment(folder: Path, space, shown: Sequence[str] = ()) -> None:
+    """The study's HParams experiment, in `folder` (the study's, TensorBoard's logdir), replacing
+    any written before: every searched hyperparameter with its range, how far each trial got, and
+    METRICS. shown: the hyperparameters to show first (default: the space file's order). Built from
+    TensorBoard's hparams protos (tensorboardX's copy has no `differs`), written by tensorboardX as
+    Tune's events are: TensorBoard's hparams API would import TensorFlow into the driver."""
     from tensorboard.plugins.hparams.api_pb2 import DataType, Experiment, HParamInfo, Interval, MetricInfo, MetricName
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
     from tensorboardX import SummaryWriter
     from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 
+    ticked = [*shown, *(p.name for p in space.params)][:SHOWN_BY_TENSORBOARD] if space.params else []
+
     def info(spec: ParamSpec) -> HParamInfo:
-        # Every searched value differs between trials by design; TensorBoard lists differing ones first.
-        hparam = HParamInfo(name=spec.name, differs=True)
+        hparam = HParamInfo(name=spec.name, differs=spec.name in ticked)
         if spec.type != "categorical":
             hparam.type = DataType.Value("DATA_TYPE_FLOAT64")
             hparam.domain_interval.CopyFrom(Interval(min_value=spec.low, max_value=spec.high))
@@ -95,6 +104,8 @@ def write_experiment(folder: Path, space) -> None:
                                           for m in METRICS])
     content = HParamsPluginData(experiment=experiment, version=0).SerializeToString()
     metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=content))
+    for older in folder.glob("events.out.tfevents.*"):  # TensorBoard reads one experiment: this one
+        older.unlink()
     writer = SummaryWriter(str(folder))
     writer.file_writer.add_summary(Summary(value=[Summary.Value(tag="_hparams_/experiment", metadata=metadata)]))
     writer.close()

@@ -261,9 +261,16 @@ class DataSettings(_Validated):
     }
 
 
+# --scheduler: how weak trials are stopped early (schedulers.py builds them), and their names in
+# what a study prints and writes.
+SCHEDULERS = {"asha": "ASHA", "halving": "successive halving", "hyperband": "HyperBand", "none": None}
+# Those that pause a trial at a rung until its peers have reached it.
+PAUSING_SCHEDULERS = ("halving", "hyperband")
+
+
 @dataclass(frozen=True)
 class SearchSettings(_Validated):
-    """How a study runs: where, how many trials, what each trial may use, how ASHA prunes.
+    """How a study runs: where, how many trials, what each trial may use, how its scheduler prunes.
 
     The one source of the search options: the CLI's flags, the keys a space file's `search:`
     section may set, and the command that reruns a study are all made from these fields.
@@ -277,12 +284,12 @@ class SearchSettings(_Validated):
                                             in_space=True)
     cpus_per_trial: float = setting(1.0, "CPUs per trial, also TensorFlow's threads", in_space=True)
     gpus_per_trial: float = setting(0.0, "GPUs per trial, may be fractional: 0.25 packs four on a GPU", in_space=True)
-    grace_period: int = setting(1, "epochs every trial trains before ASHA may stop it", in_space=True)
-    reduction_factor: int = setting(3, "ASHA keeps the best 1/N of the trials at each rung", in_space=True)
+    grace_period: int = setting(1, "epochs every trial trains before asha or halving may stop it", in_space=True)
+    reduction_factor: int = setting(3, "the scheduler keeps the best 1/N of the trials at each rung", in_space=True)
     searcher: str = setting("tpe", "how trials are proposed: Optuna's TPE or random sampling, both seeded",
                             in_space=True)
-    scheduler: str = setting("asha", "asha stops weak trials early; none trains every trial for its full budget",
-                             in_space=True)
+    scheduler: str = setting("asha", "how weak trials are stopped early: asha (asynchronous), halving (synchronous "
+                             "successive halving), hyperband, or none (every trial to its full budget)", in_space=True)
     tpe_startup_trials: int = setting(10, "random trials before TPE starts modelling", in_space=True)
     max_failures: int = setting(0, "retries of a failed trial, from its last checkpoint", in_space=True)
     seed: int = setting(0, "seeds TPE, the data split and every trial")
@@ -307,7 +314,7 @@ class SearchSettings(_Validated):
         "grace_period": _at_least(1),
         "reduction_factor": _at_least(2),
         "searcher": _one_of("tpe", "random"),
-        "scheduler": _one_of("asha", "none"),
+        "scheduler": _one_of(*SCHEDULERS),
         "tpe_startup_trials": _at_least(0),
         "max_failures": _at_least(-1),
         "seed": _at_least(0),

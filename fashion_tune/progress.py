@@ -41,6 +41,10 @@ class StudyProgress(tune.Callback):
         return ", ".join(shown) or "no scores reported"
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        done = (trial.last_result or {}).get("training_iteration")
+        if done:  # promoted after waiting at a rung, or restarted after a crash or an interrupt
+            log.info("trial %s resumed from its checkpoint after epoch %d", trial.trial_id, done)
+            return
         chosen = ", ".join(f"{name} {short(trial.config[name])}" for name in self.searched if name in trial.config)
         log.info("trial %s started: %s", trial.trial_id, chosen or "the fixed configuration")
 
@@ -58,7 +62,7 @@ class StudyProgress(tune.Callback):
                   if t is not trial and t.status == "TERMINATED" and self.metric in (t.last_result or {})]
         best = value is not None and all(value > o if self.mode == "max" else value < o for o in others)
         if epochs < self.max_epochs:
-            by = f" by {self.scheduler.upper()}" if self.scheduler else ""
+            by = f" by {self.scheduler}" if self.scheduler else ""
             log.info("trial %s stopped early%s after epoch %d of %d: %s", trial.trial_id, by, epochs,
                      self.max_epochs, self._scores(result))
         else:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fashion_tune import atomic, insights
-from fashion_tune.config import ConfigError, TrainParams
+from fashion_tune.config import SCHEDULERS, ConfigError, TrainParams
 from fashion_tune.errors import UserError
 from fashion_tune.layout import TRIAL_ERROR, TRIAL_RESULTS, TRIAL_PARAMS, StudyDir
 from fashion_tune.space import SearchSpace, load_space
@@ -225,8 +225,8 @@ def summary_markdown(study: dict, space: SearchSpace, trials: list[TrialRecord],
         "",
         "## Notes",
         "",
-        "- ASHA stops weak trials after grace_period epochs and at each rung; a stopped trial reaches Optuna "
-        "as pruned, so TPE ranks it below every trial that ran its budget (by how far it got, then its value).",
+        "- A trial the scheduler stopped early reaches Optuna as pruned, so TPE ranks it below every trial that "
+        "ran its budget (by how far it got, then its value).",
         f"- Curves and the HParams comparison: `tensorboard --logdir {logdir}`",
         "",
     ]
@@ -236,6 +236,8 @@ def summary_markdown(study: dict, space: SearchSpace, trials: list[TrialRecord],
 def _overview(study: dict, space: SearchSpace, trials: list[TrialRecord], best: Optional[TrialRecord],
               finished: bool) -> list[str]:
     counts = {s: sum(t.status == s for t in trials) for s in (COMPLETED, STOPPED, FAILED, UNFINISHED)}
+    scheduler = SCHEDULERS.get(study["settings"].get("scheduler"))
+    stopper = f" by {scheduler}" if scheduler else ""
     wall = study.get("wall_s")
     status = "finished" if finished else f"not finished (interrupted or still running): resume with `--resume {study['name']}`"
     lines = [
@@ -246,7 +248,7 @@ def _overview(study: dict, space: SearchSpace, trials: list[TrialRecord], best: 
         f"- Wall time: {_duration(wall) if wall else 'n/a'}",
         f"- Search space: `{study['space']['path']}` (sha256 `{study['space']['sha256'][:16]}…`, copied to `space.yaml`)",
         f"- Ranked by: {space.metric} ({space.mode})",
-        f"- Trials: {len(trials)} — {counts[COMPLETED]} completed, {counts[STOPPED]} stopped early by ASHA, "
+        f"- Trials: {len(trials)} — {counts[COMPLETED]} completed, {counts[STOPPED]} stopped early{stopper}, "
         f"{counts[FAILED]} failed" + (f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""),
         f"- Trial-epochs trained: {sum(t.epochs for t in trials)} (of {len(trials) * space.max_epochs} without early stopping)",
         f"- Ray nodes that ran trials: {len({n for t in trials for n in t.nodes})}",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from fashion_tune import atomic, data, layout, ray_start, results
-from fashion_tune.config import DataSettings, SearchSettings, flag_of
+from fashion_tune.config import PAUSING_SCHEDULERS, SCHEDULERS, DataSettings, SearchSettings, flag_of
 from fashion_tune.errors import StudyInterrupted, UserError
 from fashion_tune.layout import StudyDir
 from fashion_tune.space import ParamSpec, SearchSpace, load_space
@@ -142,6 +142,15 @@ def _check_results_dir(results_dir: str) -> None:
 
 
 def _check_budget(settings: SearchSettings, space: SearchSpace, flags: Mapping[str, Any]) -> None:
+    if settings.scheduler in PAUSING_SCHEDULERS and settings.max_concurrent:
+        # Tune's concurrency limit counts a paused trial as running: a bracket waiting for its peers
+        # would wait for trials that are never started.
+        where = "--max-concurrent" if flags.get("max_concurrent") is not None else f"{space.path}: search.max_concurrent"
+        raise UserError(
+            f"{where} is {settings.max_concurrent}, but --scheduler {settings.scheduler} pauses trials at each rung until "
+            "their peers arrive, and a paused trial counts as running: leave max_concurrent unset (trials at once "
+            "then follow --cpus-per-trial and --gpus-per-trial), or use --scheduler asha"
+        )
     if settings.grace_period > space.max_epochs:
         where = "--grace-period" if flags.get("grace_period") is not None else f"{space.path}: search.grace_period"
         raise UserError(
@@ -190,12 +199,8 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     finally:
         tune_log.removeFilter(our_words)
     record["wall_s"] = record.get("wall_s", 0.0) + time.time() - began
-    # Interrupted (Ctrl-C), Tune saves its state and fit() returns, and marks the trials it cut
-    # short as terminated too: a trial ended if it failed or its last result says done (it ran its
-    # budget, or the scheduler stopped it). Only a study whose every trial ended is finished; any
-    # other stays resumable.
     failed = sum(1 for r in grid if r.error)
-    ended = sum(1 for r in grid if r.error or (r.metrics or {}).get("done"))
+    ended = _ended_trials(study, settings.name, grid)
     finished = ended >= settings.num_samples
     if finished:
         record["finished_at"] = time.time()
@@ -210,20 +215,40 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     return study
 
 
+def _ended_trials(study: StudyDir, name: str, grid) -> int:
+    """How many trials ended: ran their budget, were stopped early, or failed. Only a study whose
+    every trial ended is finished; any other stays resumable.
+
+    Interrupted (Ctrl-C), Tune saves its state, fit() returns, and it marks the trials it cut short
+    as terminated too; a trial a pausing scheduler stopped while it waited has no result saying
+    done. Optuna's ledger knows (searcher.py): a trial ended if it is no longer running there. A
+    study begun before studies kept optuna.db: a trial ended if it failed or its last result says done."""
+    import optuna
+
+    if not study.optuna_db.is_file():
+        return sum(1 for r in grid if r.error or (r.metrics or {}).get("done"))
+    stored = optuna.load_study(study_name=name, storage=study.optuna_storage)
+    return sum(1 for t in stored.get_trials(deepcopy=False) if t.state.is_finished())
+
+
 def _strategy(settings: SearchSettings) -> str:
     """How trials are proposed and stopped, in a few words."""
     proposer = "TPE (Optuna) proposing" if settings.searcher == "tpe" else "random proposals"
     if settings.scheduler == "asha":
         return f"{proposer}, ASHA stopping weak trials from epoch {settings.grace_period}"
+    if settings.scheduler == "halving":
+        return (f"{proposer}, successive halving from epoch {settings.grace_period} (a trial waits at each rung "
+                f"for its bracket's peers; the best 1/{settings.reduction_factor} go on)")
+    if settings.scheduler == "hyperband":
+        return f"{proposer}, HyperBand brackets (trials wait at each rung for their bracket's peers)"
     return f"{proposer}, every trial running its budget"
 
 
 def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: StudyDir):
     import optuna
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
-    from fashion_tune import trial_events
+    from fashion_tune import schedulers, trial_events
     from fashion_tune.progress import StudyProgress
     from fashion_tune.searcher import StoppedTrialsArePruned
 
@@ -233,16 +258,10 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
         sampler = optuna.samplers.RandomSampler(seed=settings.seed)
     searcher = StoppedTrialsArePruned(sampler=sampler, max_epochs=space.max_epochs, study_name=settings.name,
                                       storage=optuna.storages.RDBStorage(study.optuna_storage))
-    scheduler = None  # Tune's FIFO: every trial trains for its full budget
-    if settings.scheduler == "asha":
-        # ASHA decides after every reported epoch; a trial it stops reaches Optuna as pruned
-        # (searcher.py), ranked below the trials that ran their budget.
-        scheduler = ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=space.max_epochs,
-            grace_period=settings.grace_period,
-            reduction_factor=settings.reduction_factor,
-        )
+    # A trial the scheduler stops reaches Optuna as pruned (searcher.py), ranked below the trials
+    # that ran their budget.
+    scheduler = schedulers.make(settings.scheduler, settings.grace_period, settings.reduction_factor,
+                                space.max_epochs)
     return tune.Tuner(
         trainable,
         param_space=param_space(space, settings),
@@ -265,7 +284,7 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
             verbose=0,  # Tune's display off: StudyProgress tells the study in our words
             callbacks=[StudyProgress(space.metric, space.mode, space.max_epochs, [p.name for p in space.params],
-                                     settings.scheduler if settings.scheduler == "asha" else None),
+                                     SCHEDULERS[settings.scheduler]),
                        trial_events.TrialScalars(space.max_epochs)],  # in place of Tune's own TensorBoard logger
         ),
     )

@@ -36,7 +36,7 @@ class StoppedTrialsArePruned(OptunaSearch):
     def __init__(self, *args, max_epochs: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_epochs = max_epochs
-        self._last_epoch_told: dict[str, int] = {}  # trial id -> last epoch reported to Optuna
+        self._last_told: dict[str, dict] = {}  # trial id -> its last epoch and value told to Optuna
 
     def suggest(self, trial_id: str) -> Optional[dict]:
         config = super().suggest(trial_id)
@@ -44,11 +44,16 @@ class StoppedTrialsArePruned(OptunaSearch):
         return config
 
     def on_trial_result(self, trial_id: str, result: dict):
-        if result[TRAINING_ITERATION] > self._last_epoch_told.get(trial_id, 0):  # Optuna keeps one value an epoch
+        told = self._last_told.get(trial_id, {TRAINING_ITERATION: 0})
+        if result[TRAINING_ITERATION] > told[TRAINING_ITERATION]:  # Optuna keeps one value an epoch
             super().on_trial_result(trial_id, result)
-            self._last_epoch_told[trial_id] = result[TRAINING_ITERATION]
+            self._last_told[trial_id] = {k: result[k] for k in (TRAINING_ITERATION, self.metric)}
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False):
+        if not result and not error:
+            # A trial stopped while it waited at a rung (halving, hyperband) ends without a result:
+            # its last one says how far it got, its full budget included.
+            result = self._last_told.get(trial_id)
         if result and not error:
             # Tune withholds from the searcher the result a trial is stopped on, by its scheduler or
             # at the end of its budget (tune_controller: "Only updating search alg if the trial is
@@ -64,6 +69,7 @@ class StoppedTrialsArePruned(OptunaSearch):
         holds as running that the saved state does not know was proposed after Tune's last snapshot of
         the study (a driver killed outright) and will never report: it is marked failed."""
         super().restore(checkpoint_path)
+        self.__dict__.setdefault("_last_told", {})  # saved before it was kept
         known = {t.number for t in self._ot_trials.values()}
         for lost in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             if lost.number not in known:

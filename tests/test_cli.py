@@ -67,6 +67,11 @@ def test_bad_data_dir_writes_no_study(tmp_path, capsys):
         (["--name", "../escape"], "argument --name: '../escape' must use only letters"),
         (["--connect-timeout", "0"], "argument --connect-timeout: 0 must be > 0"),
         (["--cpus-per-trial", "64"], "--cpus-per-trial is 64, but this machine offers Ray"),
+        (["--scheduler", "sha"], "argument --scheduler: invalid choice: 'sha' (choose from 'asha', 'halving', 'hyperband', 'none')"),
+        # smoke.yaml sets max_concurrent: a paused trial would hold its slot for ever.
+        (["--scheduler", "halving"], f"{SPACES / 'smoke.yaml'}: search.max_concurrent is 2, but --scheduler halving "
+                                     "pauses trials"),
+        (["--scheduler", "hyperband", "--max-concurrent", "3"], "--max-concurrent is 3, but --scheduler hyperband"),
     ],
 )
 def test_bad_settings(tmp_path, capsys, fashion_dir, args, message):

@@ -66,8 +66,9 @@ def test_searcher_and_scheduler_choices():
     assert SearchSettings(searcher="random", scheduler="none").scheduler == "none"
     with pytest.raises(ConfigError, match="searcher is 'grid', must be one of 'tpe', 'random'"):
         SearchSettings(searcher="grid")
-    with pytest.raises(ConfigError, match="scheduler is 'hyperband', must be one of 'asha', 'none'"):
-        SearchSettings(scheduler="hyperband")
+    assert SearchSettings(scheduler="halving").scheduler == "halving"
+    with pytest.raises(ConfigError, match="scheduler is 'bohb', must be one of 'asha', 'halving', 'hyperband', 'none'"):
+        SearchSettings(scheduler="bohb")
 
 
 def test_augmentation_is_off_unless_asked_for_and_old_configs_still_load():

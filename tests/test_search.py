@@ -316,6 +316,31 @@ def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, 
     assert_optuna_study_matches_leaderboard(study)  # the same storage, continued
 
 
+@pytest.mark.parametrize("scheduler", ["halving", "hyperband"])
+def test_schedulers_that_pause_trials_run_the_smoke_space_end_to_end(tmp_path, fashion_dir, write_space, scheduler):
+    """Successive halving and HyperBand pause a trial at a rung until its bracket's peers arrive; a
+    promoted trial goes on from its checkpoint in a new process, its epoch count intact."""
+    smoke = (SPACES / "smoke.yaml").read_text()
+    space = write_space(smoke.replace("  max_concurrent: 2\n", ""))  # a paused trial would hold a slot
+    done = run_cli("search", "--space", space, "--subset", 2000, "--data-dir", fashion_dir, "--results-dir", tmp_path,
+                   "--name", scheduler, "--scheduler", scheduler)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = tmp_path / scheduler
+    rows = read_leaderboard(study)
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"completed", "stopped early"}, rows
+    resumed = [line for line in done.stderr.splitlines() if "resumed from its checkpoint after epoch" in line]
+    assert resumed, done.stderr[-3000:]
+    for row in rows:
+        epochs = [json.loads(line) for line in (study / f"trial_{row['trial_id']}" / "result.json").open()]
+        # Tune's count and Keras's own (from the checkpoint) agree at every epoch: none repeated, none restarted.
+        assert [r["training_iteration"] for r in epochs] == list(range(1, int(row["epochs_trained"]) + 1))
+        assert all(r["epoch"] == r["training_iteration"] for r in epochs), epochs
+    name = {"halving": "successive halving", "hyperband": "HyperBand"}[scheduler]
+    assert f"stopped early by {name} after epoch" in done.stderr
+    assert "6 of 6 trials ended (0 failed)" in done.stderr
+    assert_optuna_study_matches_leaderboard(study)
+
+
 def test_random_search_without_early_stopping(tmp_path, fashion_dir):
     """The baselines a search-efficiency comparison needs: every trial trains its full budget."""
     done = run_cli("search", "--space", SPACES / "smoke.yaml", "--subset", 1000, "--data-dir", fashion_dir,

@@ -1,11 +1,14 @@
-"""What several benchmarks share: a one-model study through the real CLI, and its per-epoch rows."""
+"""What several benchmarks share: a one-model study through the real CLI, its per-epoch rows, and
+variants measured in alternation with their per-pair ratios."""
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,3 +40,33 @@ def epoch_rows(study_dir: Path) -> list[dict]:
     """Every epoch every trial reported (result.json lines), trial by trial."""
     return [json.loads(line) for f in sorted(study_dir.glob("trial_*/result.json"))
             for line in f.read_text().splitlines() if line]
+
+
+# Per-pair ratios whose range exceeds this share of their median are too scattered to conclude from.
+WIDE_SPREAD = 0.10
+
+
+def alternate(variants: dict[str, Callable[[], dict]], pairs: int) -> dict[str, list[dict]]:
+    """Measure the variants in turn, A B A B ..., `pairs` rounds: a shared host's drift lands on
+    every variant alike instead of on whichever ran last. Each variant's figures, round by round."""
+    figures = {name: [] for name in variants}
+    for round_ in range(1, pairs + 1):
+        for name, measure in variants.items():
+            figures[name].append(measure())
+            print(f"round {round_}/{pairs}: {name} done", flush=True)
+    return figures
+
+
+def paired_ratios(label: str, numerators: list[float], denominators: list[float]) -> str:
+    """One line: the median of the per-pair ratios, their range, and whether they agree enough to conclude."""
+    ratios = [a / b for a, b in zip(numerators, denominators)]
+    median = statistics.median(ratios)
+    spread = (max(ratios) - min(ratios)) / median
+    if len(ratios) < 3:
+        verdict = "fewer than 3 pairs: too few to judge the spread"
+    elif spread > WIDE_SPREAD:
+        verdict = f"spread {spread:.0%} of the median: too wide to conclude, rerun on a quieter host"
+    else:
+        verdict = f"spread {spread:.0%} of the median"
+    return (f"{label}: median {median:.3f} over {len(ratios)} pairs (each: "
+            f"{', '.join(f'{r:.3f}' for r in ratios)}); {verdict}")

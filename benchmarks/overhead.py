@@ -2,10 +2,11 @@
 
 Same model (TrainParams defaults), same data split, same epochs, same TensorFlow threads. The
 plain run is a fresh Python process; the Tune run is the real `fashion_tune search` CLI with a
-one-trial space. Prints per-epoch times (the first epoch, which traces the graph, is left out of
-the means), their ratio, start-up costs, and the CLI's --help time.
+one-trial space. The two alternate, plain then Tune, --pairs times, so a shared host's drift falls
+on both; each pair gives a ratio, and the median and range of those are the result (too wide a
+range is said, not averaged away). Per-epoch times leave out the first epoch, which traces the graph.
 
-    python benchmarks/overhead.py --data-dir ../shared/data/fashion-mnist [--epochs 3] [--threads 2]
+    python benchmarks/overhead.py --data-dir ../shared/data/fashion-mnist [--epochs 3] [--threads 2] [--pairs 3]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, epoch_rows, one_model_space, run_study
+from common import ROOT, alternate, epoch_rows, one_model_space, paired_ratios, run_study
 
 sys.path.insert(0, str(ROOT))
 
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--subset", type=int, help="training images (default: all 60,000)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=3, help="plain-then-Tune rounds (at least 3 to judge the spread)")
     parser.add_argument("--plain-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_child:
@@ -89,26 +91,35 @@ def main() -> None:
 
     child = [sys.executable, __file__, "--plain-child", "--data-dir", args.data_dir, "--epochs", str(args.epochs),
              "--threads", str(args.threads)] + (["--subset", str(args.subset)] if args.subset else [])
-    began = time.perf_counter()
-    done = subprocess.run(child, cwd=ROOT, check=True, capture_output=True, text=True)
-    plain = {"wall_s": time.perf_counter() - began, **json.loads(done.stdout.strip().splitlines()[-1])}
-    with tempfile.TemporaryDirectory() as workdir:
-        tuned = tune_fit(args, Path(workdir))
+
+    def plain() -> dict:
+        began = time.perf_counter()
+        done = subprocess.run(child, cwd=ROOT, check=True, capture_output=True, text=True)
+        return {"wall_s": time.perf_counter() - began, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+    def tuned() -> dict:
+        with tempfile.TemporaryDirectory() as workdir:
+            return tune_fit(args, Path(workdir))
+
+    runs = alternate({"plain model.fit": plain, "Tune trial": tuned}, args.pairs)
 
     def steady(values):
         return statistics.mean(values[1:]) if len(values) > 1 else values[0]
 
-    plain_epoch, trial_epoch, trial_iter = steady(plain["epoch_s"]), steady(tuned["epoch_s"]), steady(tuned["iteration_s"])
+    plain_epoch = [steady(r["epoch_s"]) for r in runs["plain model.fit"]]
+    trial_epoch = [steady(r["epoch_s"]) for r in runs["Tune trial"]]
+    trial_iter = [steady(r["iteration_s"]) for r in runs["Tune trial"]]
     print(f"model: TrainParams defaults, {args.epochs} epochs, {args.threads} TensorFlow threads, "
-          f"{'all' if not args.subset else args.subset} training images")
-    print(f"plain model.fit   per epoch: {plain_epoch:7.2f} s   process wall: {plain['wall_s']:7.1f} s")
-    print(f"Tune trial        per epoch: {trial_epoch:7.2f} s   (Keras epoch inside the trial)")
-    print(f"Tune trial   per iteration: {trial_iter:7.2f} s   (epoch + checkpoint + report)   CLI wall: {tuned['wall_s']:7.1f} s")
-    print(f"ratio per epoch (iteration / plain epoch): {trial_iter / plain_epoch:.3f}")
-    print(f"ratio whole run (CLI wall / plain wall):   {tuned['wall_s'] / plain['wall_s']:.3f}")
-    startup_plain = plain["wall_s"] - sum(plain["epoch_s"])
-    startup_tune = tuned["wall_s"] - sum(tuned["iteration_s"])
-    print(f"start-up and wind-down: plain {startup_plain:.1f} s, Tune {startup_tune:.1f} s "
+          f"{'all' if not args.subset else args.subset} training images; {args.pairs} pairs, plain first in each")
+    for i, (p, e, it) in enumerate(zip(plain_epoch, trial_epoch, trial_iter)):
+        print(f"pair {i + 1}: plain epoch {p:6.2f} s, Tune epoch {e:6.2f} s, Tune iteration {it:6.2f} s "
+              "(epoch + checkpoint + report)")
+    print(paired_ratios("per epoch, Tune iteration / plain epoch", trial_iter, plain_epoch))
+    print(paired_ratios("whole run, CLI wall / plain process wall", [r["wall_s"] for r in runs["Tune trial"]],
+                        [r["wall_s"] for r in runs["plain model.fit"]]))
+    startup_plain = statistics.median(r["wall_s"] - sum(r["epoch_s"]) for r in runs["plain model.fit"])
+    startup_tune = statistics.median(r["wall_s"] - sum(r["iteration_s"]) for r in runs["Tune trial"])
+    print(f"start-up and wind-down (medians): plain {startup_plain:.1f} s, Tune {startup_tune:.1f} s "
           f"(Ray start, trial process, TensorFlow import, data from the object store, reports)")
     print(f"`python -m fashion_tune --help`: {cli_help_s():.2f} s (median of 5)")
 

@@ -274,6 +274,9 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
             max_concurrent_trials=settings.max_concurrent,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
+            # A trial that ends hands its process (TensorFlow imported, data mapped) to the next one
+            # of the same resources: no start-up between trials (trainable.py clears Keras's state).
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=settings.name,

@@ -4,6 +4,10 @@ After every epoch the trial reports its metrics with a checkpoint (the whole mod
 state included, as `.keras`), so ASHA can stop it at any rung and a restarted or resumed trial
 picks up from its last finished epoch. The data arrive through Ray's object store
 (tune.with_parameters in search.py), never re-read from disk here.
+
+Tune reuses a trial's process for the next trial (reuse_actors, search.py): TensorFlow stays
+imported and configured, and each trial begins by clearing Keras's state, so a trial in a reused
+process builds, seeds and trains exactly as in a new one.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ def train_trial(config: dict, splits: Splits) -> None:
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per epoch is noise
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     configure_tensorflow(threads=max(1, round(cpus)))
+    import keras
 
+    keras.backend.clear_session(free_memory=True)  # the previous trial's model, graphs and layer names, in a reused process
     model, first_epoch = _restore_or_build(params, len(splits.y_train))
     model.fit(
         splits.x_train,

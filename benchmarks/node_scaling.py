@@ -3,10 +3,12 @@
 Each cluster is a real Ray head (no CPUs for trials) plus worker raylets of --cpus-per-node CPUs,
 all on this machine (ray.cluster_utils.Cluster, what `ray start` makes). The same one-model study
 (every trial the same network, full budget, no early stopping) joins it by address; the figure is
-trial-epochs per minute of the Tuner's wall time, and where the trials ran.
+trial-epochs per minute of the Tuner's wall time, and where the trials ran. The node counts are
+measured in alternation (1 2 1 2 ..., --pairs rounds) so a shared host's drift falls on each alike;
+the speed-up is the median of the per-round ratios, with their spread.
 
     python benchmarks/node_scaling.py --data-dir ../shared/data/fashion-mnist [--nodes 1 2]
-        [--trials 4] [--epochs 2] [--subset 12000]
+        [--trials 4] [--epochs 2] [--subset 12000] [--pairs 3]
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import collections
 import tempfile
 from pathlib import Path
 
-from common import epoch_rows, one_model_space, run_study
+from common import alternate, epoch_rows, one_model_space, paired_ratios, run_study
 
 
 def measure(nodes: int, args, workdir: Path) -> dict:
@@ -47,20 +49,22 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--subset", type=int, default=12000, help="training images (default 12000)")
+    parser.add_argument("--pairs", type=int, default=3, help="rounds over the node counts (at least 3 to judge the spread)")
     args = parser.parse_args()
     print(f"{args.trials} trials x {args.epochs} epochs of the default model, {args.subset} images, "
-          f"{args.cpus_per_node} CPU per worker node and per trial")
-    print("worker nodes  trial-epochs  wall (s)  trial-epochs/min  trials per node")
-    results = []
+          f"{args.cpus_per_node} CPU per worker node and per trial; {args.pairs} rounds")
     with tempfile.TemporaryDirectory() as workdir:
-        for nodes in args.nodes:
-            r = measure(nodes, args, Path(workdir))
-            results.append(r)
+        runs = alternate({nodes: (lambda nodes=nodes: measure(nodes, args, Path(workdir))) for nodes in args.nodes},
+                         args.pairs)
+    print("worker nodes  trial-epochs  wall (s)  trial-epochs/min  trials per node")
+    for nodes, results in runs.items():
+        for r in results:
             print(f"{nodes:>12}  {r['trial_epochs']:>12}  {r['wall_s']:>8.1f}  {r['per_min']:>16.2f}  "
-                  f"{r['trials_per_node']}", flush=True)
-    if len(results) > 1:
-        print(f"speed-up, {results[-1]['nodes']} nodes vs {results[0]['nodes']}: "
-              f"{results[-1]['per_min'] / results[0]['per_min']:.2f}x")
+                  f"{r['trials_per_node']}")
+    first, last = args.nodes[0], args.nodes[-1]
+    if last != first:
+        print(paired_ratios(f"speed-up, {last} nodes vs {first}", [r["per_min"] for r in runs[last]],
+                            [r["per_min"] for r in runs[first]]))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,13 @@
 
 Starts `fashion-tune serve` on loopback for each replica count, sends a fixed number of requests
 from a pool of client threads, and stops it. The replica batches concurrent requests for the
-model (fashion_tune.serve.MAX_BATCH_SIZE, BATCH_WAIT_TIMEOUT_S); the settings are printed.
+model (fashion_tune.serve.MAX_BATCH_SIZE, BATCH_WAIT_TIMEOUT_S); the settings are printed. The
+variants alternate (in-process, 1 replica, 2 replicas, then again, --pairs rounds), so a shared
+host's drift falls on each alike; each comparison is the median of the per-round ratios, with
+their spread.
 
     python benchmarks/serve_load.py --model results/<study>/export  [--requests 400] [--clients 8] [--replicas 1 2]
+        [--pairs 3]
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, alternate, paired_ratios
+
 sys.path.insert(0, str(ROOT))
 
 
@@ -37,13 +42,16 @@ def sample_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def summary(latencies: list[float], wall: float) -> str:
+def summary(latencies: list[float], wall: float) -> dict:
     ms = sorted(1000 * x for x in latencies)
-    p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
-    return f"{len(ms) / wall:8.1f} req/s   p50 {statistics.median(ms):7.1f} ms   p99 {p99:7.1f} ms"
+    return {"req_s": len(ms) / wall, "p50_ms": statistics.median(ms), "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))]}
 
 
-def in_process(model_dir: Path, jpeg: bytes, n: int) -> str:
+def shown(figures: dict) -> str:
+    return f"{figures['req_s']:8.1f} req/s   p50 {figures['p50_ms']:7.1f} ms   p99 {figures['p99_ms']:7.1f} ms"
+
+
+def in_process(model_dir: Path, jpeg: bytes, n: int) -> dict:
     from fashion_tune.layout import ExportDir
     from fashion_tune.serve import ModelService
 
@@ -57,7 +65,7 @@ def in_process(model_dir: Path, jpeg: bytes, n: int) -> str:
     return summary(latencies, time.perf_counter() - began)
 
 
-def over_http(model_dir: Path, jpeg: bytes, replicas: int, n: int, clients: int) -> str:
+def over_http(model_dir: Path, jpeg: bytes, replicas: int, n: int, clients: int) -> dict:
     import requests
 
     with socket.socket() as s:
@@ -101,17 +109,28 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="replica counts to measure")
+    parser.add_argument("--pairs", type=int, default=3, help="rounds over the variants (at least 3 to judge the spread)")
     args = parser.parse_args()
     from fashion_tune import serve
 
-    jpeg = sample_jpeg()
-    print(f"single 300x300 JPEG, {args.requests} requests, {args.clients} concurrent clients; batching: "
-          f"max_batch_size {serve.MAX_BATCH_SIZE}, batch_wait_timeout_s {serve.BATCH_WAIT_TIMEOUT_S}, "
+    jpeg, model = sample_jpeg(), Path(args.model)
+    print(f"single 300x300 JPEG, {args.requests} requests, {args.clients} concurrent clients, {args.pairs} rounds; "
+          f"batching: max_batch_size {serve.MAX_BATCH_SIZE}, batch_wait_timeout_s {serve.BATCH_WAIT_TIMEOUT_S}, "
           f"max_ongoing_requests {serve.MAX_ONGOING_REQUESTS}")
-    print(f"in-process (no HTTP)  {in_process(Path(args.model), jpeg, args.requests)}", flush=True)
-    for replicas in args.replicas:
-        print(f"HTTP, {replicas} replica(s)     {over_http(Path(args.model), jpeg, replicas, args.requests, args.clients)}",
-              flush=True)
+    variants = {"in-process (no HTTP)": lambda: in_process(model, jpeg, args.requests)}
+    variants |= {f"HTTP, {r} replica(s)": (lambda r=r: over_http(model, jpeg, r, args.requests, args.clients))
+                 for r in args.replicas}
+    runs = alternate(variants, args.pairs)
+    for name, results in runs.items():
+        for figures in results:
+            print(f"{name:<22}{shown(figures)}")
+    names = list(runs)
+    for name in names[1:]:
+        print(paired_ratios(f"req/s, {name} / in-process", [r["req_s"] for r in runs[name]],
+                            [r["req_s"] for r in runs[names[0]]]))
+    if len(names) > 2:
+        print(paired_ratios(f"req/s, {names[-1]} / {names[1]}", [r["req_s"] for r in runs[names[-1]]],
+                            [r["req_s"] for r in runs[names[1]]]))
 
 
 if __name__ == "__main__":

@@ -188,17 +188,20 @@ class TrainParams(_Validated):
     filter_growth: float = 2.0  # each block has this many times the filters of the block before
     kernel_size: int = 3  # square conv kernels: 3 or 5
     convs_per_block: int = 1  # conv layers stacked before each pooling: 1 or 2
+    residual: bool = False  # a shortcut adds each block's input to its convs' output (ResNet's basic block)
     batch_norm: bool = True  # batch normalisation after every conv and the dense layer
     pooling: str = "max"  # down-sampling at the end of a block: "max" or "avg"
     conv_dropout: float = 0.0  # dropout rate after each conv block
-    dense_units: int = 128  # units of the hidden dense layer before the classifier
-    dense_dropout: float = 0.3  # dropout rate after the hidden dense layer
+    head: str = "flatten"  # how the last block's maps reach the classifier: "flatten", or "global_average" (one mean per map)
+    dense_units: int = 128  # units of the hidden dense layer before the classifier; 0: none
+    dense_dropout: float = 0.3  # dropout rate before the classifier
     # --- the fitting (fashion_tune/model.py: compile_model; fashion_tune/trainable.py) ---
     optimizer: str = "adam"  # "adam", "adamw" (decoupled weight decay) or "sgd" (Nesterov momentum 0.9)
     learning_rate: float = 1e-3  # the optimizer's step size (the peak, under a schedule)
     lr_schedule: str = "constant"  # "constant", or "cosine": decays it to 0 over the run's epochs, step by step
     weight_decay: float = 0.0  # decoupled weight decay; only "adamw" uses it
     batch_size: int = 128  # images per gradient step
+    label_smoothing: float = 0.0  # the training targets give this share of probability to the other classes
     # --- augmentation: random changes to the training images only, 0 is off (fashion_tune/model.py) ---
     augment: bool = False  # random shifts (up to 10%) and horizontal flips while training
     rotation: float = 0.0  # largest random rotation, in degrees either way
@@ -218,15 +221,17 @@ class TrainParams(_Validated):
         "filter_growth": Rule(lambda v: 1 <= v <= 4, "must be 1 to 4"),
         "kernel_size": _one_of(3, 5),
         "convs_per_block": _one_of(1, 2),
+        "head": _one_of("flatten", "global_average"),
         "pooling": _one_of("max", "avg"),
         "conv_dropout": _unit_interval_open(),
-        "dense_units": _at_least(1),
+        "dense_units": _at_least(0),
         "dense_dropout": _unit_interval_open(),
         "optimizer": _one_of("adam", "adamw", "sgd"),
         "learning_rate": _positive(),
         "lr_schedule": _one_of("constant", "cosine"),
         "weight_decay": _at_least(0),
         "batch_size": _at_least(1),
+        "label_smoothing": _unit_interval_open(),
         "rotation": Rule(lambda v: 0 <= v <= 180, "must be 0 to 180 (degrees either way)"),
         "zoom": _unit_interval_open(),
         "translation": _unit_interval_open(),

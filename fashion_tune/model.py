@@ -27,7 +27,8 @@ BATCH_NORM_MOMENTUM = 0.9
 
 
 def build_model(params: TrainParams, name: str = "fashion_cnn"):
-    """conv blocks (conv [-> BN] -> relu, x convs_per_block; pool; dropout) -> dense -> softmax."""
+    """conv blocks (conv [-> BN] -> relu, x convs_per_block [+ shortcut]; pool; dropout) -> flatten or
+    global average -> [dense ->] softmax."""
     import_tensorflow()  # Keras's backend, started quietly (each door into Keras here does this)
     import keras
 
@@ -50,30 +51,52 @@ def _build(params: TrainParams, name: str):
         x = layer(x)
     pool = layers.MaxPooling2D if params.pooling == "max" else layers.AveragePooling2D
     for block in range(params.conv_blocks):
-        for conv in range(params.convs_per_block):
-            x = layers.Conv2D(
-                params.block_filters(block),
-                params.kernel_size,
-                padding="same",
-                use_bias=not params.batch_norm,  # batch norm's shift makes a bias redundant
-                name=f"block{block + 1}_conv{conv + 1}",
-            )(x)
-            if params.batch_norm:
-                x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name=f"block{block + 1}_bn{conv + 1}")(x)
-            x = layers.Activation("relu")(x)
+        x = _conv_block(x, params, block)
         x = pool(2, name=f"block{block + 1}_pool")(x)
         if params.conv_dropout > 0:
             x = layers.Dropout(params.conv_dropout, seed=params.seed)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(params.dense_units, use_bias=not params.batch_norm, name="dense")(x)
-    if params.batch_norm:
-        x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name="dense_bn")(x)
-    x = layers.Activation("relu")(x)
+    if params.head == "global_average":  # one mean per feature map: few weights, any position
+        x = layers.GlobalAveragePooling2D(name="global_average")(x)
+    else:
+        x = layers.Flatten()(x)
+    if params.dense_units > 0:
+        x = layers.Dense(params.dense_units, use_bias=not params.batch_norm, name="dense")(x)
+        if params.batch_norm:
+            x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name="dense_bn")(x)
+        x = layers.Activation("relu")(x)
     if params.dense_dropout > 0:
         x = layers.Dropout(params.dense_dropout, seed=params.seed)(x)
     # float32 softmax even under mixed precision, so probabilities stay well calibrated.
     outputs = layers.Dense(len(CLASS_NAMES), activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _conv_block(x, params: TrainParams, block: int):
+    """convs_per_block x (conv [-> BN] -> relu). Residual: the block's input is added before the last
+    relu, through a 1x1 conv where the number of maps changes (ResNet's basic block)."""
+    from keras import layers
+
+    filters, shortcut = params.block_filters(block), x
+    for conv in range(params.convs_per_block):
+        x = _conv_bn(x, params, filters, params.kernel_size, f"block{block + 1}_conv{conv + 1}", f"block{block + 1}_bn{conv + 1}")
+        if not (params.residual and conv == params.convs_per_block - 1):
+            x = layers.Activation("relu")(x)
+    if not params.residual:
+        return x
+    if shortcut.shape[-1] != filters:
+        shortcut = _conv_bn(shortcut, params, filters, 1, f"block{block + 1}_shortcut", f"block{block + 1}_shortcut_bn")
+    x = layers.Add(name=f"block{block + 1}_add")([x, shortcut])
+    return layers.Activation("relu")(x)
+
+
+def _conv_bn(x, params: TrainParams, filters: int, kernel_size: int, name: str, bn_name: str):
+    from keras import layers
+
+    # batch norm's shift makes a bias redundant
+    x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not params.batch_norm, name=name)(x)
+    if params.batch_norm:
+        x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name=bn_name)(x)
+    return x
 
 
 # The augmentation options (TrainParams fields), in the order their layers are applied: the image
@@ -153,9 +176,45 @@ def compile_model(model, params: TrainParams, train_images: Optional[int] = None
     if train_images is None and params.lr_schedule != "constant":
         raise ValueError(f"lr_schedule {params.lr_schedule!r} needs the number of training images")
     steps_per_epoch = max(1, math.ceil((train_images or 1) / params.batch_size))
-    model.compile(optimizer=make_optimizer(params, steps_per_epoch), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=params.jit_compile)
+    model.compile(optimizer=make_optimizer(params, steps_per_epoch), loss=loss(params), metrics=["accuracy"],
+                  jit_compile=params.jit_compile)
     return model
+
+
+def loss(params: TrainParams):
+    """Cross-entropy on the class indices; with label smoothing, against targets that give the true
+    class 1 - s + s/10 and every other class s/10 (Keras's sparse cross-entropy has no smoothing)."""
+    if params.label_smoothing == 0:
+        return "sparse_categorical_crossentropy"
+    return _smoothed_loss_class()(smoothing=params.label_smoothing)
+
+
+_SMOOTHED = []
+
+
+def _smoothed_loss_class():
+    """SmoothedSparseCrossentropy, defined (and registered with Keras, so a saved model with it loads
+    in safe mode) on first use: Keras is imported only when a model is made or loaded."""
+    if _SMOOTHED:
+        return _SMOOTHED[0]
+    import keras
+
+    @keras.saving.register_keras_serializable(package="fashion_tune")
+    class SmoothedSparseCrossentropy(keras.losses.Loss):
+        def __init__(self, smoothing: float = 0.0, name: str = "smoothed_sparse_crossentropy", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.smoothing = smoothing
+
+        def call(self, y_true, y_pred):
+            classes = keras.ops.shape(y_pred)[-1]
+            targets = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), classes)
+            return keras.losses.categorical_crossentropy(targets, y_pred, label_smoothing=self.smoothing)
+
+        def get_config(self):
+            return {**super().get_config(), "smoothing": self.smoothing}
+
+    _SMOOTHED.append(SmoothedSparseCrossentropy)
+    return SmoothedSparseCrossentropy
 
 
 def compiled_model(params: TrainParams, train_images: Optional[int] = None,
@@ -177,6 +236,7 @@ def load_model(path: Path, compile: bool = True):
     import_tensorflow()
     import keras
 
+    _smoothed_loss_class()  # registered, for a model trained with label smoothing
     try:
         return keras.models.load_model(path, safe_mode=True, compile=compile)
     except Exception as e:  # Keras raises several types for a bad file; the user needs one line

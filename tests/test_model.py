@@ -74,6 +74,57 @@ def test_every_corner_of_the_default_space_builds_and_trains(name):
     assert probabilities.shape == (2, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
 
 
+def test_residual_blocks_add_their_input_through_a_projection_only_where_the_maps_change():
+    from fashion_tune.model import build_model
+
+    plain = TrainParams(conv_blocks=3, convs_per_block=2, filters=16, filter_growth=1.0)
+    residual = dataclasses.replace(plain, residual=True)
+    model = build_model(residual)
+    names = {layer.name for layer in model.layers}
+    assert {"block1_add", "block2_add", "block3_add"} <= names
+    # The image has 1 map and block 1 makes 16: a 1x1 projection; blocks 2 and 3 keep 16: identity.
+    assert "block1_shortcut" in names and not {"block2_shortcut", "block3_shortcut"} & names
+    projection = 1 * 16 + 2 * 16  # 1x1 conv without bias (batch norm follows), and that batch norm's scale and shift
+    projection_bn_moving = 2 * 16
+    assert model.count_params() == build_model(plain).count_params() + projection + projection_bn_moving
+    grown = build_model(dataclasses.replace(residual, filter_growth=2.0))
+    assert {"block2_shortcut", "block3_shortcut"} <= {layer.name for layer in grown.layers}
+
+
+def test_a_global_average_head_with_no_hidden_layer_is_a_small_resnet_style_classifier():
+    from fashion_tune.model import build_model, compile_model
+
+    params = TrainParams(head="global_average", dense_units=0, residual=True, convs_per_block=2, epochs=1)
+    model = compile_model(build_model(params), params, train_images=16)
+    names = [layer.name for layer in model.layers]
+    assert "global_average" in names and "dense" not in names and not any("flatten" in n for n in names)
+    # The classifier reads one mean per map of the last block: 64 of them, 10 classes.
+    assert model.get_layer("probabilities").kernel.shape == (64, 10)
+    assert model.count_params() < build_model(TrainParams()).count_params() / 5
+    x = np.random.default_rng(0).random((16, 28, 28, 1), dtype=np.float32)
+    assert np.isfinite(model.fit(x, np.arange(16) % 10, batch_size=8, epochs=1, verbose=0).history["loss"][0])
+
+
+def test_label_smoothing_spreads_the_targets_and_survives_a_checkpoint(tmp_path):
+    from fashion_tune.model import compiled_model, load_model, loss
+
+    assert loss(TrainParams()) == "sparse_categorical_crossentropy"
+    smoothed = loss(TrainParams(label_smoothing=0.1))
+    confident = np.full((1, 10), 1e-7, np.float32)
+    confident[0, 3] = 1 - 9e-7
+    # Targets 0.91 for the true class and 0.01 for each other: a sure, right answer still costs.
+    expected = -(0.91 * np.log(1 - 9e-7) + 9 * 0.01 * np.log(1e-7))
+    assert float(smoothed(np.array([3]), confident)) == pytest.approx(expected, rel=1e-3)
+    params = TrainParams(label_smoothing=0.1, conv_blocks=1, filters=8, dense_units=16, epochs=1)
+    model = compiled_model(params, 16)
+    x = np.random.default_rng(0).random((16, 28, 28, 1), dtype=np.float32)
+    model.fit(x, np.arange(16) % 10, batch_size=8, epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    again = load_model(tmp_path / "model.keras")  # compiled, as a resumed trial loads it; safe mode on
+    assert type(again.loss).__name__ == "SmoothedSparseCrossentropy" and again.loss.smoothing == 0.1
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
 def test_optimizers():
     from fashion_tune.model import make_optimizer
 

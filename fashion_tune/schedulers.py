@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler, TrialScheduler
 from ray.tune.schedulers.hyperband import _Bracket
 
@@ -39,7 +40,18 @@ def rungs(grace_period: int, reduction_factor: int, max_epochs: int) -> list[int
     return found + [max_epochs]
 
 
-class SuccessiveHalving(HyperBandScheduler):
+class HyperBand(HyperBandScheduler):
+    """Ray's HyperBandScheduler, made resumable. Tune does not save a scheduler with the study: on
+    --resume it hands a new one every trial, finished ones too, and Ray's would put a finished trial
+    in a bracket that then waits for ever for its result. Finished trials are left out; an
+    unfinished one starts again from its checkpoint in a new bracket."""
+
+    def on_trial_add(self, tune_controller, trial: Trial):
+        if trial.status not in (Trial.TERMINATED, Trial.ERROR):
+            super().on_trial_add(tune_controller, trial)
+
+
+class SuccessiveHalving(HyperBand):
     """Synchronous successive halving: Ray's HyperBand with only its most aggressive bracket, made to
     start at grace_period epochs. Each bracket holds reduction_factor ** (rungs - 1) trials, so one
     of them reaches the budget; the next bracket fills while the last one waits."""
@@ -65,5 +77,5 @@ def make(scheduler: str, grace_period: int, reduction_factor: int, max_epochs: i
     if scheduler == "halving":
         return SuccessiveHalving(grace_period, reduction_factor, max_epochs)
     if scheduler == "hyperband":
-        return HyperBandScheduler(time_attr=TIME_ATTR, max_t=max_epochs, reduction_factor=reduction_factor)
+        return HyperBand(time_attr=TIME_ATTR, max_t=max_epochs, reduction_factor=reduction_factor)
     return None

@@ -316,29 +316,63 @@ def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, 
     assert_optuna_study_matches_leaderboard(study)  # the same storage, continued
 
 
-@pytest.mark.parametrize("scheduler", ["halving", "hyperband"])
-def test_schedulers_that_pause_trials_run_the_smoke_space_end_to_end(tmp_path, fashion_dir, write_space, scheduler):
-    """Successive halving and HyperBand pause a trial at a rung until its bracket's peers arrive; a
-    promoted trial goes on from its checkpoint in a new process, its epoch count intact."""
-    smoke = (SPACES / "smoke.yaml").read_text()
-    space = write_space(smoke.replace("  max_concurrent: 2\n", ""))  # a paused trial would hold a slot
-    done = run_cli("search", "--space", space, "--subset", 2000, "--data-dir", fashion_dir, "--results-dir", tmp_path,
-                   "--name", scheduler, "--scheduler", scheduler)
-    assert done.returncode == 0, done.stderr[-3000:]
-    study = tmp_path / scheduler
-    rows = read_leaderboard(study)
-    assert len(rows) == 6 and {r["status"] for r in rows} == {"completed", "stopped early"}, rows
-    resumed = [line for line in done.stderr.splitlines() if "resumed from its checkpoint after epoch" in line]
-    assert resumed, done.stderr[-3000:]
-    for row in rows:
+def without_concurrency_limit(write_space):
+    """smoke.yaml without its max_concurrent, which a pausing scheduler refuses (a paused trial holds its slot)."""
+    return write_space((SPACES / "smoke.yaml").read_text().replace("  max_concurrent: 2\n", ""))
+
+
+def assert_epochs_intact(study):
+    """Every trial's epochs as Tune counted them and as Keras did (from its checkpoint) agree: none
+    repeated, none restarted from scratch, whatever pausing and resuming happened."""
+    for row in read_leaderboard(study):
         epochs = [json.loads(line) for line in (study / f"trial_{row['trial_id']}" / "result.json").open()]
-        # Tune's count and Keras's own (from the checkpoint) agree at every epoch: none repeated, none restarted.
         assert [r["training_iteration"] for r in epochs] == list(range(1, int(row["epochs_trained"]) + 1))
         assert all(r["epoch"] == r["training_iteration"] for r in epochs), epochs
-    name = {"halving": "successive halving", "hyperband": "HyperBand"}[scheduler]
-    assert f"stopped early by {name} after epoch" in done.stderr
+
+
+def test_hyperband_runs_the_smoke_space_end_to_end_pausing_and_promoting_trials(tmp_path, fashion_dir, write_space):
+    """HyperBand pauses a trial at a rung until its bracket's peers arrive; a promoted trial goes on
+    from its checkpoint, in a new or reused process, its epoch count intact."""
+    done = run_cli("search", "--space", without_concurrency_limit(write_space), "--subset", 1000, "--data-dir",
+                   fashion_dir, "--results-dir", tmp_path, "--name", "hb", "--scheduler", "hyperband")
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = tmp_path / "hb"
+    rows = read_leaderboard(study)
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"completed", "stopped early"}, rows
+    assert "resumed from its checkpoint after epoch" in done.stderr, done.stderr[-3000:]
+    assert "stopped early by HyperBand after epoch" in done.stderr
     assert "6 of 6 trials ended (0 failed)" in done.stderr
+    assert_epochs_intact(study)
     assert_optuna_study_matches_leaderboard(study)
+
+
+def test_an_interrupted_halving_study_resumes_to_its_end(tmp_path, fashion_dir, write_space):
+    """Successive halving end to end, cut by Ctrl-C and resumed. Tune keeps no scheduler with the
+    study: on --resume a new one gets every trial, finished ones too, and a bracket holding a
+    finished trial would wait for it for ever (schedulers.HyperBand)."""
+    import signal
+    import time
+
+    study = tmp_path / "cut"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fashion_tune", "search", "--space", str(without_concurrency_limit(write_space)),
+         "--subset", "1000", "--data-dir", str(fashion_dir), "--results-dir", str(tmp_path), "--name", "cut",
+         "--scheduler", "halving"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300  # interrupt once some trials wait at the first rung and others have ended
+    while time.time() < deadline and sum(len(f.read_text().splitlines()) for f in study.glob("trial_*/result.json")) < 5:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-3000:]
+    assert "stopped early by successive halving after epoch 1" in err, err[-3000:]
+    done = run_cli("search", "--resume", "cut", "--results-dir", tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "6 of 6 trials ended (0 failed)" in done.stderr
+    rows = read_leaderboard(study)
+    assert len(rows) == 6 and {r["status"] for r in rows} <= {"completed", "stopped early"}, rows
+    assert "completed" in {r["status"] for r in rows}
+    assert_epochs_intact(study)
 
 
 def test_a_reused_trial_process_trains_exactly_as_a_new_one(tmp_path, fashion_dir, write_space):

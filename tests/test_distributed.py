@@ -2,6 +2,7 @@
 worker nodes (separate raylets, as `ray start` makes them), a study joining it by address, a
 worker node killed mid-study, a trial's process killed, the driver killed with SIGKILL."""
 
+import contextlib
 import json
 import os
 import signal
@@ -44,8 +45,21 @@ def trial_rows(study):
 
 
 def start_search(space, study_args, *extra):
+    """`search` in a session of its own: the local Ray it starts (GCS, raylet, trial workers) shares
+    that session id, so the test can end exactly those processes, and no other Ray on the machine."""
     return subprocess.Popen([sys.executable, "-m", "fashion_tune", "search", "--space", str(space), *map(str, study_args),
-                             *map(str, extra)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *map(str, extra)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def kill_session(leader_pid: int) -> None:
+    """SIGKILL every process of the session `leader_pid` began (`ray stop --force` would end every
+    Ray on the machine: a developer's, or a benchmark's running beside the tests)."""
+    listing = subprocess.run(["ps", "-eo", "pid=,sid="], capture_output=True, text=True, check=True).stdout
+    for pid, sid in (line.split() for line in listing.splitlines()):
+        if int(sid) == leader_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
 
 
 def wait_for(predicate, timeout=300, what="condition"):
@@ -122,8 +136,7 @@ def test_driver_killed_with_sigkill_resumes_without_losing_or_repeating_trials(t
     wait_for(lambda: sum(len(r) >= 2 for r in trial_rows(study).values()) >= 1, what="a finished trial")
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
-    # What the dead driver's local Ray left behind; the ray CLI of this interpreter, venv activated or not.
-    subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
+    kill_session(process.pid)  # what the dead driver's local Ray left behind
     assert json.loads((study / "study.json").read_text())["finished_at"] is None
     done = run_cli("search", "--resume", "dead", "--results-dir", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

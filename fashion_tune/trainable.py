@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -31,8 +32,15 @@ from fashion_tune.quiet_tensorflow import import_tensorflow
 log = logging.getLogger(__name__)
 
 
+# Before handing this process to the next trial, Tune waits this long for the last trial's thread
+# to end, then gives up on the study (tune_controller: "Could not re-use actor ... reset_config()");
+# its 2 s default was too short on a loaded 2-core machine (seen in CI). Read in this process.
+REUSE_WAIT_S = "60"
+
+
 def train_trial(config: dict, splits: Splits) -> None:
     """Tune's function trainable. A failure raises, and Tune records the trial as errored."""
+    os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"] = REUSE_WAIT_S
     params = TrainParams.from_config(config)
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per epoch is noise
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)

@@ -201,8 +201,14 @@ def test_a_study_submitted_as_a_ray_job_to_a_token_protected_head(tmp_path, fash
                   "--name", "job"]
 
     def submit(env):
-        return subprocess.run([ray_cli, "job", "submit", "--address", dashboard, *entrypoint], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=600)
+        # The head's job agent can start after its dashboard answers; Ray's answer then is "try again later".
+        deadline = time.time() + 120
+        while True:
+            done = subprocess.run([ray_cli, "job", "submit", "--address", dashboard, *entrypoint], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=600)
+            if "No available agent to submit job" not in done.stdout + done.stderr or time.time() > deadline:
+                return done
+            time.sleep(2)
 
     try:
         wait_for(lambda: subprocess.run([ray_cli, "job", "list", "--address", dashboard], env=token_env,

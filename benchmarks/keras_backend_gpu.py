@@ -33,25 +33,13 @@ def train(args) -> dict:
     """One trial: build, train for args.epochs, time each epoch; the validation accuracy shows it learnt."""
     import keras
 
-    from fashion_tune.config import DataSettings, TrainParams
+    from fashion_tune.config import DataSettings
     from fashion_tune.data import prepare
-    from fashion_tune.model import build_model, compile_model
 
     config = json.loads(Path(args.config).read_text())["params"]
-    # Keras runs the JAX backend op by op unless the step is compiled; compiling is JAX's normal way.
-    jax = keras.backend.backend() == "jax"
-    params = TrainParams.from_config({**config, "epochs": args.epochs, "mixed_precision": args.mixed_precision,
-                                      "jit_compile": jax})
     splits = prepare(DataSettings(data_dir=args.data_dir))
-    keras.utils.set_random_seed(params.seed)
-    model = build_model(params)
-    if jax:
-        # Keras marks its geometric augmentation layers (RandomTranslation, RandomRotation, RandomZoom)
-        # as not compilable, for TensorFlow's sake (its transform op has no XLA kernel), and would
-        # then run the whole step eagerly; their JAX ops compile.
-        for layer in model.layers:
-            layer.supports_jit = True
-    compile_model(model, params, train_images=len(splits.y_train))
+    params, model = backend_model({**config, "epochs": args.epochs, "mixed_precision": args.mixed_precision},
+                                  train_images=len(splits.y_train))
 
     class EpochTimes(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -67,6 +55,27 @@ def train(args) -> dict:
     return {"epoch_s": seconds, "fit_start": fit_started, "fit_end": time.time(),
             "val_accuracy": history.history["val_accuracy"][-1], "backend": keras.backend.backend(),
             "jit_compile": params.jit_compile}
+
+
+def backend_model(config: dict, train_images: int):
+    """TrainParams from `config` and its model, seeded, built and compiled for the running backend."""
+    import keras
+
+    from fashion_tune.config import TrainParams
+    from fashion_tune.model import build_model, compile_model
+
+    # Keras runs the JAX backend op by op unless the step is compiled; compiling is JAX's normal way.
+    jax = keras.backend.backend() == "jax"
+    params = TrainParams.from_config({**config, "jit_compile": jax})
+    keras.utils.set_random_seed(params.seed)
+    model = build_model(params)
+    if jax:
+        # Keras marks its geometric augmentation layers (RandomTranslation, RandomRotation, RandomZoom)
+        # as not compilable, for TensorFlow's sake (its transform op has no XLA kernel), and would
+        # then run the whole step eagerly; their JAX ops compile.
+        for layer in model.layers:
+            layer.supports_jit = True
+    return params, compile_model(model, params, train_images=train_images)
 
 
 def run_packing(k: int, args) -> dict:

@@ -204,6 +204,8 @@ class TrainParams(_Validated):
     label_smoothing: float = 0.0  # the training targets give this share of probability to the other classes
     # --- augmentation: random changes to the training images only, 0 is off (fashion_tune/model.py) ---
     augment: bool = False  # random shifts (up to 10%) and horizontal flips while training
+    flip: bool = False  # random horizontal flips (augment has them too)
+    crop_padding: int = 0  # padded random crops: each image moved a whole number of pixels, up to this many, either way
     rotation: float = 0.0  # largest random rotation, in degrees either way
     zoom: float = 0.0  # largest random zoom in or out, a fraction of the size (0.1: about 90% to 110%)
     translation: float = 0.0  # largest random shift, a fraction of the width and height (adds to augment's)
@@ -232,6 +234,7 @@ class TrainParams(_Validated):
         "weight_decay": _at_least(0),
         "batch_size": _at_least(1),
         "label_smoothing": _unit_interval_open(),
+        "crop_padding": Rule(lambda v: 0 <= v <= 8, "must be 0 to 8 pixels"),
         "rotation": Rule(lambda v: 0 <= v <= 180, "must be 0 to 180 (degrees either way)"),
         "zoom": _unit_interval_open(),
         "translation": _unit_interval_open(),

@@ -101,7 +101,7 @@ def _conv_bn(x, params: TrainParams, filters: int, kernel_size: int, name: str, 
 
 # The augmentation options (TrainParams fields), in the order their layers are applied: the image
 # is moved first, then its pixels changed, and the occlusion goes on top of the final image.
-AUGMENTATIONS = ("translation", "rotation", "zoom", "contrast", "brightness", "erasing")
+AUGMENTATIONS = ("flip", "crop_padding", "translation", "rotation", "zoom", "contrast", "brightness", "erasing")
 
 
 def augmentation_layers(params: TrainParams) -> list:
@@ -123,7 +123,13 @@ def augmentation_layers(params: TrainParams) -> list:
     # to layer (RandomContrast(0.3) only ever raises the contrast).
     fill = dict(fill_mode="constant", fill_value=0.0)
     pixels = dict(value_range=(0.0, 1.0))
+    side = IMAGE_SHAPE[0]
     make = {
+        "flip": lambda v, **kw: layers.RandomFlip("horizontal", **kw),
+        # ResNet's "pad 4 pixels, crop 28x28 at random" is a whole-pixel shift with a black border:
+        # a translation that rounds to the nearest pixel (no blur the test images never have).
+        "crop_padding": lambda v, **kw: layers.RandomTranslation((-v / side, v / side), (-v / side, v / side), **fill,
+                                                                  interpolation="nearest", **kw),
         "translation": lambda v, **kw: layers.RandomTranslation((-v, v), (-v, v), **fill, **kw),
         "rotation": lambda v, **kw: layers.RandomRotation((-v / 360, v / 360), **fill, **kw),  # a fraction of a turn
         "zoom": lambda v, **kw: layers.RandomZoom((-v, v), **fill, **kw),  # width follows: the aspect ratio is kept
@@ -135,7 +141,7 @@ def augmentation_layers(params: TrainParams) -> list:
     }
     for offset, option in enumerate(AUGMENTATIONS, start=1):
         value = getattr(params, option)
-        if value > 0:
+        if value > 0 and not (option == "flip" and params.augment):  # augment flips already
             # A seed of its own: layers seeded alike draw the same numbers (every large rotation
             # would come with a large zoom). float32 under mixed precision too: RandomErasing
             # fails in float16, and the images stay exact; the first conv casts them.

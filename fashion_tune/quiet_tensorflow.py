@@ -34,7 +34,13 @@ def debugging() -> bool:
 
 
 def import_tensorflow():
-    """Import TensorFlow (Keras's backend) once per process, its chatter dropped; return the module."""
+    """Import TensorFlow (Keras's backend) once per process, its chatter dropped; return the module.
+
+    None where Keras was told to run on another backend (KERAS_BACKEND=jax: the model code alone
+    runs there, as in benchmarks/keras_backend_gpu.py on a GPU machine without TensorFlow).
+    """
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return None
     if "tensorflow" in sys.modules or debugging():
         import tensorflow
 

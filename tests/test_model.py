@@ -183,6 +183,8 @@ def test_mixed_precision_and_xla_options_train():
 # Each option at a clear strength, the Keras layer that does it, and whether it moves the image
 # (then the corners it uncovers must be the background's black).
 AUGMENTATION_CASES = {
+    "flip": (True, "RandomFlip", False),
+    "crop_padding": (4, "RandomTranslation", True),
     "translation": (0.2, "RandomTranslation", True),
     "rotation": (30.0, "RandomRotation", True),
     "zoom": (0.3, "RandomZoom", True),
@@ -261,6 +263,35 @@ def test_augmentation_strengths_mean_what_their_units_say():
     assert -0.2 - 1e-4 <= added.min() < -0.15 and 0.15 < added.max() <= 0.2 + 1e-4
     erased = (np.asarray(layers["erasing"](halves, training=True)) != halves).any(axis=(1, 2, 3)).mean()
     assert 0.18 < erased < 0.32  # the probability given, not Keras's "up to" it
+
+
+def shifted(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """x moved dy pixels down and dx right, the uncovered edge black."""
+    out = np.zeros_like(x)
+    h, w = x.shape[:2]
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = x[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
+def test_padded_crops_move_each_image_by_whole_pixels_up_to_the_padding():
+    from fashion_tune.model import augmentation_layers
+
+    (crop,) = augmentation_layers(TrainParams(crop_padding=3))
+    x = garments(64)
+    cropped = np.asarray(crop(x, training=True))
+    moves = []
+    for before, after in zip(x, cropped):  # each image is its original shifted, not blurred
+        found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4) if np.array_equal(shifted(before, dy, dx), after)]
+        assert found, "an image was not a whole-pixel shift of its original within 3 pixels"
+        moves.append(found[0])
+    assert len(set(moves)) > 10  # drawn per image, not once per batch
+
+
+def test_flip_adds_no_second_flip_to_augments():
+    from fashion_tune.model import augmentation_layers
+
+    assert [layer.name for layer in augmentation_layers(TrainParams(augment=True, flip=True))] == ["shift", "flip"]
+    assert [layer.name for layer in augmentation_layers(TrainParams(flip=True))] == ["flip"]
 
 
 def test_augmentation_is_seeded_and_each_layer_draws_its_own_numbers():

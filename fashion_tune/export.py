@@ -34,14 +34,27 @@ def export(model_dir: ModelDir, out: ExportDir, results_dir: str = "results", fo
     with atomic.staged_folder(out.path) as folder:
         staged = ExportDir(folder)
         model.save(staged.model)
-        # TF Serving loads this: `serve` signature, float32 (None, 28, 28, 1) -> (None, 10) probabilities.
-        model.export(str(staged.saved_model), format="tf_saved_model", verbose=False)
+        write_saved_model(model, staged.saved_model)
         card = model_card(model, model_dir)
         atomic.write_json(staged.card_json, card)
         atomic.write_text(staged.card_md, card_markdown(card))
     layout.record_latest_export(results_dir, out)
     log.info("exported to %s (.keras, SavedModel, model card); predict uses it by default", out.path)
     return out
+
+
+def write_saved_model(model, path: Path) -> None:
+    """The TensorFlow SavedModel TF Serving loads: a `serve` signature, float32 (None, 28, 28, 1)
+    -> (None, 10) probabilities, in inference mode. Keras's model.export calls the model without
+    `training`, and its augmentation layers then default to training: the served answers were
+    those of randomly shifted and flipped images."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda images: model(images, training=False),
+                         input_signature=[keras.InputSpec(shape=(None, *IMAGE_SHAPE), dtype="float32")])
+    archive.write_out(str(path), verbose=False)
 
 
 def model_card(model, model_dir: ModelDir) -> dict:
@@ -61,6 +74,7 @@ def model_card(model, model_dir: ModelDir) -> dict:
         "preprocessing_code": "fashion_tune.images.to_model_input_from_bytes",
         "max_input_pixels": images.MAX_PIXELS,
         "parameters": int(model.count_params()),
+        "averaging": (retrain.get("averaging") or {}).get("what", "one model, no averaging"),
         "config": retrain.get("params"),
         "training": {k: retrain.get(k) for k in ("epochs_run", "chosen_epoch", "train_images", "seconds", "early_stopping")},
         "training_data": retrain.get("data"),
@@ -100,6 +114,7 @@ def card_markdown(card: dict) -> str:
     else:
         lines.append("Not evaluated yet: run `fashion-tune evaluate` before exporting to record them here.")
     lines += ["", "## Provenance", "", f"- study: {card['study']}", f"- parameters: {card['parameters']:,}",
+              f"- answers: {card['averaging']}",
               f"- created: {card['created']}", "- libraries: " + ", ".join(f"{k} {v}" for k, v in card["libraries"].items())]
     if card["training_data"]:
         lines += ["- training data: " + ", ".join(f"{name} sha256 {sha[:12]}…"

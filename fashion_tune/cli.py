@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from fashion_tune import layout, quiet_tensorflow
-from fashion_tune.config import DataSettings, SearchSettings, flag_of
+from fashion_tune.config import ConfigError, DataSettings, RetrainSettings, SearchSettings, flag_of
 from fashion_tune.errors import StudyInterrupted, UserError
 
 log = logging.getLogger("fashion_tune")
@@ -46,7 +46,7 @@ def add_settings(parser, cls, names: Optional[Sequence[str]] = None,
         choices = cls.RULES[f.name].choices if f.name in cls.RULES else ()
         options = dict(dest=f.name, default=None, help=_help_of(f, (default_text or {}).get(f.name)))
         if kind == "bool":
-            options["action"] = "store_true"
+            options["action"] = argparse.BooleanOptionalAction  # --no-X overrides a space file's X: true
         elif choices:
             options.update(type=_ARG_TYPES[kind], choices=choices)
         else:
@@ -187,14 +187,19 @@ class Report(Command):
 class Retrain(Command):
     """Train a study's best configuration (or any best_config.json) on the full training set for
     its full epoch budget, with the study's data folder unless --data-dir says otherwise. With
-    --early-stopping a stratified slice is held out and training stops when its loss stops
-    improving. Writes model.keras, history.csv, retrain.json and TensorBoard curves."""
+    --top K the study's K best trials are trained and averaged as one model; with --flip-tta the
+    saved model also averages each image with its mirror image. The space file's `retrain:`
+    section sets these before the study runs; flags override it. With --early-stopping a
+    stratified slice is held out and training stops when its loss stops improving. Writes
+    model.keras, history.csv, retrain.json and TensorBoard curves."""
 
-    summary = "train a study's best configuration on the full training set"
+    summary = "train a study's best configuration (or its top K, averaged) on the full training set"
 
     def add_arguments(self, parser):
         add_study_or(parser, "--config", "a best_config.json instead of a study")
-        parser.add_argument("--epochs", type=int, help="epochs to train (default: the configuration's budget)")
+        add_settings(parser, RetrainSettings, default_text={
+            "epochs": "the space file's retrain: epochs, else the configuration's budget",
+            "top": "the space file's retrain: top, else 1", "flip_tta": "the space file's retrain: flip_tta, else off"})
         parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
                             help="hold out --val-fraction and stop when its loss has not improved for PATIENCE epochs")
         parser.add_argument("--out", help="output folder (default: <study>/retrain, or retrain/ beside --config)")
@@ -203,11 +208,22 @@ class Retrain(Command):
                                    "val_fraction": "the study's, else 0.1; used with --early-stopping"})
 
     def run(self, args):
-        from fashion_tune import retrain
+        from fashion_tune import results, retrain
 
         config = layout.best_config_of(args.study, args.config, args.results_dir)
+        recorded = results.read_best_config(config).get("retrain") or {}
+        try:
+            settings = RetrainSettings.layered(recorded, given(args, RetrainSettings))
+        except ConfigError as e:
+            raise UserError(f"{config}: retrain: {e}") from None
+        members = None
+        if settings.top > 1:
+            if not args.study:
+                raise UserError(f"top {settings.top} (--top, or the space file's retrain: section) needs --study: "
+                                "its leaderboard ranks the trials; --config names one configuration")
+            members = results.top_configs(layout.StudyDir.named(args.results_dir, args.study), settings.top)
         out = layout.retrain_dir_for(args.study, args.config, args.out, args.results_dir)
-        model_dir = retrain.retrain(config, out, epochs=args.epochs, patience=args.early_stopping,
+        model_dir = retrain.retrain(config, out, settings, members=members, patience=args.early_stopping,
                                     data_flags=given(args, DataSettings))
         print(f"model: {model_dir.model}")
         return 0

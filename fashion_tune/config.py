@@ -53,8 +53,8 @@ def setting(default: Any, help: str, *, default_text: Optional[str] = None, in_s
     """A settings field that says itself what the command line and the space file need to know.
 
     help: the --help text (and the field's documentation); default_text: what the default means,
-    where the value alone does not say (None, ""); in_space: a space file's `search:` section may
-    set it; on_command_line: it has a --flag; reproduce: the command that reruns a study repeats
+    where the value alone does not say (None, ""); in_space: a space file's section for the
+    class (`search:`, `retrain:`) may set it; on_command_line: it has a --flag; reproduce: the command that reruns a study repeats
     it (not so for where a study ran: the cluster address).
     """
     return dataclasses.field(default=default, metadata={
@@ -139,6 +139,11 @@ class _Validated:
         rule = cls.RULES.get(name)
         if rule is not None and value is not None and not rule.test(value):
             raise ConfigError(f"{name} is {value!r}, {rule.text}")
+
+    @classmethod
+    def space_file_keys(cls) -> tuple[str, ...]:
+        """The settings a space file's section for this class may set (the command line overrides them)."""
+        return tuple(f.name for f in fields(cls) if f.metadata.get("in_space"))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]):
@@ -268,7 +273,6 @@ class DataSettings(_Validated):
         "seed": _at_least(0),
     }
 
-
 # --scheduler: how weak trials are stopped early (schedulers.py builds them), and their names in
 # what a study prints and writes.
 SCHEDULERS = {"asha": "ASHA", "halving": "successive halving", "hyperband": "HyperBand", "none": None}
@@ -328,7 +332,19 @@ class SearchSettings(_Validated):
         "seed": _at_least(0),
     }
 
-    @classmethod
-    def space_file_keys(cls) -> tuple[str, ...]:
-        """The settings a space file's `search:` section may set (the command line overrides them)."""
-        return tuple(f.name for f in fields(cls) if f.metadata["in_space"])
+@dataclass(frozen=True)
+class RetrainSettings(_Validated):
+    """How a study's result becomes the model that ships: retrain's flags, and a space file's
+    `retrain:` section (a rule written before the study runs, so the test set decides nothing)."""
+
+    epochs: Optional[int] = setting(None, "epochs to train each model", default_text="the configuration's budget",
+                                    in_space=True)
+    top: int = setting(1, "retrain the study's K best trials and average them as one model (an ensemble)",
+                       in_space=True)
+    flip_tta: bool = setting(False, "the saved model averages its answers for each image and its mirror image "
+                             "(test-time augmentation: twice the inference compute)", in_space=True)
+
+    RULES = {
+        "epochs": _at_least(1),
+        "top": _at_least(1),
+    }

@@ -11,6 +11,7 @@
         leaderboard.csv, best_config.json, summary.md          (results.py)
         insights/              hyperparameter importances and Optuna's plots (insights.py)
         retrain/               ModelDir: model.keras, history.csv, retrain.json, tensorboard/
+                               (an ensemble: member<i>/ with each member's history.csv, tensorboard/)
         evaluation/            EvaluationDir: metrics.json, report.md, figures, tensorboard/
         lr_find/               lr_find.csv, lr_find.png
       baselines/<preset>/      a ModelDir with its evaluation/ inside
@@ -101,6 +102,10 @@ class ModelDir(_ModelFolder):
     @property
     def evaluation(self) -> EvaluationDir:
         return EvaluationDir(self.evaluation_path or self.path / "evaluation")
+
+    def member(self, number: int) -> "ModelDir":
+        """An ensemble's member number (1 = the study's best trial): its history and curves."""
+        return ModelDir(self.path / f"member{number}")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ trainable.py (a trial) and training.py (everything else).
 
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 from typing import Callable, Optional
@@ -243,6 +244,7 @@ def load_model(path: Path, compile: bool = True):
     import keras
 
     _smoothed_loss_class()  # registered, for a model trained with label smoothing
+    importlib.import_module("fashion_tune.averaging")  # registers its flip layer: a TTA model loads
     try:
         return keras.models.load_model(path, safe_mode=True, compile=compile)
     except Exception as e:  # Keras raises several types for a bad file; the user needs one line

@@ -183,7 +183,21 @@ def best_config(study: dict, space: SearchSpace, best: TrialRecord) -> dict:
         "params": TrainParams.from_config(best.config).to_dict(),
         "data": study["data"],
         "space": study["space"],
+        "retrain": space.retrain_defaults,  # the space file's rule for the model that ships
     }
+
+
+def top_configs(study: StudyDir, k: int) -> list[dict]:
+    """The k best trials' configurations, best first, each as best_config.json has the best's:
+    an ensemble's members (`retrain --top k`)."""
+    record = read_study(study)
+    space = load_space(study.space_copy)
+    ranked = [t for t in read_trials(study, space.metric, space.mode, space.max_epochs, bool(record.get("finished_at")))
+              if t.best_value is not None]
+    if len(ranked) < k:
+        raise UserError(f"--top {k}: study {record['name']} has {len(ranked)} trial(s) with a result; "
+                        f"choose at most {len(ranked)}")
+    return [best_config(record, space, trial) for trial in ranked[:k]]
 
 
 def edge_warnings(space: SearchSpace, config: dict) -> list[str]:

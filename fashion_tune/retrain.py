@@ -1,7 +1,10 @@
 """Retrain a configuration (a study's best) on the full training set, for its full epoch budget.
 
 Writes a ModelDir (by default <study>/retrain/): model.keras, history.csv, retrain.json (what was
-trained, on what data, for how many epochs, how long), and tensorboard/ with the curves. The data
+trained, on what data, for how many epochs, how long), and tensorboard/ with the curves. The
+RetrainSettings (flags, else the space file's `retrain:` rule carried in best_config.json) may ask
+for other epochs, for the study's top k trials as an ensemble (each in member<i>/, with its
+history and curves), and for flip averaging; model.keras is then the one averaging model. The data
 folder and the validation share come from the study (best_config.json's `data`) unless given;
 every training image is used unless --subset says otherwise. With --early-stopping a stratified
 slice is held out, training stops when its loss stops improving, the best epoch's weights are
@@ -13,10 +16,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from fashion_tune import atomic, data, training
-from fashion_tune.config import DataSettings, TrainParams
+from fashion_tune.config import DataSettings, RetrainSettings, TrainParams
 from fashion_tune.errors import UserError
 from fashion_tune.layout import ModelDir
 from fashion_tune.model import compiled_model
@@ -34,37 +37,72 @@ def data_settings_for(best: dict, given: Mapping[str, Any], seed: int) -> DataSe
     return DataSettings.layered(recorded, given, {"seed": seed})
 
 
-def retrain(config_path: Path, out: ModelDir, *, epochs: Optional[int] = None, patience: Optional[int] = None,
+def retrain(config_path: Path, out: ModelDir, settings: RetrainSettings = RetrainSettings(), *,
+            members: Optional[Sequence[dict]] = None, patience: Optional[int] = None,
             data_flags: Optional[Mapping[str, Any]] = None, verbose: Optional[int] = None) -> ModelDir:
-    """Train the configuration in config_path into `out`; return it."""
+    """Train the configuration in config_path into `out` (or each of `members`, best_config-like
+    dicts, into out's member folders, averaged as one model); return it."""
     best = read_best_config(config_path)
-    params = TrainParams.from_config(best["params"])
-    if epochs is not None:
-        params = dataclasses.replace(params, epochs=epochs)
+    configs = list(members or [best])
     if patience is not None and patience < 1:
         raise UserError(f"--early-stopping is {patience}, must be >= 1 epoch")
-    settings = data_settings_for(best, data_flags or {}, params.seed)
-    splits = data.prepare(settings, validation=patience is not None)
-    log.info("retraining %s on %s for up to %d epochs%s", best.get("study", config_path), splits.describe(),
-             params.epochs, f" (early stopping, patience {patience})" if patience else "")
-    model = compiled_model(params, len(splits.y_train))
+    params = [_params(config, settings) for config in configs]
+    data_settings = data_settings_for(best, data_flags or {}, params[0].seed)
+    splits = data.prepare(data_settings, validation=patience is not None)
+    from fashion_tune import averaging  # Keras: only once the checks above have passed
+
+    log.info("retraining %s on %s for up to %d epochs%s; the saved model %s", _what(best, config_path, len(configs)),
+             splits.describe(), max(p.epochs for p in params),
+             f" (early stopping, patience {patience})" if patience else "", averaging.describe(settings.flip_tta, len(configs)))
     out.path.mkdir(parents=True, exist_ok=True)
-    result = training.fit(model, params, splits, patience=patience, tensorboard_dir=out.tensorboard, verbose=verbose)
-    atomic.save_model(model, out.model)
-    training.write_history(out.history, result.history)
+    trained, records = [], []
+    for number, (config, member_params) in enumerate(zip(configs, params), start=1):
+        folder = out if len(configs) == 1 else out.member(number)
+        model, record = _train(member_params, splits, folder, patience, verbose)
+        trained.append(model)
+        records.append({"trial_id": config.get("trial_id"), "value": config.get("value"), **record})
+        if len(configs) > 1:
+            log.info("member %d of %d (trial %s) trained in %.0f s", number, len(configs), config.get("trial_id"),
+                     record["seconds"])
+    atomic.save_model(averaging.averaged(trained, settings.flip_tta), out.model)
+    first = records[0]
     atomic.write_json(out.record, {
         "study": best.get("study"),
         "config": str(Path(config_path).resolve()),
-        "params": params.to_dict(),
-        "epochs_budget": params.epochs,
-        "epochs_run": result.epochs_run,
-        "chosen_epoch": result.chosen_epoch,
-        "early_stopping": {"patience": patience, "holdout_fraction": settings.val_fraction} if patience else None,
+        "params": first["params"],
+        "epochs_budget": first["epochs_budget"],
+        "epochs_run": first["epochs_run"],
+        "chosen_epoch": first["chosen_epoch"],
+        "averaging": {"flip_tta": settings.flip_tta, "members": len(configs),
+                      "what": averaging.describe(settings.flip_tta, len(configs))},
+        "members": records if len(configs) > 1 else None,
+        "early_stopping": {"patience": patience, "holdout_fraction": data_settings.val_fraction} if patience else None,
         "train_images": int(len(splits.y_train)),
-        "subset": settings.subset,
-        "seconds": result.seconds,
+        "subset": data_settings.subset,
+        "seconds": sum(r["seconds"] for r in records),
         "data": {"source": splits.source, "checksums": splits.checksums},
-        "final": result.final,
+        "final": first["final"],
     })
-    log.info("model saved to %s (%d epochs in %.0f s)", out.model, result.epochs_run, result.seconds)
+    log.info("model saved to %s (%d epochs in %.0f s)", out.model, sum(r["epochs_run"] for r in records),
+             sum(r["seconds"] for r in records))
     return out
+
+
+def _params(config: dict, settings: RetrainSettings) -> TrainParams:
+    params = TrainParams.from_config(config["params"])
+    return params if settings.epochs is None else dataclasses.replace(params, epochs=settings.epochs)
+
+
+def _what(best: dict, config_path: Path, members: int) -> str:
+    study = best.get("study") or str(config_path)
+    return f"the {members} best trials of {study}" if members > 1 else study
+
+
+def _train(params: TrainParams, splits, folder: ModelDir, patience: Optional[int], verbose: Optional[int]):
+    """One model, fitted, its curves and history in `folder`; the model and what its record says of it."""
+    model = compiled_model(params, len(splits.y_train))
+    folder.path.mkdir(parents=True, exist_ok=True)
+    result = training.fit(model, params, splits, patience=patience, tensorboard_dir=folder.tensorboard, verbose=verbose)
+    training.write_history(folder.history, result.history)
+    return model, {"params": params.to_dict(), "epochs_budget": params.epochs, "epochs_run": result.epochs_run,
+                   "chosen_epoch": result.chosen_epoch, "seconds": result.seconds, "final": result.final}

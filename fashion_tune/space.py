@@ -10,6 +10,7 @@ A space file says what is searched and what is held fixed, in Optuna's distribut
       conv_blocks:   {type: int, low: 1, high: 4}
       batch_norm:    {type: categorical, choices: [true, false]}
     search: {num_samples: 20, grace_period: 1, reduction_factor: 3}   # optional defaults
+    retrain: {epochs: 60, flip_tta: true}   # optional: how the best becomes the shipped model
 
 Everything is checked here, before Ray starts, and every mistake is one line naming the file,
 the key and the rule. No Ray and no TensorFlow: search.py maps a SearchSpace onto Tune domains.
@@ -25,12 +26,12 @@ from typing import Any, Optional
 
 import yaml
 
-from fashion_tune.config import ConfigError, SearchSettings, TrainParams
+from fashion_tune.config import ConfigError, RetrainSettings, SearchSettings, TrainParams
 from fashion_tune.errors import UserError
 
 # Metrics a trial reports after every epoch, with the direction that is better.
 METRICS = {"val_accuracy": "max", "val_loss": "min", "train_accuracy": "max", "train_loss": "min"}
-TOP_KEYS = ("description", "metric", "mode", "fixed", "params", "search")
+TOP_KEYS = ("description", "metric", "mode", "fixed", "params", "search", "retrain")
 DISTRIBUTION_KEYS = {
     "float": ("type", "low", "high", "step", "log"),
     "int": ("type", "low", "high", "step", "log"),
@@ -116,6 +117,7 @@ class SearchSpace:
     fixed: dict  # TrainParams values held fixed
     params: tuple  # ParamSpec for each searched value
     search_defaults: dict  # SearchSettings defaults from the file's `search:` section
+    retrain_defaults: dict  # RetrainSettings defaults from its `retrain:` section (best_config.json carries them)
     description: str = ""
 
     @property
@@ -201,7 +203,8 @@ def parse_space(doc: Any, where: str, text: str = "", sha256: str = "") -> Searc
         mode=mode,
         fixed=fixed,
         params=_parse_params(doc.get("params"), fixed, fail),
-        search_defaults=_parse_search(doc.get("search"), fail),
+        search_defaults=_parse_settings("search", doc.get("search"), SearchSettings, fail),
+        retrain_defaults=_parse_settings("retrain", doc.get("retrain"), RetrainSettings, fail),
         description=str(doc.get("description", "")),
     )
 
@@ -248,18 +251,18 @@ def _parse_params(params: Any, fixed: dict, fail) -> tuple[ParamSpec, ...]:
     return tuple(specs)
 
 
-def _parse_search(search: Any, fail) -> dict:
-    """The `search:` section: defaults for the SearchSettings a space file may set."""
-    search = search or {}
-    if not isinstance(search, dict):
-        fail("search", "must be a mapping of setting: value")
-    _no_unknown_keys(search, SearchSettings.space_file_keys(), "search.", fail)
-    for name, value in search.items():
+def _parse_settings(section: str, values: Any, cls, fail) -> dict:
+    """A settings section (`search:`, `retrain:`): defaults for the fields of cls a space file may set."""
+    values = values or {}
+    if not isinstance(values, dict):
+        fail(section, "must be a mapping of setting: value")
+    _no_unknown_keys(values, cls.space_file_keys(), f"{section}.", fail)
+    for name, value in values.items():
         try:
-            SearchSettings.check_value(name, value)
+            cls.check_value(name, value)
         except ConfigError as e:
-            fail(f"search.{name}", str(e))
-    return dict(search)
+            fail(f"{section}.{name}", str(e))
+    return dict(values)
 
 
 def _no_unknown_keys(mapping: dict, allowed, prefix: str, fail) -> None:

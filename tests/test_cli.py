@@ -176,6 +176,19 @@ def test_bad_config_and_missing_model_are_one_line(tmp_path, capsys):
     assert "run `fashion-tune retrain --study ghost` first" in capsys.readouterr().err
 
 
+def test_retrain_settings_that_cannot_work_are_refused_before_any_data(tmp_path, capsys):
+    config = tmp_path / "best_config.json"
+    config.write_text(json.dumps({"params": {"filters": 8}, "retrain": {"top": 3}}))
+    # The space file's rule (carried in best_config.json) asks for an ensemble; a lone file has no ranking.
+    assert main(["retrain", "--config", str(config), "--data-dir", str(tmp_path / "no-data")]) == 2
+    assert "top 3 (--top, or the space file's retrain: section) needs --study" in one_error_line(capsys)
+    config.write_text(json.dumps({"params": {"filters": 8}, "retrain": {"flip_tta": "yes"}}))
+    assert main(["retrain", "--config", str(config)]) == 2
+    assert f"{config}: retrain: flip_tta is 'yes', must be true or false" in one_error_line(capsys)
+    assert main(["retrain", "--config", str(config), "--top", "0"]) == 2
+    assert "argument --top: 0 must be >= 1" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- settings from one source
 
 # A value other than the default for every search and data setting.

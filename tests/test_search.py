@@ -152,6 +152,41 @@ def test_training_learned(smoke):
     assert best["data"]["subset"] == 3000 and best["space"]["sha256"]
 
 
+def test_the_top_trials_retrain_into_one_flip_averaged_ensemble_that_ships(smoke, tmp_path, fashion_dir):
+    """retrain --top 2 --flip-tta: the study's two best trials, trained and averaged as one model that
+    evaluate, export and predict use as they use any other."""
+    import numpy as np
+
+    from fashion_tune import data
+    from fashion_tune.model import load_model
+
+    results_dir, study = smoke
+    out = tmp_path / "ensemble"
+    done = run_cli("retrain", "--study", "smoke", "--results-dir", results_dir, "--top", 2, "--flip-tta",
+                   "--epochs", 2, "--subset", 2000, "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((out / "retrain.json").read_text())
+    ranked = [r["trial_id"] for r in read_leaderboard(study)]
+    assert [m["trial_id"] for m in record["members"]] == ranked[:2]
+    assert record["averaging"] == {"flip_tta": True, "members": 2,
+                                   "what": "averages an ensemble of 2 models over each image and its mirror image"}
+    assert all((out / f"member{i}" / "history.csv").is_file() for i in (1, 2))
+    model = load_model(out / "model.keras")
+    assert [layer.name for layer in model.layers] == ["image", "mirror", "member1", "member2", "probabilities"]
+    x = data.to_model_input(data.load(str(fashion_dir)).test_images[:50])
+    assert np.allclose(model.predict(x, verbose=0), model.predict(x[:, :, ::-1], verbose=0), atol=1e-6)
+    done = run_cli("evaluate", "--model", out / "model.keras", "--data-dir", fashion_dir, "--robustness-images", 0)
+    assert done.returncode == 0 and json.loads((out / "evaluation" / "metrics.json").read_text())["accuracy"] > 0.4  # learnt (chance: 0.1)
+    assert run_cli("export", "--model", out / "model.keras", "--out", tmp_path / "export",
+                   "--results-dir", tmp_path / "exports").returncode == 0
+    shirt = tmp_path / "item.png"
+    from PIL import Image
+
+    Image.fromarray(255 - data.load(str(fashion_dir)).test_images[0]).save(shirt)
+    done = run_cli("predict", shirt, "--model", tmp_path / "export", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["predictions"][0]["category"] in data.CLASS_NAMES
+
+
 def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2

@@ -18,6 +18,9 @@ params:
   batch_norm:    {type: categorical, choices: [true, false]}
 search:
   num_samples: 8
+retrain:
+  epochs: 12
+  flip_tta: true
 """
 
 
@@ -41,11 +44,12 @@ def test_good_space_parses(write_space):
     assert (units.low, units.high, units.step) == (32, 256, 32)
     assert spec(space, "batch_norm").choices == (True, False)
     assert space.search_defaults == {"num_samples": 8}
+    assert space.retrain_defaults == {"epochs": 12, "flip_tta": True}
     assert len(space.sha256) == 64
 
 
 def add_param(line: str) -> str:
-    return GOOD.replace("search:", f"  {line}\nsearch:")
+    return GOOD.replace("search:", f"  {line}\nsearch:", 1)
 
 
 def replace(old: str, new: str) -> str:
@@ -85,6 +89,11 @@ BAD = {
     "step with log": (replace("log: true}", "log: true, step: 0.001}"), r"params\.learning_rate\.step: cannot be combined with log: true"),
     "unknown search key": (replace("num_samples: 8", "samples: 8"), r"search\.samples: unknown key; allowed here: num_samples"),
     "bad search value": (replace("num_samples: 8", "num_samples: 0"), r"search\.num_samples: num_samples is 0, must be >= 1"),
+    "unknown retrain key": (replace("flip_tta: true", "tta: true"), r"retrain\.tta: unknown key; allowed here: epochs, top, flip_tta"),
+    "bad retrain value": (replace("epochs: 12", "epochs: 0"), r"retrain\.epochs: epochs is 0, must be >= 1"),
+    "retrain not a mapping": (replace("retrain:\n  epochs: 12\n  flip_tta: true", "retrain: 60"), r"retrain: must be a mapping of setting: value"),
+    "crops out of range": (add_param("crop_padding: {type: int, low: 0, high: 10}"),
+                           r"params\.crop_padding\.high: crop_padding is 10, must be 0 to 8 pixels"),
     "augmentation out of range": (add_param("rotation: {type: float, low: 0.0, high: 200.0}"),
                                   r"params\.rotation\.high: rotation is 200\.0, must be 0 to 180 \(degrees either way\)"),
     "fixed augmentation out of range": (replace("epochs: 4", "epochs: 4\n  erasing: 1.5"),

@@ -45,18 +45,20 @@ def main() -> None:
     cmd = [sys.executable, "-m", "fashion_tune", "search", "--space", args.space, "--name", name,
            "--results-dir", args.results_dir, "--data-dir", args.data_dir]
     samples: dict[str, list[float]] = {}
+    sampled_at: list[float] = []  # the end of each 5 s sample (Unix time, as Tune's result timestamps)
     began = time.perf_counter()
     process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
     last = cpu_times()
     while process.poll() is None:
         time.sleep(5)
         now = cpu_times()
+        sampled_at.append(time.time())
         for cpu, (busy, total) in now.items():
-            if total > last[cpu][1]:
-                samples.setdefault(cpu, []).append((busy - last[cpu][0]) / (total - last[cpu][1]))
+            samples.setdefault(cpu, []).append((busy - last[cpu][0]) / max(1, total - last[cpu][1]))
         last = now
     wall = time.perf_counter() - began
-    Path(args.results_dir, name, "cpu_busy.json").write_text(json.dumps({"wall_s": wall, "samples": samples}))
+    Path(args.results_dir, name, "cpu_busy.json").write_text(
+        json.dumps({"wall_s": wall, "sampled_at": sampled_at, "samples": samples}))
     if process.returncode:
         sys.exit(f"the study failed with exit code {process.returncode}")
 
@@ -73,6 +75,13 @@ def main() -> None:
     per_core = {cpu: statistics.mean(v) for cpu, v in samples.items() if cpu != "cpu"}
     print("CPU busy, mean over the study: " + ", ".join(f"{cpu} {100 * u:.0f}%" for cpu, u in sorted(per_core.items()))
           + f"; all {100 * statistics.mean(samples['cpu']):.0f}%")
+    # The tail: once the second-to-last trial has ended, one trial is left and the other cores idle.
+    ends = sorted(max(json.loads(line)["timestamp"] for line in f.read_text().splitlines() if line)
+                  for f in study.glob("trial_*/result.json") if f.stat().st_size)
+    if len(ends) >= 2:
+        before = [u for t, u in zip(sampled_at, samples["cpu"]) if t <= ends[-2]]
+        print(f"CPU busy until one trial was left ({(ends[-1] - ends[-2]) / 60:.1f} min of tail set aside): "
+              f"{100 * statistics.mean(before):.1f}% over {len(before)} samples of 5 s")
 
 
 if __name__ == "__main__":

@@ -234,13 +234,14 @@ def _ended_trials(study: StudyDir, name: str, grid) -> int:
 def _strategy(settings: SearchSettings) -> str:
     """How trials are proposed and stopped, in a few words."""
     proposer = "TPE (Optuna) proposing" if settings.searcher == "tpe" else "random proposals"
+    name = SCHEDULERS[settings.scheduler]
     if settings.scheduler == "asha":
-        return f"{proposer}, ASHA stopping weak trials from epoch {settings.grace_period}"
+        return f"{proposer}, {name} stopping weak trials from epoch {settings.grace_period}"
     if settings.scheduler == "halving":
-        return (f"{proposer}, successive halving from epoch {settings.grace_period} (a trial waits at each rung "
+        return (f"{proposer}, {name} from epoch {settings.grace_period} (a trial waits at each rung "
                 f"for its bracket's peers; the best 1/{settings.reduction_factor} go on)")
     if settings.scheduler == "hyperband":
-        return f"{proposer}, HyperBand brackets (trials wait at each rung for their bracket's peers)"
+        return f"{proposer}, {name} brackets (trials wait at each rung for their bracket's peers)"
     return f"{proposer}, every trial running its budget"
 
 

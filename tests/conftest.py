@@ -4,6 +4,7 @@ small export with a model card."""
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,13 @@ def write_space(tmp_path):
         return path
 
     return write
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (nothing listens there now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def constant_model(probabilities: np.ndarray):

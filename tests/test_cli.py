@@ -11,7 +11,7 @@ import pytest
 from fashion_tune import layout
 from fashion_tune.cli import main
 from fashion_tune.config import DataSettings, SearchSettings, flag_of
-from tests.conftest import ROOT, SPACES
+from tests.conftest import ROOT, SPACES, free_port
 
 
 def test_help_imports_neither_tensorflow_nor_ray():
@@ -109,11 +109,7 @@ def _unreachable_search(tmp_path, data_dir, address, *flags):
 
 
 def test_a_cluster_address_where_nothing_listens_fails_at_once(tmp_path, fashion_dir):
-    import socket
-
-    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there now
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there now
     line, seconds, _ = _unreachable_search(tmp_path, fashion_dir, f"127.0.0.1:{port}")
     assert f"cannot reach a Ray cluster at --address 127.0.0.1:{port} within 30 s (Connection refused)" in line
     assert "ray up cluster/config.yaml" in line and seconds < 30

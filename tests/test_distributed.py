@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 from tests.test_search import read_leaderboard, run_cli
 
 pytestmark = pytest.mark.slow
@@ -178,13 +178,7 @@ def test_a_study_submitted_as_a_ray_job_to_a_token_protected_head(tmp_path, fash
     Without the token the same submission is refused."""
     import secrets
     import shutil
-    import socket
     import tempfile
-
-    def free_port():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
 
     ray_cli = str(Path(sys.executable).with_name("ray"))
     token_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fashion_tune.config import TrainParams
-from tests.conftest import ROOT, SPACES
+from tests.conftest import ROOT, SPACES, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -72,14 +72,11 @@ def test_the_optuna_study_is_kept_in_sqlite_as_the_leaderboard_tells_it(smoke):
 
 def test_optuna_dashboard_shows_the_study(smoke):
     """The command summary.md gives, run for real, answering over HTTP on loopback."""
-    import socket
     import time
     import urllib.request
 
     _, study = smoke
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     command = (study / "summary.md").read_text().split("`optuna-dashboard ")[1].split("`")[0]
     installed = Path(sys.executable).with_name("optuna-dashboard")  # the script pip installs beside python
     dashboard = subprocess.Popen([installed, command, "--host", "127.0.0.1",
@@ -154,7 +151,7 @@ def test_training_learned(smoke):
 
 def test_the_top_trials_retrain_into_one_flip_averaged_ensemble_that_ships(smoke, tmp_path, fashion_dir):
     """retrain --top 2 --flip-tta: the study's two best trials, trained and averaged as one model that
-    evaluate, export and predict use as they use any other."""
+    evaluate uses as it uses any other."""
     import numpy as np
 
     from fashion_tune import data
@@ -175,16 +172,9 @@ def test_the_top_trials_retrain_into_one_flip_averaged_ensemble_that_ships(smoke
     assert [layer.name for layer in model.layers] == ["image", "mirror", "member1", "member2", "probabilities"]
     x = data.to_model_input(data.load(str(fashion_dir)).test_images[:50])
     assert np.allclose(model.predict(x, verbose=0), model.predict(x[:, :, ::-1], verbose=0), atol=1e-6)
+    # evaluate (as export, predict and serve) loads it as any model; its SavedModel: test_averaging.py
     done = run_cli("evaluate", "--model", out / "model.keras", "--data-dir", fashion_dir, "--robustness-images", 0)
     assert done.returncode == 0 and json.loads((out / "evaluation" / "metrics.json").read_text())["accuracy"] > 0.4  # learnt (chance: 0.1)
-    assert run_cli("export", "--model", out / "model.keras", "--out", tmp_path / "export",
-                   "--results-dir", tmp_path / "exports").returncode == 0
-    shirt = tmp_path / "item.png"
-    from PIL import Image
-
-    Image.fromarray(255 - data.load(str(fashion_dir)).test_images[0]).save(shirt)
-    done = run_cli("predict", shirt, "--model", tmp_path / "export", "--json")
-    assert done.returncode == 0 and json.loads(done.stdout)["predictions"][0]["category"] in data.CLASS_NAMES
 
 
 def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):

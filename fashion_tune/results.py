@@ -70,16 +70,30 @@ def read_best_config(path: Path) -> dict:
 
 
 
+def optuna_states(study: StudyDir, name: str) -> dict[str, str]:
+    """Each trial's state in the study's Optuna ledger (searcher.py keeps it): COMPLETE, PRUNED, FAIL
+    or RUNNING, by our trial id. Empty for a study begun before studies kept optuna.db."""
+    if not study.optuna_db.is_file():
+        return {}
+    import optuna
+
+    stored = optuna.load_study(study_name=name, storage=study.optuna_storage)
+    return {t.user_attrs.get("trial_id"): t.state.name for t in stored.get_trials(deepcopy=False)}
+
+
 def read_trials(study: StudyDir, metric: str, mode: str, max_epochs: int, finished: bool) -> list[TrialRecord]:
     """Every trial folder of the study, ranked best first (failed and empty trials last)."""
-    trials = [_read_trial(folder, metric, mode, max_epochs, finished) for folder in study.trial_dirs()]
+    states = optuna_states(study, read_study(study)["name"])
+    trials = [_read_trial(folder, metric, mode, max_epochs, finished, states) for folder in study.trial_dirs()]
     sign = -1 if mode == "max" else 1
     trials.sort(key=lambda t: (t.best_value is None, sign * (t.best_value or 0.0), t.trial_id))
     return trials
 
 
-def _read_trial(folder: Path, metric: str, mode: str, max_epochs: int, finished: bool) -> TrialRecord:
+def _read_trial(folder: Path, metric: str, mode: str, max_epochs: int, finished: bool,
+                states: dict[str, str]) -> TrialRecord:
     rows = _read_json_lines(folder / TRIAL_RESULTS)
+    trial_id = str(rows[0]["trial_id"]) if rows else folder.name.split("_")[-1]
     error_text = (folder / TRIAL_ERROR).read_text() if (folder / TRIAL_ERROR).is_file() else ""
     failure_times = _FAILURE_HEADER.findall(error_text)
     # Tune keeps error.txt after a retry succeeds: the trial failed only if no result came
@@ -92,10 +106,14 @@ def _read_trial(folder: Path, metric: str, mode: str, max_epochs: int, finished:
         status = FAILED
     elif epochs >= max_epochs:
         status = COMPLETED
+    elif states.get(trial_id) == "PRUNED" or (finished and trial_id not in states):
+        # Stopped by the scheduler: Optuna's ledger says so at once; without one, only the study's
+        # end does (until then a trial short of its budget may yet go on).
+        status = STOPPED
     else:
-        status = STOPPED if finished else UNFINISHED
+        status = UNFINISHED
     return TrialRecord(
-        trial_id=str(rows[0]["trial_id"]) if rows else folder.name.split("_")[-1],
+        trial_id=trial_id,
         status=status,
         epochs=epochs,
         best_value=best[metric] if best else None,

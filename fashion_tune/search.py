@@ -223,12 +223,10 @@ def _ended_trials(study: StudyDir, name: str, grid) -> int:
     as terminated too; a trial a pausing scheduler stopped while it waited has no result saying
     done. Optuna's ledger knows (searcher.py): a trial ended if it is no longer running there. A
     study begun before studies kept optuna.db: a trial ended if it failed or its last result says done."""
-    import optuna
-
-    if not study.optuna_db.is_file():
+    states = results.optuna_states(study, name)
+    if not states:
         return sum(1 for r in grid if r.error or (r.metrics or {}).get("done"))
-    stored = optuna.load_study(study_name=name, storage=study.optuna_storage)
-    return sum(1 for t in stored.get_trials(deepcopy=False) if t.state.is_finished())
+    return sum(1 for state in states.values() if state != "RUNNING")
 
 
 def _strategy(settings: SearchSettings) -> str:

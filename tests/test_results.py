@@ -85,6 +85,23 @@ def test_a_short_trial_of_a_study_still_running_is_unfinished_not_stopped(make_s
     assert read(make_study(finished=False), finished=False)["short"].status == results.UNFINISHED
 
 
+def test_a_trial_the_ledger_says_was_pruned_is_stopped_early_while_the_study_still_runs(make_study):
+    """Interrupted, a study is not finished, yet the trials its scheduler stopped are over: Optuna's
+    ledger (optuna.db, searcher.py) says PRUNED, and the leaderboard says stopped early."""
+    import optuna
+
+    study = make_study(finished=False)
+    ledger = optuna.create_study(study_name="unit", storage=study.optuna_storage, direction="maximize")
+    stopped = ledger.ask()
+    stopped.set_user_attr("trial_id", "short")
+    stopped.report(0.60, 1)
+    ledger.tell(stopped, state=optuna.trial.TrialState.PRUNED)
+    ledger.ask().set_user_attr("trial_id", "healed")  # still running, as far as the ledger knows
+    statuses = {k: t.status for k, t in read(study, finished=False).items()}
+    assert statuses == {"full": results.COMPLETED, "short": results.STOPPED, "nan": results.FAILED,
+                        "healed": results.COMPLETED}
+
+
 def test_ranking_follows_the_mode(make_study):
     study = make_study(metric="val_loss", mode="min")
     ranked = [t.trial_id for t in results.read_trials(study, "val_loss", "min", 3, True)]

@@ -53,9 +53,9 @@ def setting(default: Any, help: str, *, default_text: Optional[str] = None, in_s
     """A settings field that says itself what the command line and the space file need to know.
 
     help: the --help text (and the field's documentation); default_text: what the default means,
-    where the value alone does not say (None, ""); in_space: a space file's section for the
-    class (`search:`, `retrain:`) may set it; on_command_line: it has a --flag; reproduce: the command that reruns a study repeats
-    it (not so for where a study ran: the cluster address).
+    where the value alone does not say (None, ""); in_space: a space file's section for the class
+    (`search:`, `retrain:`) may set it; on_command_line: it has a --flag; reproduce: the command
+    that reruns a study repeats it (not so for where a study ran: the cluster address).
     """
     return dataclasses.field(default=default, metadata={
         "help": help, "default_text": default_text, "in_space": in_space, "on_command_line": on_command_line,
@@ -273,6 +273,7 @@ class DataSettings(_Validated):
         "seed": _at_least(0),
     }
 
+
 # --scheduler: how weak trials are stopped early (schedulers.py builds them), and their names in
 # what a study prints and writes.
 SCHEDULERS = {"asha": "ASHA", "halving": "successive halving", "hyperband": "HyperBand", "none": None}
@@ -331,6 +332,7 @@ class SearchSettings(_Validated):
         "max_failures": _at_least(-1),
         "seed": _at_least(0),
     }
+
 
 @dataclass(frozen=True)
 class RetrainSettings(_Validated):

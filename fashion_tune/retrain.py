@@ -65,7 +65,7 @@ def retrain(config_path: Path, out: ModelDir, settings: RetrainSettings = Retrai
             log.info("member %d of %d (trial %s) trained in %.0f s", number, len(configs), config.get("trial_id"),
                      record["seconds"])
     atomic.save_model(averaging.averaged(trained, settings.flip_tta), out.model)
-    first = records[0]
+    first, seconds = records[0], sum(r["seconds"] for r in records)
     atomic.write_json(out.record, {
         "study": best.get("study"),
         "config": str(Path(config_path).resolve()),
@@ -79,12 +79,11 @@ def retrain(config_path: Path, out: ModelDir, settings: RetrainSettings = Retrai
         "early_stopping": {"patience": patience, "holdout_fraction": data_settings.val_fraction} if patience else None,
         "train_images": int(len(splits.y_train)),
         "subset": data_settings.subset,
-        "seconds": sum(r["seconds"] for r in records),
+        "seconds": seconds,
         "data": {"source": splits.source, "checksums": splits.checksums},
         "final": first["final"],
     })
-    log.info("model saved to %s (%d epochs in %.0f s)", out.model, sum(r["epochs_run"] for r in records),
-             sum(r["seconds"] for r in records))
+    log.info("model saved to %s (%d epochs in %.0f s)", out.model, sum(r["epochs_run"] for r in records), seconds)
     return out
 
 

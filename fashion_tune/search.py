@@ -247,7 +247,7 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
     import optuna
     from ray import tune
 
-    from fashion_tune import schedulers, trial_events
+    from fashion_tune import schedulers, trial_events, trial_records
     from fashion_tune.progress import StudyProgress
     from fashion_tune.searcher import StoppedTrialsArePruned
 
@@ -287,7 +287,9 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
             verbose=0,  # Tune's display off: StudyProgress tells the study in our words
             callbacks=[StudyProgress(space.metric, space.mode, space.max_epochs, [p.name for p in space.params],
                                      SCHEDULERS[settings.scheduler]),
-                       trial_events.TrialScalars(space.max_epochs)],  # in place of Tune's own TensorBoard logger
+                       trial_events.TrialScalars(space.max_epochs),  # in place of Tune's own TensorBoard logger
+                       # and of its result.json and progress.csv loggers, which could drop a paused trial's epochs
+                       trial_records.TrialResults(), trial_records.TrialProgress()],
         ),
     )
 

@@ -41,14 +41,38 @@ def rungs(grace_period: int, reduction_factor: int, max_epochs: int) -> list[int
 
 
 class HyperBand(HyperBandScheduler):
-    """Ray's HyperBandScheduler, made resumable. Tune does not save a scheduler with the study: on
-    --resume it hands a new one every trial, finished ones too, and Ray's would put a finished trial
-    in a bracket that then waits for ever for its result. Finished trials are left out; an
-    unfinished one starts again from its checkpoint in a new bracket."""
+    """Ray's HyperBandScheduler, made to leave no trial paused for ever, in one run or across
+    --resume (tests/test_schedulers.py). Tune does not save a scheduler with the study: on --resume
+    it hands a new one every trial, finished ones too, and Ray's would put a finished trial in a
+    bracket that then waits for ever for its result. Finished trials are left out; an unfinished one
+    starts again from its checkpoint, at whatever epoch that holds, in a new bracket."""
 
     def on_trial_add(self, tune_controller, trial: Trial):
         if trial.status not in (Trial.TERMINATED, Trial.ERROR):
             super().on_trial_add(tune_controller, trial)
+
+    def _process_bracket(self, tune_controller, bracket: _Bracket) -> str:
+        """Ray's halving, repeated while every trial left in the bracket has already reached its next
+        rung. Ray's assumes a bracket's trials move in step, true in one run but not after --resume:
+        a trial restored after epoch 2 into a new bracket comparing at epoch 1 is at rung 2 as soon as
+        it reports, and Ray's would leave it paused for a comparison that never comes. Re-armed after
+        each pass (Ray's never clears is_being_processed, so after the first halving a trial that
+        ends or fails no longer lets its bracket's paused trials go on)."""
+        action = super()._process_bracket(tune_controller, bracket)
+        while action == TrialScheduler.PAUSE and bracket.current_trials() and bracket.cur_iter_done():
+            action = super()._process_bracket(tune_controller, bracket)
+        bracket.is_being_processed = False
+        return action
+
+    def on_trial_remove(self, tune_controller, trial: Trial):
+        """Ray's, and: a trial that ends or fails by itself (not one its bracket stops: those are
+        paused) and leaves its bracket finished stops the trials paused at the budget in it. Ray's
+        does that only when a trial reports the last result; after --resume a trial restored at its
+        budget ends without one."""
+        super().on_trial_remove(tune_controller, trial)
+        bracket, _ = self._trial_info[trial]
+        if trial.status != Trial.PAUSED and bracket.finished():
+            bracket.cleanup_full(tune_controller)
 
 
 class SuccessiveHalving(HyperBand):

@@ -1,0 +1,108 @@
+"""The pausing schedulers (schedulers.py: Ray's HyperBand and our successive halving on it) never
+leave a trial paused for ever: not when a trial fails mid-bracket, not after --resume, where trials
+come back at any epoch into new brackets.
+
+Ray's scheduler classes are driven here as Tune's controller drives them (tune_controller.py: a
+result goes to on_trial_result and the decision is applied; stop_trial calls on_trial_remove for a
+paused or pending trial and on_trial_complete for a running one; a failed trial reaches
+on_trial_error), over thousands of random runs, in milliseconds each. That the real controller
+does the same end to end is tests/test_search.py's (the pausing schedulers and the interrupted
+halving study)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+
+from fashion_tune import schedulers
+
+MAX_EPOCHS, GRACE, REDUCTION = 3, 1, 2  # the smoke space's: rungs at epochs 1, 2, 3
+
+
+class Run:
+    """A trial as the scheduler sees it (status, is_saving) and the epoch its checkpoint holds."""
+
+    def __init__(self, name: str, epoch: int, status: str, quality: float):
+        self.trial_id, self.epoch, self.status, self.quality = name, epoch, status, quality
+        self.is_saving, self.last_result = False, None
+
+    def __repr__(self):
+        return f"{self.trial_id}({self.status}, epoch {self.epoch})"
+
+
+class Controller:
+    """What the scheduler calls back: stop_trial, with the callbacks Tune's own makes."""
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    def stop_trial(self, trial: Run):
+        if trial.status in (Trial.TERMINATED, Trial.ERROR):
+            return
+        if trial.status in (Trial.PENDING, Trial.PAUSED):
+            self.scheduler.on_trial_remove(self, trial)
+        else:
+            self.scheduler.on_trial_complete(self, trial, trial.last_result)
+        trial.status = Trial.TERMINATED
+
+
+def run_study(seed: int, scheduler_name: str, resumed: bool, failure_rate: float, slots: int = 2) -> list[Run]:
+    """Six trials to their end or to a stall; returns those left unfinished (none: no stall).
+    resumed: each trial comes back finished or at a random epoch, as --resume hands them over."""
+    rng = random.Random(seed)
+    scheduler = schedulers.make(scheduler_name, GRACE, REDUCTION, MAX_EPOCHS)
+    scheduler.set_search_properties("val_accuracy", "max")
+    controller = Controller(scheduler)
+    trials = []
+    for i in range(6):
+        finished = resumed and rng.random() < 0.25
+        epoch = MAX_EPOCHS if finished else rng.randint(0, MAX_EPOCHS) if resumed else 0
+        trial = Run(f"t{i}", epoch, Trial.TERMINATED if finished else Trial.PENDING, rng.random())
+        trials.append(trial)
+        scheduler.on_trial_add(controller, trial)  # --resume hands the scheduler every trial, finished ones too
+    for _ in range(500):
+        running = [t for t in trials if t.status == Trial.RUNNING]
+        while len(running) < slots and (chosen := scheduler.choose_trial_to_run(controller)):
+            chosen.status = Trial.RUNNING
+            running.append(chosen)
+        if not running:
+            return [t for t in trials if t.status not in (Trial.TERMINATED, Trial.ERROR)]
+        trial = rng.choice(running)
+        if rng.random() < failure_rate:
+            scheduler.on_trial_error(controller, trial)
+            trial.status = Trial.ERROR
+        elif trial.epoch == MAX_EPOCHS:  # its function returns: Tune stops it
+            controller.stop_trial(trial)
+        else:
+            trial.epoch += 1
+            trial.last_result = {"training_iteration": trial.epoch, "val_accuracy": trial.quality + 0.01 * trial.epoch}
+            decision = scheduler.on_trial_result(controller, trial, trial.last_result)
+            if decision == TrialScheduler.PAUSE:
+                trial.status = Trial.PAUSED
+            elif decision == TrialScheduler.STOP:
+                controller.stop_trial(trial)
+    raise AssertionError(f"seed {seed}: still running after 500 steps: {trials}")
+
+
+@pytest.mark.parametrize("scheduler_name", ["halving", "hyperband"])
+@pytest.mark.parametrize("resumed, failure_rate", [(False, 0.05), (True, 0.0), (True, 0.05)])
+def test_no_trial_is_left_paused_for_ever(scheduler_name, resumed, failure_rate):
+    stalled = {seed: left for seed in range(400) if (left := run_study(seed, scheduler_name, resumed, failure_rate))}
+    assert not stalled, f"{len(stalled)} of 400 runs stalled, e.g. {next(iter(stalled.items()))}"
+
+
+def test_a_trial_restored_past_its_new_brackets_rung_goes_on():
+    """Restored after epoch 1 into a new bracket comparing at epoch 1, it reports epoch 2: every trial
+    of the bracket has passed two rungs at once, and it goes on to its budget."""
+    scheduler = schedulers.make("halving", GRACE, REDUCTION, MAX_EPOCHS)
+    scheduler.set_search_properties("val_accuracy", "max")
+    controller = Controller(scheduler)
+    trial = Run("restored", 1, Trial.PENDING, 0.9)
+    scheduler.on_trial_add(controller, trial)
+    assert scheduler.choose_trial_to_run(controller) is trial
+    trial.status = Trial.RUNNING
+    result = {"training_iteration": 2, "val_accuracy": 0.9}
+    assert scheduler.on_trial_result(controller, trial, result) == TrialScheduler.CONTINUE

@@ -184,9 +184,12 @@ def test_a_study_submitted_as_a_ray_job_to_a_token_protected_head(tmp_path, fash
     token_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     temp_dir = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     dashboard, gcs_port = f"http://127.0.0.1:{free_port()}", free_port()
+    # The job agent's own port too: any other Ray on the machine (a study, another test's) holds the
+    # default 52365, and the head's agent then never comes up ("No available agent" until timeout).
     head = subprocess.Popen(
         [ray_cli, "start", "--head", "--block", f"--port={gcs_port}", "--num-cpus=2", "--include-dashboard=true",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard.rsplit(':', 1)[1]}", f"--temp-dir={temp_dir}"],
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard.rsplit(':', 1)[1]}",
+         f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={temp_dir}"],
         cwd=ROOT, env=token_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     space = write_space(SPACE.format(epochs=1, samples=2))
     results = tmp_path / "results"

@@ -4,7 +4,7 @@ Thin on purpose, in the style of Optuna's CLI: each command is a small class wit
 beside its handler, registered in COMMANDS; its docstring's first paragraph opens its --help. A
 handler parses, calls the module that does the work and prints what it returns. A UserError
 becomes one line on stderr and exit code 2 (--debug shows the traceback instead); an interrupted
-study exits with 130. The search and data options are made from the settings' own fields
+search or retrain exits with 130. The search and data options are made from the settings' own fields
 (config.py), so a new setting needs no edit here. Heavy imports (TensorFlow, Ray) happen inside
 the handlers, so --help answers at once.
 """
@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from fashion_tune import layout, quiet_tensorflow
 from fashion_tune.config import ConfigError, DataSettings, RetrainSettings, SearchSettings, flag_of
-from fashion_tune.errors import StudyInterrupted, UserError
+from fashion_tune.errors import Interrupted, UserError
 
 log = logging.getLogger("fashion_tune")
 
@@ -223,8 +223,12 @@ class Retrain(Command):
                                 "its leaderboard ranks the trials; --config names one configuration")
             members = results.top_configs(layout.StudyDir.named(args.results_dir, args.study), settings.top)
         out = layout.retrain_dir_for(args.study, args.config, args.out, args.results_dir)
-        model_dir = retrain.retrain(config, out, settings, members=members, patience=args.early_stopping,
-                                    data_flags=given(args, DataSettings))
+        try:
+            model_dir = retrain.retrain(config, out, settings, members=members, patience=args.early_stopping,
+                                        data_flags=given(args, DataSettings))
+        except KeyboardInterrupt:
+            raise Interrupted(f"retrain stopped before its end; the same command goes on from its last finished "
+                              f"epoch (kept in {out.path}/{'member<i>/' if members else ''}backup/)") from None
         print(f"model: {model_dir.model}")
         return 0
 
@@ -462,7 +466,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
         return args.run(args)
-    except StudyInterrupted as e:
+    except Interrupted as e:
         print(f"fashion-tune: {e}", file=sys.stderr)
         return 130
     except UserError as e:

@@ -8,7 +8,7 @@ class UserError(Exception):
     """
 
 
-class StudyInterrupted(Exception):
-    """A study stopped before its end (Ctrl-C): not a mistake; Tune saved its state and
-    --resume continues it. The CLI exits with 130, the conventional code for an interrupted command.
-    """
+class Interrupted(Exception):
+    """A search or retrain stopped before its end (Ctrl-C): not a mistake; its state is saved and
+    the message says how to go on. The CLI exits with 130, the conventional code for an interrupted
+    command."""

@@ -98,6 +98,7 @@ class ModelDir(_ModelFolder):
     record = _inside("retrain.json")
     history = _inside("history.csv")
     tensorboard = _inside(TENSORBOARD_DIR)
+    backup = _inside("backup")  # an unfinished training's state (training.fit); removed once the model is saved
 
     @property
     def evaluation(self) -> EvaluationDir:

@@ -9,12 +9,18 @@ folder and the validation share come from the study (best_config.json's `data`) 
 every training image is used unless --subset says otherwise. With --early-stopping a stratified
 slice is held out, training stops when its loss stops improving, the best epoch's weights are
 kept, and the epoch chosen is recorded.
+
+An interrupted retrain loses no finished epoch: each model's state is kept in its folder's backup/
+after every epoch, and the same command started again goes on from there (early stopping then
+counts its patience afresh). The backups are removed once the model is saved.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -48,6 +54,10 @@ def retrain(config_path: Path, out: ModelDir, settings: RetrainSettings = Retrai
         raise UserError(f"--early-stopping is {patience}, must be >= 1 epoch")
     params = [_params(config, settings) for config in configs]
     data_settings = data_settings_for(best, data_flags or {}, params[0].seed)
+    folders = [out] if len(configs) == 1 else [out.member(n) for n in range(1, len(configs) + 1)]
+    for folder, member_params in zip(folders, params):
+        _check_backup(folder.backup, {"params": member_params.to_dict(), "patience": patience,
+                                      "data": dataclasses.asdict(data_settings)}, member_params.epochs)
     splits = data.prepare(data_settings, validation=patience is not None)
     from fashion_tune import averaging  # Keras: only once the checks above have passed
 
@@ -56,8 +66,7 @@ def retrain(config_path: Path, out: ModelDir, settings: RetrainSettings = Retrai
              f" (early stopping, patience {patience})" if patience else "", averaging.describe(settings.flip_tta, len(configs)))
     out.path.mkdir(parents=True, exist_ok=True)
     trained, records = [], []
-    for number, (config, member_params) in enumerate(zip(configs, params), start=1):
-        folder = out if len(configs) == 1 else out.member(number)
+    for number, (config, member_params, folder) in enumerate(zip(configs, params, folders), start=1):
         model, record = _train(member_params, splits, folder, patience, verbose)
         trained.append(model)
         records.append({"trial_id": config.get("trial_id"), "value": config.get("value"), **record})
@@ -83,6 +92,8 @@ def retrain(config_path: Path, out: ModelDir, settings: RetrainSettings = Retrai
         "data": {"source": splits.source, "checksums": splits.checksums},
         "final": first["final"],
     })
+    for folder in folders:
+        shutil.rmtree(folder.backup, ignore_errors=True)
     log.info("model saved to %s (%d epochs in %.0f s)", out.model, sum(r["epochs_run"] for r in records), seconds)
     return out
 
@@ -98,10 +109,34 @@ def _what(best: dict, config_path: Path, members: int) -> str:
 
 
 def _train(params: TrainParams, splits, folder: ModelDir, patience: Optional[int], verbose: Optional[int]):
-    """One model, fitted, its curves and history in `folder`; the model and what its record says of it."""
+    """One model, fitted (or finished, from the backup an interrupted run left), its curves and
+    history in `folder`; the model and what its record says of it."""
     model = compiled_model(params, len(splits.y_train))
     folder.path.mkdir(parents=True, exist_ok=True)
-    result = training.fit(model, params, splits, patience=patience, tensorboard_dir=folder.tensorboard, verbose=verbose)
+    result = training.fit(model, params, splits, patience=patience, tensorboard_dir=folder.tensorboard,
+                          backup_dir=folder.backup, verbose=verbose)
     training.write_history(folder.history, result.history)
-    return model, {"params": params.to_dict(), "epochs_budget": params.epochs, "epochs_run": result.epochs_run,
+    return result.model, {"params": params.to_dict(), "epochs_budget": params.epochs, "epochs_run": result.epochs_run,
                    "chosen_epoch": result.chosen_epoch, "seconds": result.seconds, "final": result.final}
+
+
+BACKUP_OF = "training.json"  # in a backup folder: the training it is the state of
+
+
+def _check_backup(backup: Path, training_of: dict, epochs: int) -> None:
+    """Go on from a backup of this same training (say so), refuse one of another, or start one."""
+    recorded = backup / BACKUP_OF
+    if recorded.is_file():
+        before = json.loads(recorded.read_text())
+        if before != training_of:
+            changed = [k for k in sorted({*before["params"], *training_of["params"]})
+                       if before["params"].get(k) != training_of["params"].get(k)]
+            changed += [k for k in ("patience", "data") if before.get(k) != training_of[k]]
+            raise UserError(f"{backup}: holds an unfinished retrain with other settings ({', '.join(changed)}); "
+                            "remove that folder to start afresh, or give --out another folder")
+        done, _ = training.last_backup(backup)
+        if done:
+            log.info("going on from epoch %d of %d (the unfinished retrain in %s)", done, epochs, backup)
+        return
+    backup.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(recorded, training_of)

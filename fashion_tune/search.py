@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from fashion_tune import atomic, data, layout, ray_start, results
 from fashion_tune.config import PAUSING_SCHEDULERS, SCHEDULERS, DataSettings, SearchSettings, flag_of
-from fashion_tune.errors import StudyInterrupted, UserError
+from fashion_tune.errors import Interrupted, UserError
 from fashion_tune.layout import StudyDir
 from fashion_tune.space import ParamSpec, SearchSpace, load_space
 
@@ -211,7 +211,7 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
             log.info("best %s%s: %.4f", space.metric, "" if finished else " so far", report["best_value"])
     log.info("%d of %d trials ended (%d failed); reports in %s", ended, settings.num_samples, failed, study.path)
     if not finished:
-        raise StudyInterrupted(f"study {settings.name!r} stopped before its end; continue it with --resume {settings.name}")
+        raise Interrupted(f"study {settings.name!r} stopped before its end; continue it with --resume {settings.name}")
     return study
 
 

@@ -2,7 +2,10 @@
 
 A trial (trainable.py) fits epoch by epoch under Tune's control; everything else fits a compiled
 model here, with TensorBoard curves, an optional held-out slice scored every epoch, and early
-stopping on it that keeps the best epoch's weights.
+stopping on it that keeps the best epoch's weights. Given a backup folder, a fit saves its model
+(weights and optimizer, as a trial's checkpoint does) and its history there after every epoch, so
+the same fit started again after an interruption goes on from the last finished epoch. (Keras's
+BackupAndRestore saves weights only, and could not load them back into our models.)
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 from fashion_tune import atomic
 from fashion_tune.config import TrainParams
 from fashion_tune.data import Splits
+from fashion_tune.model import load_model
 
 
 @dataclass
@@ -28,6 +32,7 @@ class FitResult:
     epochs_run: int  # epochs actually trained
     chosen_epoch: int  # the epoch whose weights the model holds (early stopping), else epochs_run
     seconds: float
+    model: object  # the Keras model trained (the one given, or the backup's it went on from)
 
     @property
     def final(self) -> dict:
@@ -35,33 +40,117 @@ class FitResult:
         return {k: v[self.chosen_epoch - 1] for k, v in self.history.items()}
 
 
+EPOCH_SECONDS = "epoch_seconds"  # the history's column of each epoch's wall time
+BACKUP_HISTORY = "history.csv"  # in a backup folder, beside epoch_<n>.keras
+
+
 def fit(model, params: TrainParams, splits: Splits, *, patience: Optional[int] = None,
-        tensorboard_dir: Optional[Path] = None, verbose: Optional[int] = None) -> FitResult:
+        tensorboard_dir: Optional[Path] = None, backup_dir: Optional[Path] = None,
+        verbose: Optional[int] = None) -> FitResult:
     """Train a compiled model for params.epochs on splits' training arrays.
 
     Its validation slice, when it has one, is scored every epoch; with `patience`, training stops
     when that loss has not improved for `patience` epochs and the best epoch's weights are kept.
+    With backup_dir, the model (weights and optimizer) and the history are saved there after every
+    epoch, and a fit that finds them goes on from the last saved epoch with that model instead of
+    `model` (the caller checks that the backup is of the same training, and removes the folder
+    once it has kept the result). FitResult.model is the model trained.
     """
     import keras
 
-    callbacks = []
+    initial_epoch = 0
+    if backup_dir is not None:
+        backup_dir.mkdir(parents=True, exist_ok=True)
+        initial_epoch, saved = last_backup(backup_dir)
+        if saved is not None:
+            model = load_model(saved)
+            _keep_history(backup_dir, initial_epoch)  # rows of epochs after the saved one are trained again
+    callbacks = [_epoch_clock()]
     if tensorboard_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=0))
     if patience is not None:
         if splits.validation is None:
             raise ValueError("early stopping needs a validation slice")
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True))
+    if backup_dir is not None:
+        callbacks += [keras.callbacks.CSVLogger(str(backup_dir / BACKUP_HISTORY), append=True), _saver(backup_dir)]
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line an epoch in logs
-    began = time.perf_counter()
     history = model.fit(splits.x_train, splits.y_train, batch_size=params.batch_size, epochs=params.epochs,
-                        validation_data=splits.validation, callbacks=callbacks, verbose=verbose).history
-    seconds = time.perf_counter() - began
+                        initial_epoch=initial_epoch, validation_data=splits.validation, callbacks=callbacks,
+                        verbose=verbose).history
+    if backup_dir is not None:
+        history = _backup_history(backup_dir)
+    history = {k: [float(v) for v in vs] for k, vs in history.items()}
     epochs_run = len(history["loss"])
     chosen = epochs_run
     if patience is not None and "val_loss" in history:
         chosen = int(np.argmin(history["val_loss"])) + 1
-    return FitResult({k: [float(v) for v in vs] for k, vs in history.items()}, epochs_run, chosen, seconds)
+    return FitResult(history, epochs_run, chosen, sum(history[EPOCH_SECONDS]), model)
+
+
+def last_backup(backup_dir: Path) -> tuple[int, Optional[Path]]:
+    """The last epoch a backup folder holds a model of, and that model (0, None: none)."""
+    saved = {int(p.stem.split("_")[1]): p for p in backup_dir.glob("epoch_*.keras")}
+    return (max(saved), saved[max(saved)]) if saved else (0, None)
+
+
+def _backup_rows(backup_dir: Path) -> dict:
+    """Keras's CSVLogger rows by epoch (0-based, as it writes them), an epoch's last row winning."""
+    path = backup_dir / BACKUP_HISTORY
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        return {int(row["epoch"]): row for row in csv.DictReader(f)}
+
+
+def _keep_history(backup_dir: Path, epochs: int) -> None:
+    rows = [row for epoch, row in sorted(_backup_rows(backup_dir).items()) if epoch < epochs]
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic.write_text(backup_dir / BACKUP_HISTORY, out.getvalue())
+
+
+def _backup_history(backup_dir: Path) -> dict:
+    rows = _backup_rows(backup_dir)
+    epochs = sorted(rows)
+    # Keras's CSVLogger writes NA in val_ columns of its own making when a fit has no validation data.
+    keys = [key for key, value in rows[epochs[0]].items() if key != "epoch" and value != "NA"]
+    return {key: [float(rows[e][key]) for e in epochs] for key in keys}
+
+
+def _saver(backup_dir: Path):
+    import keras
+
+    class Saver(keras.callbacks.Callback):
+        """After each epoch: the model as epoch_<n>.keras (whole, or not at all), then the older one
+        removed, so the folder always holds one complete model to go on from."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            atomic.save_model(self.model, backup_dir / f"epoch_{epoch + 1}.keras")
+            for older in backup_dir.glob("epoch_*.keras"):
+                if older.stem != f"epoch_{epoch + 1}":
+                    older.unlink()
+
+    return Saver()
+
+
+def _epoch_clock():
+    import keras
+
+    class Clock(keras.callbacks.Callback):
+        """Puts each epoch's wall seconds in its logs, so history and history.csv carry them."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs[EPOCH_SECONDS] = time.perf_counter() - self.began
+
+    return Clock()
 
 
 def write_history(path: Path, history: dict) -> None:

@@ -10,6 +10,8 @@ from PIL import Image
 
 from fashion_tune import data, images, layout, robustness
 from fashion_tune.cli import main
+from fashion_tune.training import last_backup
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +54,47 @@ def test_retrain_writes_model_history_record_and_curves(study):
     assert len(rows) == record["epochs_run"] and {"loss", "val_loss", "accuracy"} <= set(rows[0])
     tags, _ = scalar_and_image_tags(retrain / "tensorboard" / "train")
     assert "epoch_loss" in tags
+
+
+def test_an_interrupted_retrain_goes_on_from_its_last_finished_epoch(tmp_path, fashion_dir):
+    """Ctrl-C mid-retrain keeps every finished epoch; the same command goes on from there (weights and
+    optimizer restored: its next epoch's loss is far below a first epoch's), the record and history
+    cover every epoch, and the backup is gone once the model is saved. A backup of other settings is
+    refused, before any data is read."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config, out = tmp_path / "best_config.json", tmp_path / "model"
+    config.write_text(json.dumps({"study": "s", "params": {**SMALL, "epochs": 8}, "value": 0.8}))
+    command = [sys.executable, "-m", "fashion_tune", "retrain", "--config", str(config), "--out", str(out),
+               "--subset", "3000", "--data-dir", str(fashion_dir)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    backup_rows = out / "backup" / "history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (backup_rows.is_file() and len(backup_rows.read_text().splitlines()) >= 3):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    assert "the same command goes on from its last finished epoch" in err.strip().splitlines()[-1]
+    finished, _ = last_backup(out / "backup")  # the CSV's last row may be of an epoch whose model was not saved
+    assert 1 <= finished < 8 and not (out / "model.keras").exists()
+
+    other = subprocess.run([*command, "--epochs", "9"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert other.returncode == 2 and "holds an unfinished retrain with other settings (epochs)" in other.stderr, other.stderr
+
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"going on from epoch {finished} of 8" in done.stderr
+    record = json.loads((out / "retrain.json").read_text())
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 9)) and record["epochs_run"] == 8
+    assert record["seconds"] == pytest.approx(sum(float(r["epoch_seconds"]) for r in rows))
+    assert float(rows[finished]["loss"]) < 0.8 * float(rows[0]["loss"])  # went on, did not start over
+    assert (out / "model.keras").is_file() and not (out / "backup").exists()
 
 
 def test_evaluate_writes_every_figure_and_consistent_numbers(study):

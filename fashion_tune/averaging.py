@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from fashion_tune.data import IMAGE_SHAPE
+from fashion_tune.model import inference_copy
 from fashion_tune.quiet_tensorflow import import_tensorflow
 
 import_tensorflow()  # Keras's backend, started quietly, before Keras itself
@@ -38,8 +39,7 @@ def averaged(members: Sequence, flip: bool, name: str = "fashion_averaged"):
     views = [inputs, HorizontalFlip(name="mirror")(inputs)] if flip else [inputs]
     answers = []
     for number, member in enumerate(members, start=1):
-        copy = keras.models.clone_model(member)
-        copy.set_weights(member.get_weights())
+        copy = inference_copy(member)
         copy.name = f"member{number}"
         answers += [copy(view) for view in views]
     return keras.Model(inputs, keras.layers.Average(name="probabilities")(answers), name=name)

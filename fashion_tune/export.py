@@ -18,7 +18,7 @@ from fashion_tune import atomic, images, layout
 from fashion_tune.data import CLASS_NAMES, IMAGE_SHAPE
 from fashion_tune.errors import UserError
 from fashion_tune.layout import ExportDir, ModelDir
-from fashion_tune.model import load_model
+from fashion_tune.model import inference_copy, load_model
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def export(model_dir: ModelDir, out: ExportDir, results_dir: str = "results", fo
     into the model card); record it as the newest export."""
     if out.path.exists() and any(out.path.iterdir()) and not force:
         raise UserError(f"--out {out.path}: exists and is not empty; choose another folder or pass --force to replace it")
-    model = load_model(model_dir.model, compile=False)  # the weights, without the optimizer's training state
+    model = inference_copy(load_model(model_dir.model, compile=False))  # the weights, without training state
     with atomic.staged_folder(out.path) as folder:
         staged = ExportDir(folder)
         model.save(staged.model)

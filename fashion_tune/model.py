@@ -235,6 +235,24 @@ def compiled_model(params: TrainParams, train_images: Optional[int] = None,
     return compile_model((network or build_model)(params), params, train_images)
 
 
+def inference_copy(model):
+    """The same network and weights without training state: no optimizer, so no slot variables
+    (twice the weights' size with Adam) in a saved file. Neither clone_model nor from_config alone
+    does it: both compile the copy of a compiled model, including a member nested in a TTA or
+    ensemble model, whose config carries its compile settings."""
+    copy = model.__class__.from_config(_without_compile_config(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _without_compile_config(config):
+    if isinstance(config, dict):
+        return {key: _without_compile_config(value) for key, value in config.items() if key != "compile_config"}
+    if isinstance(config, list):
+        return [_without_compile_config(value) for value in config]
+    return config
+
+
 def load_model(path: Path, compile: bool = True):
     """Load a .keras model; safe_mode stays on (no arbitrary code from the file).
 

@@ -60,8 +60,8 @@ def curve(study: Path) -> tuple[list[int], list[float]]:
     from fashion_tune.layout import StudyDir
 
     study = StudyDir(study)
-    started = results.read_study(study)["started_at"]
-    progress = [p for p in results.search_progress(study, "val_accuracy", "max", started) if p.best is not None]
+    progress = [p for p in results.search_progress(study, "val_accuracy", "max", results.read_study(study))
+                if p.best is not None]
     return [p.trial_epochs for p in progress], [p.best for p in progress]
 
 

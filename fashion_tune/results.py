@@ -137,7 +137,7 @@ class Progress:
     trial_id: str  # the trial that reported this epoch
 
 
-def search_progress(study: StudyDir, metric: str, mode: str, started_at: float) -> list[Progress]:
+def search_progress(study: StudyDir, metric: str, mode: str, record: dict) -> list[Progress]:
     """Every epoch any trial reported, in the order they were reported, with the best value so far:
     what more trials or more time would have bought."""
     rows = [r for folder in study.trial_dirs() for r in _read_json_lines(folder / TRIAL_RESULTS)]
@@ -147,8 +147,18 @@ def search_progress(study: StudyDir, metric: str, mode: str, started_at: float) 
     for spent, row in enumerate(rows, 1):
         if _finite(row.get(metric)):
             best = row[metric] if best is None else better(best, row[metric])
-        progress.append(Progress(spent, (row.get("timestamp", started_at) - started_at) / 60, best, str(row.get("trial_id", ""))))
+        minutes = running_seconds(record, row.get("timestamp", record["started_at"])) / 60
+        progress.append(Progress(spent, minutes, best, str(row.get("trial_id", ""))))
     return progress
+
+
+def running_seconds(record: dict, at: float) -> float:
+    """Seconds the study had run by time `at`: since it started, less the pauses between its runs
+    (study.json's runs: [start, end] of each search command; end is None while one runs, or when
+    it was killed, and such a run is taken to have lasted until the next began)."""
+    paused = sum(max(0.0, start - (end or start))
+                 for (_, end), (start, _) in zip(record.get("runs", []), record.get("runs", [])[1:]) if start <= at)
+    return at - record["started_at"] - paused
 
 
 def write_reports(study: StudyDir) -> dict:
@@ -164,7 +174,7 @@ def write_reports(study: StudyDir) -> dict:
     atomic.write_text(study.leaderboard, leaderboard_csv(trials, [p.name for p in space.params]))
     if best is not None:
         atomic.write_json(study.best_config, best_config(record, space, best))
-    progress = search_progress(study, space.metric, space.mode, record["started_at"])
+    progress = search_progress(study, space.metric, space.mode, record)
     found = insights.analyse(study, record["name"], record["settings"]["seed"])
     summary = summary_markdown(record, space, trials, best, finished, progress, found, study)
     atomic.write_text(study.summary, summary)

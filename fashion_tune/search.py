@@ -192,13 +192,17 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
              space.max_epochs, _strategy(settings), at_once)
     log.info("watch it live: tensorboard --logdir %s", study.path)
     began = time.time()
+    # Each run's start and end: the summary's minutes count the time the study ran, not its pauses.
+    record.setdefault("runs", []).append([began, None])
+    atomic.write_json(study.record, record)
     tune_log, our_words = logging.getLogger(InterruptInOurWords.LOGGER), InterruptInOurWords(settings.name)
     tune_log.addFilter(our_words)
     try:
         grid = tuner.fit()
     finally:
         tune_log.removeFilter(our_words)
-    record["wall_s"] = record.get("wall_s", 0.0) + time.time() - began
+    record["runs"][-1][1] = time.time()
+    record["wall_s"] = record.get("wall_s", 0.0) + record["runs"][-1][1] - began
     failed = sum(1 for r in grid if r.error)
     ended = _ended_trials(study, settings.name, grid)
     finished = ended >= settings.num_samples

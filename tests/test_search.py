@@ -245,8 +245,9 @@ def test_search_progress_follows_every_reported_epoch(smoke):
     from fashion_tune.results import search_progress
 
     _, study = smoke
-    started = json.loads((study / "study.json").read_text())["started_at"]
-    progress = search_progress(StudyDir(study), "val_accuracy", "max", started)
+    record = json.loads((study / "study.json").read_text())
+    assert len(record["runs"]) == 1 and record["runs"][0][1] - record["runs"][0][0] == pytest.approx(record["wall_s"])
+    progress = search_progress(StudyDir(study), "val_accuracy", "max", record)
     rows = read_leaderboard(study)
     assert [p.trial_epochs for p in progress] == list(range(1, sum(int(r["epochs_trained"]) for r in rows) + 1))
     bests = [p.best for p in progress]

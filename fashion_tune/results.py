@@ -257,7 +257,7 @@ def summary_markdown(study: dict, space: SearchSpace, trials: list[TrialRecord],
     if best is not None:
         lines += _best_configuration(space, best)
     lines += _progress_table(space.metric, progress)
-    logdir = Path(study["settings"]["results_dir"]) / study["name"]
+    logdir = folder.path  # where the study is now (it may have been copied or moved since it ran)
     lines += insights.markdown(found, folder, logdir)
     lines += _leaderboard_table(space, trials)
     failed = [t for t in trials if t.status == FAILED]

@@ -138,6 +138,8 @@ def test_reports_tell_the_study(make_study):
     assert "Trial-epochs trained: 8 (of 12 without early stopping)" in summary
     assert "sits at the low edge" in summary  # the best trial's learning rate
     assert "- `nan`: FloatingPointError" in summary
+    # The commands name the folder the study is in now (settings say results/, where it ran).
+    assert f"tensorboard --logdir {study.path}`" in summary
 
 
 def test_progress_is_every_epoch_in_order_with_the_best_so_far(make_study):

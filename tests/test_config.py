@@ -77,7 +77,7 @@ def test_augmentation_is_off_unless_asked_for_and_old_configs_still_load():
 
     from tests.conftest import ROOT
 
-    reference = json.loads((ROOT / "results" / "reference" / "best_config.json").read_text())["params"]
+    reference = json.loads((ROOT / "tests" / "data" / "reference_2026-11-21.json").read_text())["params"]
     params = TrainParams.from_config(reference)
     assert params.augment is True
     assert (params.rotation, params.zoom, params.translation, params.contrast, params.brightness, params.erasing) == (0,) * 6

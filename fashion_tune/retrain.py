@@ -12,7 +12,8 @@ kept, and the epoch chosen is recorded.
 
 An interrupted retrain loses no finished epoch: each model's state is kept in its folder's backup/
 after every epoch, and the same command started again goes on from there (early stopping then
-counts its patience afresh). The backups are removed once the model is saved.
+goes on with its best epoch and patience as they were). The backups are removed once the model
+is saved.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ class FitResult:
 
 EPOCH_SECONDS = "epoch_seconds"  # the history's column of each epoch's wall time
 BACKUP_HISTORY = "history.csv"  # in a backup folder, beside epoch_<n>.keras
+BACKUP_BEST_WEIGHTS = "best_weights.npz"  # in a backup folder, with early stopping: the best epoch's weights
 
 
 def fit(model, params: TrainParams, splits: Splits, *, patience: Optional[int] = None,
@@ -71,7 +72,7 @@ def fit(model, params: TrainParams, splits: Splits, *, patience: Optional[int] =
     if patience is not None:
         if splits.validation is None:
             raise ValueError("early stopping needs a validation slice")
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True))
+        callbacks.append(_early_stopping(patience, backup_dir))
     if backup_dir is not None:
         callbacks += [keras.callbacks.CSVLogger(str(backup_dir / BACKUP_HISTORY), append=True), _saver(backup_dir)]
     if verbose is None:
@@ -120,6 +121,34 @@ def _backup_history(backup_dir: Path) -> dict:
     # Keras's CSVLogger writes NA in val_ columns of its own making when a fit has no validation data.
     keys = [key for key, value in rows[epochs[0]].items() if key != "epoch" and value != "NA"]
     return {key: [float(rows[e][key]) for e in epochs] for key in keys}
+
+
+def _early_stopping(patience: int, backup_dir: Optional[Path]):
+    """Keras's EarlyStopping on the held-out loss, keeping the best epoch's weights. With a backup
+    folder it also keeps them there, and a fit that goes on from the backup goes on from them too:
+    the best loss so far, its weights and the epochs waited since (Keras's own would start afresh
+    and end on the best weights since the interruption, not the best epoch recorded)."""
+    import keras
+
+    class EarlyStopping(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            best_file = backup_dir / BACKUP_BEST_WEIGHTS if backup_dir is not None else None
+            losses = [float(row["val_loss"]) for _, row in sorted(_backup_rows(backup_dir).items())] if best_file else []
+            if losses and best_file.is_file():
+                self.best_epoch = int(np.argmin(losses))
+                self.best, self.wait = losses[self.best_epoch], len(losses) - 1 - self.best_epoch
+                with np.load(best_file) as saved:
+                    self.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            if backup_dir is not None and self.best_epoch == epoch:  # a new best (or the first epoch)
+                weights = io.BytesIO()
+                np.savez(weights, *self.best_weights)
+                atomic.write_bytes(backup_dir / BACKUP_BEST_WEIGHTS, weights.getvalue())
+
+    return EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
 
 
 def _saver(backup_dir: Path):

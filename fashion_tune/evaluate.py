@@ -310,7 +310,9 @@ def report_markdown(metrics: dict, report_text: str) -> str:
     if review:
         lines += ["", f"Send predictions below **{review['threshold']:.2f}** confidence to a person: the "
                   f"{review['coverage']:.1%} of images at or above it are {review['accuracy']:.2%} accurate "
-                  f"(target {review['target_accuracy']:.0%})."]
+                  f"(target {review['target_accuracy']:.0%}). Chosen on these test images, the one choice made on them "
+                  "(retrain uses every training image, so none are left to choose it on): the accuracy above it is a "
+                  "slightly optimistic estimate. `predict` and `serve` mark answers below it as unsure."]
     else:
         lines += ["", f"No confidence threshold reaches {REVIEW_TARGET_ACCURACY:.0%} accuracy: have a person check "
                   "every prediction, or improve the model."]

@@ -104,7 +104,8 @@ def card_markdown(card: dict) -> str:
         if metrics.get("review"):
             r = metrics["review"]
             lines.append(f"- have a person check predictions below {r['threshold']:.2f} confidence "
-                         f"({1 - r['coverage']:.1%} of test images); the rest are {r['accuracy']:.2%} accurate")
+                         f"({1 - r['coverage']:.1%} of test images); the rest are {r['accuracy']:.2%} accurate "
+                         "(the threshold was chosen on the test images: a slightly optimistic figure)")
         if metrics.get("robustness"):
             r = metrics["robustness"]
             lines += ["", f"On product photos rendered from {r['images_per_tier']:,} test images (raw accuracy "

@@ -1,5 +1,5 @@
-"""What several benchmarks share: a one-model study through the real CLI, its per-epoch rows, and
-variants measured in alternation with their per-pair ratios."""
+"""What several benchmarks share: a one-model study through the real CLI, its per-epoch rows,
+variants measured in alternation with their per-pair ratios, and the CPUs' busy time."""
 
 from __future__ import annotations
 
@@ -11,6 +11,18 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_times() -> dict[str, tuple[int, int]]:
+    """(busy, total) jiffies per CPU line of /proc/stat ("cpu" is all of them)."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu"):
+            name, *values = line.split()
+            values = list(map(int, values))
+            idle = values[3] + values[4]  # idle + iowait
+            out[name] = (sum(values) - idle, sum(values))
+    return out
 
 
 def one_model_space(path: Path, epochs: int, num_samples: int = 1) -> Path:

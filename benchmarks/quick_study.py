@@ -4,7 +4,7 @@ Runs the real CLI on a space (default search_spaces/quick.yaml; local Ray, the f
 while sampling /proc/stat every 5 s, then reads the study's reports.
 
     python benchmarks/quick_study.py --data-dir ../shared/data/fashion-mnist [--results-dir /tmp/bench]
-        [--space reference --name reference]
+        [--space reference --name reference] [any other search flag, e.g. --subset 20000]
 """
 
 from __future__ import annotations
@@ -18,19 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_times() -> dict[str, tuple[int, int]]:
-    """(busy, total) jiffies per CPU line of /proc/stat."""
-    out = {}
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("cpu"):
-            name, *values = line.split()
-            values = list(map(int, values))
-            idle = values[3] + values[4]  # idle + iowait
-            out[name] = (sum(values) - idle, sum(values))
-    return out
+from common import ROOT, cpu_times
 
 
 def main() -> None:
@@ -39,11 +27,11 @@ def main() -> None:
     parser.add_argument("--results-dir", default="/tmp/fashion_tune_bench")
     parser.add_argument("--space", default="search_spaces/quick.yaml")
     parser.add_argument("--name", help="study name (default: <space>-bench-<time>)")
-    args = parser.parse_args()
+    args, search_flags = parser.parse_known_args()  # the rest goes to `search` as it is
 
     name = args.name or f"{Path(args.space).stem}-bench-{time.strftime('%Y%m%d-%H%M%S')}"
     cmd = [sys.executable, "-m", "fashion_tune", "search", "--space", args.space, "--name", name,
-           "--results-dir", args.results_dir, "--data-dir", args.data_dir]
+           "--results-dir", args.results_dir, "--data-dir", args.data_dir, *search_flags]
     samples: dict[str, list[float]] = {}
     sampled_at: list[float] = []  # the end of each 5 s sample (Unix time, as Tune's result timestamps)
     began = time.perf_counter()

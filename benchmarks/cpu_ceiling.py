@@ -1,0 +1,82 @@
+"""What "every core busy" reads on this host: one training process per core, nothing else, with
+/proc/stat sampled every 5 s as quick_study.py samples a study.
+
+Two things read as idle even here: a hypervisor stopping the virtual machine, and TensorFlow
+itself, which (2026-11-23, two processes at once) sat idle 3.5-8 s before the first batch of
+most epochs; each process prints those idle seconds. quick_study.py's CPU figure means something
+only beside this one, measured on the same host at about the same time.
+
+    python benchmarks/cpu_ceiling.py [--processes 2] [--epochs 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+from common import ROOT, cpu_times
+
+sys.path.insert(0, str(ROOT))
+
+
+def train(epochs: int) -> None:
+    """One trial's work on one thread: the 3-block model at batch 256 on random images."""
+    import numpy as np
+
+    from fashion_tune.config import TrainParams
+    from fashion_tune.model import compiled_model
+    from fashion_tune.quiet_tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    images = np.random.default_rng(0).random((6000, 28, 28, 1), dtype=np.float32)
+    labels = np.random.default_rng(1).integers(0, 10, 6000)
+    params = TrainParams(batch_size=256, conv_blocks=3, epochs=epochs)
+    import keras
+
+    idle = []  # per epoch: wall seconds minus the process's CPU seconds from epoch begin to first batch
+
+    class EpochStart(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.began = (time.perf_counter(), time.process_time())
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 0:
+                idle.append((time.perf_counter() - self.began[0]) - (time.process_time() - self.began[1]))
+
+    compiled_model(params, len(images)).fit(images, labels, batch_size=256, epochs=epochs, verbose=0,
+                                            callbacks=[EpochStart()])
+    print("idle at the start of each epoch (s): " + " ".join(f"{s:.1f}" for s in idle), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=2, help="training processes (default: 2, one a core here)")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return train(args.epochs)
+
+    children = [subprocess.Popen([sys.executable, __file__, "--child", "--epochs", str(args.epochs)], cwd=ROOT)
+                for _ in range(args.processes)]
+    samples, last = [], cpu_times()
+    while all(child.poll() is None for child in children):  # every process still training
+        time.sleep(5)
+        now = cpu_times()
+        samples.append((now["cpu"][0] - last["cpu"][0]) / max(1, now["cpu"][1] - last["cpu"][1]))
+        last = now
+    for child in children:
+        child.wait()
+    busy = samples[2:-1]  # set aside: the imports and model builds, and the sample in which one ended
+    print(f"{args.processes} single-thread training processes, {len(busy)} samples of 5 s: CPU busy mean "
+          f"{100 * statistics.mean(busy):.1f}%, min {100 * min(busy):.0f}%; every sample: "
+          + " ".join(f"{100 * b:.0f}" for b in busy))
+
+
+if __name__ == "__main__":
+    main()

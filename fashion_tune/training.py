@@ -69,12 +69,14 @@ def fit(model, params: TrainParams, splits: Splits, *, patience: Optional[int] =
     callbacks = [_epoch_clock()]
     if tensorboard_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=0))
+    if backup_dir is not None:
+        callbacks += [keras.callbacks.CSVLogger(str(backup_dir / BACKUP_HISTORY), append=True), _saver(backup_dir)]
     if patience is not None:
         if splits.validation is None:
             raise ValueError("early stopping needs a validation slice")
+        # After the saver: a best epoch's weights are backed up only once its model is, so the
+        # backup never holds the best weights of an epoch that a resumed fit trains again.
         callbacks.append(_early_stopping(patience, backup_dir))
-    if backup_dir is not None:
-        callbacks += [keras.callbacks.CSVLogger(str(backup_dir / BACKUP_HISTORY), append=True), _saver(backup_dir)]
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line an epoch in logs
     history = model.fit(splits.x_train, splits.y_train, batch_size=params.batch_size, epochs=params.epochs,
@@ -133,13 +135,18 @@ def _early_stopping(patience: int, backup_dir: Optional[Path]):
     class EarlyStopping(keras.callbacks.EarlyStopping):
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs)
-            best_file = backup_dir / BACKUP_BEST_WEIGHTS if backup_dir is not None else None
-            losses = [float(row["val_loss"]) for _, row in sorted(_backup_rows(backup_dir).items())] if best_file else []
-            if losses and best_file.is_file():
-                self.best_epoch = int(np.argmin(losses))
-                self.best, self.wait = losses[self.best_epoch], len(losses) - 1 - self.best_epoch
-                with np.load(best_file) as saved:
+            losses = [float(row["val_loss"]) for _, row in sorted(_backup_rows(backup_dir).items())] if backup_dir else []
+            if not losses:
+                return
+            best_epoch = int(np.argmin(losses))
+            if best_epoch == len(losses) - 1:  # the epoch the fit goes on from: the model holds its weights
+                self.best_weights = self.model.get_weights()
+            elif (backup_dir / BACKUP_BEST_WEIGHTS).is_file():
+                with np.load(backup_dir / BACKUP_BEST_WEIGHTS) as saved:
                     self.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+            else:  # a backup from before the best weights were kept: start afresh, as Keras does
+                return
+            self.best_epoch, self.best, self.wait = best_epoch, losses[best_epoch], len(losses) - 1 - best_epoch
 
         def on_epoch_end(self, epoch, logs=None):
             super().on_epoch_end(epoch, logs)

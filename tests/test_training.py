@@ -40,6 +40,33 @@ def test_early_stopping_goes_on_from_the_best_epoch_before_an_interruption(tmp_p
     assert all(np.array_equal(a, b) for a, b in zip(result.model.get_weights(), best))
 
 
+def test_a_best_epoch_that_is_the_last_saved_one_is_the_model_the_fit_goes_on_from(tmp_path, fashion_dir):
+    """Interrupted after epoch 4 was saved but before its best weights were: epoch 4 (the best)
+    is the model the backup holds, and the fit ends on it when no later epoch beats it."""
+    import keras
+
+    from fashion_tune import atomic, data, training
+    from fashion_tune.config import DataSettings
+    from fashion_tune.model import compiled_model
+
+    params = TrainParams(**SMALL)
+    splits = data.prepare(DataSettings(data_dir=str(fashion_dir), subset=1000), validation=True)
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    atomic.save_model(compiled_model(params), backup / "epoch_4.keras")
+    with open(backup / training.BACKUP_HISTORY, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", "loss", "val_loss", training.EPOCH_SECONDS])
+        for epoch, val_loss in enumerate([0.9, 0.5, 0.6, 0.001]):  # epoch 4: a loss no epoch beats
+            writer.writerow([epoch, 1.0, val_loss, 1.0])
+
+    saved = keras.models.load_model(backup / "epoch_4.keras")
+    epoch_4 = saved.get_weights()
+    result = training.fit(saved, params, splits, patience=1, backup_dir=backup, verbose=0)
+    assert result.epochs_run == 5 and result.chosen_epoch == 4
+    assert all(np.array_equal(a, b) for a, b in zip(result.model.get_weights(), epoch_4))
+
+
 def test_the_best_weights_are_backed_up_whenever_the_held_out_loss_improves(tmp_path, fashion_dir):
     from fashion_tune import data, training
     from fashion_tune.config import DataSettings

@@ -31,13 +31,12 @@ def train(epochs: int) -> None:
     from fashion_tune.quiet_tensorflow import import_tensorflow
 
     tf = import_tensorflow()
+    import keras  # after TensorFlow's quiet start
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     images = np.random.default_rng(0).random((6000, 28, 28, 1), dtype=np.float32)
     labels = np.random.default_rng(1).integers(0, 10, 6000)
     params = TrainParams(batch_size=256, conv_blocks=3, epochs=epochs)
-    import keras
-
     idle = []  # per epoch: wall seconds minus the process's CPU seconds from epoch begin to first batch
 
     class EpochStart(keras.callbacks.Callback):

@@ -1,12 +1,13 @@
 """What "every core busy" reads on this host: one training process per core, nothing else, with
 /proc/stat sampled every 5 s as quick_study.py samples a study.
 
-Two things read as idle even here: a hypervisor stopping the virtual machine, and TensorFlow
-itself, which (2026-11-23, two processes at once) sat idle 3.5-8 s before the first batch of
-most epochs; each process prints those idle seconds. quick_study.py's CPU figure means something
-only beside this one, measured on the same host at about the same time.
+Each process prints the idle wall seconds before each epoch's first batch. With `--input
+arrays` the processes train on NumPy arrays as Keras feeds them (tf.data autotuning on), which
+left most epochs idle 5-45 s with two processes (2026-11-23; see fashion_tune/batches.py); the
+default feeds them as the package does. quick_study.py's CPU figure means something only beside
+this one, measured on the same host at about the same time.
 
-    python benchmarks/cpu_ceiling.py [--processes 2] [--epochs 4]
+    python benchmarks/cpu_ceiling.py [--processes 2] [--epochs 4] [--input batches|arrays]
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from common import ROOT, cpu_times
 sys.path.insert(0, str(ROOT))
 
 
-def train(epochs: int) -> None:
+def train(epochs: int, feed: str) -> None:
     """One trial's work on one thread: the 3-block model at batch 256 on random images."""
     import numpy as np
 
+    from fashion_tune import batches
     from fashion_tune.config import TrainParams
     from fashion_tune.model import compiled_model
     from fashion_tune.quiet_tensorflow import import_tensorflow
@@ -47,8 +49,12 @@ def train(epochs: int) -> None:
             if batch == 0:
                 idle.append((time.perf_counter() - self.began[0]) - (time.process_time() - self.began[1]))
 
-    compiled_model(params, len(images)).fit(images, labels, batch_size=256, epochs=epochs, verbose=0,
-                                            callbacks=[EpochStart()])
+    model = compiled_model(params, len(images))
+    if feed == "arrays":
+        model.fit(images, labels, batch_size=256, epochs=epochs, verbose=0, callbacks=[EpochStart()])
+    else:
+        model.fit(batches.shuffled(images, labels, 256), shuffle=False, epochs=epochs, verbose=0,
+                  callbacks=[EpochStart()])
     print("idle at the start of each epoch (s): " + " ".join(f"{s:.1f}" for s in idle), flush=True)
 
 
@@ -56,12 +62,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=2, help="training processes (default: 2, one a core here)")
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--input", choices=("batches", "arrays"), default="batches",
+                        help="batches: as the package feeds a fit (default); arrays: NumPy arrays straight to Keras")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return train(args.epochs)
+        return train(args.epochs, args.input)
 
-    children = [subprocess.Popen([sys.executable, __file__, "--child", "--epochs", str(args.epochs)], cwd=ROOT)
+    children = [subprocess.Popen([sys.executable, __file__, "--child", "--epochs", str(args.epochs),
+                                 "--input", args.input], cwd=ROOT)
                 for _ in range(args.processes)]
     samples, last = [], cpu_times()
     while all(child.poll() is None for child in children):  # every process still training
@@ -72,7 +81,7 @@ def main() -> None:
     for child in children:
         child.wait()
     busy = samples[2:-1]  # set aside: the imports and model builds, and the sample in which one ended
-    print(f"{args.processes} single-thread training processes, {len(busy)} samples of 5 s: CPU busy mean "
+    print(f"{args.processes} single-thread training processes fed {args.input}, {len(busy)} samples of 5 s: CPU busy mean "
           f"{100 * statistics.mean(busy):.1f}%, min {100 * min(busy):.0f}%; every sample: "
           + " ".join(f"{100 * b:.0f}" for b in busy))
 

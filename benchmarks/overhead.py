@@ -1,10 +1,11 @@
 """What running a model as a Tune trial costs, against the same model in plain `model.fit`.
 
-Same model (TrainParams defaults), same data split, same epochs, same TensorFlow threads. The
-plain run is a fresh Python process; the Tune run is the real `fashion_tune search` CLI with a
-one-trial space. The two alternate, plain then Tune, --pairs times, so a shared host's drift falls
-on both; each pair gives a ratio, and the median and range of those are the result (too wide a
-range is said, not averaged away). Per-epoch times leave out the first epoch, which traces the graph.
+Same model (TrainParams defaults), same data split and input pipeline (batches.py), same epochs,
+same TensorFlow threads. The plain run is a fresh Python process; the Tune run is the real
+`fashion_tune search` CLI with a one-trial space. The two alternate, plain then Tune, --pairs
+times, so a shared host's drift falls on both; each pair gives a ratio, and the median and range of
+those are the result (too wide a range is said, not averaged away). Per-epoch times leave out the
+first epoch, which traces the graph.
 
     python benchmarks/overhead.py --data-dir ../shared/data/fashion-mnist [--epochs 3] [--threads 2] [--pairs 3]
 """
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 def plain_fit(args) -> None:
     """Child process: train with plain model.fit and print the epoch times as JSON."""
-    from fashion_tune import data
+    from fashion_tune import batches, data
     from fashion_tune.config import DataSettings, TrainParams
     from fashion_tune.trainable import configure_tensorflow
 
@@ -48,8 +49,8 @@ def plain_fit(args) -> None:
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.t)
 
-    model.fit(splits.x_train, splits.y_train, batch_size=params.batch_size, epochs=params.epochs,
-              validation_data=splits.validation, callbacks=[Timer()], verbose=0)
+    model.fit(batches.shuffled(splits.x_train, splits.y_train, params.batch_size), shuffle=False,
+              epochs=params.epochs, validation_data=batches.validation(splits), callbacks=[Timer()], verbose=0)
     print(json.dumps({"epoch_s": times}))
 
 

@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from fashion_tune import atomic, data, plots, robustness
+from fashion_tune import atomic, batches, data, plots, robustness
 from fashion_tune.data import CLASS_NAMES
 from fashion_tune.layout import EvaluationDir, ModelDir
 from fashion_tune.model import load_model
@@ -123,7 +123,7 @@ def score(model, images: np.ndarray, labels: np.ndarray) -> Scores:
     from sklearn.metrics import classification_report, confusion_matrix
 
     x = data.to_model_input(images)
-    probabilities = model.predict(x, batch_size=512, verbose=0).astype(np.float64)
+    probabilities = model.predict(batches.in_order(x), verbose=0).astype(np.float64)
     predicted = probabilities.argmax(axis=1)
     correct = predicted == labels
     classes = dict(labels=range(len(CLASS_NAMES)), target_names=CLASS_NAMES, digits=4, zero_division=0)

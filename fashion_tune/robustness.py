@@ -200,16 +200,17 @@ def process_pool(workers: int | None = None):
 def measure(model, images: np.ndarray, labels: np.ndarray, count: int, seed: int = 0, workers: int | None = None) -> dict:
     """Accuracy of `model` under every tier on the first `count` test images (all when count >=
     len(images)): {"images", "seed", "raw_accuracy", "tiers": {name: {...}}}; and the examples."""
+    from fashion_tune import batches
     from fashion_tune.data import to_model_input
 
     images, labels = images[:count], labels[:count]
-    raw = float((model.predict(to_model_input(images), batch_size=512, verbose=0).argmax(axis=1) == labels).mean())
+    raw = float((model.predict(batches.in_order(to_model_input(images)), verbose=0).argmax(axis=1) == labels).mean())
     tiers, strips = {}, {}
     pool = process_pool(workers)
     try:
         for index, tier in enumerate(TIERS):
             inputs, missing = tier_inputs(index, images, seed, pool)
-            predicted = model.predict(inputs, batch_size=512, verbose=0).argmax(axis=1)
+            predicted = model.predict(batches.in_order(inputs), verbose=0).argmax(axis=1)
             correct = (predicted == labels) & ~missing
             tiers[tier.name] = {"description": tier.description, "accuracy": float(correct.mean()),
                                 "drop": raw - float(correct.mean()), "no_garment_found": int(missing.sum())}

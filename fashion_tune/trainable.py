@@ -23,6 +23,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
+from fashion_tune import batches
 from fashion_tune.config import TrainParams
 from fashion_tune.data import Splits
 from fashion_tune.layout import CheckpointDir
@@ -50,12 +51,11 @@ def train_trial(config: dict, splits: Splits) -> None:
     keras.backend.clear_session(free_memory=True)  # the previous trial's model, graphs and layer names, in a reused process
     model, first_epoch = _restore_or_build(params, len(splits.y_train))
     model.fit(
-        splits.x_train,
-        splits.y_train,
-        batch_size=params.batch_size,
+        batches.shuffled(splits.x_train, splits.y_train, params.batch_size),
+        shuffle=False,  # shuffled already; Keras warns of a shuffle it cannot do otherwise
         epochs=params.epochs,
         initial_epoch=first_epoch,
-        validation_data=splits.validation,
+        validation_data=batches.validation(splits),
         callbacks=[_epoch_reporter()],
         verbose=0,  # Tune's progress table is the display; Keras stays quiet inside trials
     )

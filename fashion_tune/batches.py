@@ -1,0 +1,52 @@
+"""The batches every fit and predict reads: in-memory arrays as a tf.data pipeline, autotuning off.
+
+Given NumPy arrays, Keras builds a tf.data pipeline with autotuning on. Autotuning runs a thread
+that sleeps between optimisation rounds (rounds grow up to a minute apart), and TensorFlow 2.21
+does not wake it when an epoch ends: dropping the epoch's iterator waits for that thread to finish
+its sleep. Measured on this 2-core host (benchmarks/cpu_ceiling.py --input arrays, 2026-11-23):
+with two training processes, most epochs began with 5-45 s of idle wall time, a quarter of the
+run; with these pipelines, none. In-memory batches need no tuning: one batch is gathered while
+the model trains on the previous one.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from fashion_tune.data import Splits
+from fashion_tune.quiet_tensorflow import import_tensorflow
+
+
+def shuffled(x: np.ndarray, y: np.ndarray, batch_size: int):
+    """(images, labels) batches in a new random order each epoch, the last batch possibly short.
+    The order follows TensorFlow's global seed (model.compiled_model sets it from params.seed)."""
+    tf = import_tensorflow()
+    order = tf.data.Dataset.range(len(x)).shuffle(len(x), reshuffle_each_iteration=True)
+    return _gathered(order.batch(batch_size), x, y)
+
+
+def in_order(x: np.ndarray, y: Optional[np.ndarray] = None, batch_size: int = 512):
+    """Batches of images (with their labels, when given) in their order: for scoring and predicting."""
+    tf = import_tensorflow()
+    return _gathered(tf.data.Dataset.range(len(x)).batch(batch_size), x, y)
+
+
+def validation(splits: Splits):
+    """The validation slice's batches, scored after every epoch; None where the splits hold none out."""
+    return in_order(splits.x_val, splits.y_val) if splits.validation is not None else None
+
+
+def _gathered(indices, x: np.ndarray, y: Optional[np.ndarray]):
+    tf = import_tensorflow()
+    arrays = (tf.constant(x),) if y is None else (tf.constant(x), tf.constant(y))
+    # The arrays come in beside the indices rather than captured by the map function, as Keras's
+    # own pipeline does, so nothing ever serialises hundreds of megabytes of images into a graph.
+    batches = tf.data.Dataset.zip(indices, tf.data.Dataset.from_tensors(arrays).repeat())
+    batches = batches.map(lambda i, data: tuple(tf.gather(a, i) for a in data) if y is not None
+                          else tf.gather(data[0], i))
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.experimental_optimization.apply_default_optimizations = False  # no graph rewrite to pay for
+    return batches.prefetch(1).with_options(options)

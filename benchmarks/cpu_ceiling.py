@@ -3,7 +3,7 @@
 
 Each process prints the idle wall seconds before each epoch's first batch. With `--input
 arrays` the processes train on NumPy arrays as Keras feeds them (tf.data autotuning on), which
-left most epochs idle 5-45 s with two processes (2026-11-23; see fashion_tune/batches.py); the
+left most epochs idle 5-9 s with two processes (2026-11-23; see fashion_tune/batches.py); the
 default feeds them as the package does. quick_study.py's CPU figure means something only beside
 this one, measured on the same host at about the same time.
 

@@ -57,7 +57,7 @@ def test_validation_is_the_held_out_slice_or_none():
 
 
 def test_autotuning_is_off():
-    """tf.data's autotuning thread made most epochs start 5-45 s late with two training processes
+    """tf.data's autotuning thread made most epochs start 5-9 s late with two training processes
     on two cores (batches.py); benchmarks/cpu_ceiling.py measures the stall itself."""
     x, y = arrays()
     for dataset in (batches.shuffled(x, y, 32), batches.in_order(x, y)):

@@ -39,8 +39,16 @@ def one_model_space(path: Path, epochs: int, num_samples: int = 1) -> Path:
 def run_study(space: Path, name: str, results_dir: Path, data_dir: str, *flags: str) -> dict:
     """Run `fashion_tune search` (quiet); return its study.json. A failed study ends the benchmark
     with its command and the end of its error output."""
-    cmd = [sys.executable, "-m", "fashion_tune", "-q", "search", "--space", str(space), "--name", name,
-           "--results-dir", str(results_dir), "--data-dir", data_dir, *flags]
+    return _search(name, results_dir, "--space", str(space), "--name", name, "--data-dir", data_dir, *flags)
+
+
+def resume_study(name: str, results_dir: Path) -> dict:
+    """Continue an interrupted study with `fashion_tune search --resume`; return its study.json."""
+    return _search(name, results_dir, "--resume", name)
+
+
+def _search(name: str, results_dir: Path, *flags: str) -> dict:
+    cmd = [sys.executable, "-m", "fashion_tune", "-q", "search", "--results-dir", str(results_dir), *flags]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode:
         tail = "\n".join(done.stderr.strip().splitlines()[-20:])

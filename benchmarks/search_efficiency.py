@@ -24,8 +24,8 @@ and reduction factor 3 a budget of 9 gives ASHA rungs at 1, 3 and 9 epochs. --re
 and --grace-period override the space's for the variants that stop trials (not tpe-full). The copy
 leaves out the space's max_concurrent, which the pausing schedulers refuse: the trials at once then
 follow cpus_per_trial, for every variant alike. A variant whose folder under --out holds a finished
-study is reused, not run again: to try other settings against the same tpe-full runs, copy its
-folders into the new --out.
+study is reused, not run again, and an interrupted one is resumed: to try other settings against
+the same tpe-full runs, copy its folders into the new --out.
 
 Seeds run one after another, each seed's variants in the order given: on a shared host, drift
 lands on wall times (said beside them), not on trial-epochs or accuracies.
@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from common import ROOT, run_study
+from common import ROOT, resume_study, run_study
 
 sys.path.insert(0, str(ROOT))
 from fashion_tune.schedulers import rungs  # noqa: E402
@@ -95,7 +95,11 @@ def run_seed(seed: int, variants: list[str], space: str, budget: int, args) -> d
     found = {}
     for name in variants:
         flags, study = VARIANTS[name], out / name
-        if not (study / "summary.md").is_file():  # a finished variant is reused: rerun with a fresh --out
+        record = study / "study.json"
+        if record.is_file() and not json.loads(record.read_text()).get("finished_at"):
+            print(f"seed {seed} {name}: resuming the interrupted study ...", flush=True)
+            resume_study(name, out)
+        elif not record.is_file():  # a finished variant is reused: rerun with a fresh --out
             print(f"seed {seed} {name}: searching ...", flush=True)
             given = {"--subset": args.subset, "--val-fraction": args.val_fraction}
             if "none" not in flags:

@@ -190,8 +190,9 @@ class Retrain(Command):
     --top K the study's K best trials are trained and averaged as one model; with --flip-tta the
     saved model also averages each image with its mirror image. The space file's `retrain:`
     section sets these before the study runs; flags override it. With --early-stopping a
-    stratified slice is held out and training stops when its loss stops improving. Writes
-    model.keras, history.csv, retrain.json and TensorBoard curves."""
+    stratified slice is held out and training stops when its loss stops improving; with
+    --calibrate one is held out to temperature-scale the model's confidence and choose its review
+    threshold. Writes model.keras, history.csv, retrain.json and TensorBoard curves."""
 
     summary = "train a study's best configuration (or its top K, averaged) on the full training set"
 
@@ -199,13 +200,14 @@ class Retrain(Command):
         add_study_or(parser, "--config", "a best_config.json instead of a study")
         add_settings(parser, RetrainSettings, default_text={
             "epochs": "the space file's retrain: epochs, else the configuration's budget",
-            "top": "the space file's retrain: top, else 1", "flip_tta": "the space file's retrain: flip_tta, else off"})
+            "top": "the space file's retrain: top, else 1", "flip_tta": "the space file's retrain: flip_tta, else off",
+            "calibrate": "the space file's retrain: calibrate, else off"})
         parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
                             help="hold out --val-fraction and stop when its loss has not improved for PATIENCE epochs")
         parser.add_argument("--out", help="output folder (default: <study>/retrain, or retrain/ beside --config)")
         add_settings(parser.add_argument_group("data"), DataSettings, aliases={"val_fraction": ["--holdout"]},
                      default_text={"data_dir": "the study's, else $FASHION_TUNE_DATA, else Keras's cache",
-                                   "val_fraction": "the study's, else 0.1; used with --early-stopping"})
+                                   "val_fraction": "the study's, else 0.1; used with --early-stopping and --calibrate"})
 
     def run(self, args):
         from fashion_tune import results, retrain

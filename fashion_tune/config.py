@@ -345,6 +345,10 @@ class RetrainSettings(_Validated):
                        in_space=True)
     flip_tta: bool = setting(False, "the saved model averages its answers for each image and its mirror image "
                              "(test-time augmentation: twice the inference compute)", in_space=True)
+    calibrate: bool = setting(False, "hold out --holdout of the training images (stratified) and fit on them the "
+                              "temperature that calibrates the saved model's confidence and the review threshold "
+                              "below which predict and serve say 'unsure', so the test set chooses neither; the "
+                              "model trains on the rest", in_space=True)
 
     RULES = {
         "epochs": _at_least(1),

@@ -23,50 +23,13 @@ from typing import Optional
 import numpy as np
 
 from fashion_tune import atomic, batches, data, plots, robustness
+from fashion_tune.calibration import (CALIBRATION_BINS, CHOSEN_ON_TEST, REVIEW_TARGET_ACCURACY, accepted_at,
+                                       expected_calibration_error, review_thresholds)
 from fashion_tune.data import CLASS_NAMES
 from fashion_tune.layout import EvaluationDir, ModelDir
 from fashion_tune.model import load_model
 
 log = logging.getLogger(__name__)
-
-CALIBRATION_BINS = 15
-# A retailer lets predictions below the review threshold go to a person; above it, the
-# accepted predictions must be at least this accurate.
-REVIEW_TARGET_ACCURACY = 0.98
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
-
-
-def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
-    """Expected calibration error over equal-width confidence bins, with each bin's figures."""
-    edges = np.linspace(0, 1, bins + 1)
-    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    counts = np.bincount(index, minlength=bins)
-    conf_sum = np.bincount(index, weights=confidence, minlength=bins)
-    correct_sum = np.bincount(index, weights=correct.astype(float), minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        bin_conf = np.where(counts > 0, conf_sum / counts, 0.0)
-        bin_acc = np.where(counts > 0, correct_sum / counts, 0.0)
-    ece = float(np.sum(counts / len(confidence) * np.abs(bin_acc - bin_conf)))
-    return {"ece": ece, "bin_confidence": bin_conf, "bin_accuracy": bin_acc, "bin_counts": counts}
-
-
-def review_thresholds(confidence: np.ndarray, correct: np.ndarray) -> dict:
-    """For each threshold: the share of images predicted at or above it, and their accuracy;
-    and the lowest threshold whose accepted predictions reach REVIEW_TARGET_ACCURACY."""
-    table = []
-    for t in THRESHOLDS:
-        accepted = confidence >= t
-        table.append({"threshold": t, "coverage": float(accepted.mean()),
-                      "accuracy": float(correct[accepted].mean()) if accepted.any() else None})
-    review = None
-    for t in np.round(np.arange(0.30, 1.0, 0.01), 2):
-        accepted = confidence >= t
-        if accepted.any() and correct[accepted].mean() >= REVIEW_TARGET_ACCURACY:
-            review = {"threshold": float(t), "coverage": float(accepted.mean()),
-                      "accuracy": float(correct[accepted].mean()), "target_accuracy": REVIEW_TARGET_ACCURACY}
-            break
-    return {"table": table, "review": review}
-
 
 @dataclass
 class Scores:
@@ -78,7 +41,7 @@ class Scores:
     counts: np.ndarray  # the confusion matrix: rows true class, columns prediction
     report: dict  # scikit-learn's classification report
     report_text: str  # the same as text
-    calibration: dict  # calibration()
+    calibration: dict  # expected_calibration_error()
     thresholds: dict  # review_thresholds()
 
     @property
@@ -113,7 +76,7 @@ class Scores:
                             "bin_confidence": calib["bin_confidence"].tolist(),
                             "bin_counts": calib["bin_counts"].tolist()},
             "thresholds": self.thresholds["table"],
-            "review": self.thresholds["review"],
+            "review": {**self.thresholds["review"], "chosen_on": CHOSEN_ON_TEST} if self.thresholds["review"] else None,
             "mean_confidence": float(self.confidence.mean()),
         }
 
@@ -133,7 +96,7 @@ def score(model, images: np.ndarray, labels: np.ndarray) -> Scores:
         counts=confusion_matrix(labels, predicted, labels=range(len(CLASS_NAMES))),
         report=classification_report(labels, predicted, output_dict=True, **classes),
         report_text=classification_report(labels, predicted, **classes),
-        calibration=calibration(confidence, correct),
+        calibration=expected_calibration_error(confidence, correct),
         thresholds=review_thresholds(confidence, correct),
     )
 
@@ -141,9 +104,14 @@ def score(model, images: np.ndarray, labels: np.ndarray) -> Scores:
 def evaluate_model(model, images: np.ndarray, labels: np.ndarray, out: EvaluationDir, title: str,
                    extra: Optional[dict] = None, sample_seed: int = 0, robustness_images: Optional[int] = None) -> dict:
     """Score `model` on uint8 test images (N, 28, 28) and write every figure and report to `out`;
-    the robustness tiers on the first `robustness_images` of them (None: all; 0: none)."""
+    the robustness tiers on the first `robustness_images` of them (None: all; 0: none). Where
+    extra's retrain record was calibrated (retrain --calibrate), the review threshold it chose on
+    held-out images is measured on the test images; otherwise one is chosen on them."""
     scores = score(model, images, labels)
     metrics = {"title": title, **scores.metrics(), **(extra or {})}
+    calibrated = (metrics.get("retrain") or {}).get("calibration")
+    if calibrated:
+        metrics["review"] = _measured_on_test(calibrated["review"], scores) if calibrated["review"] else None
     strips = {}
     if robustness_images != 0:
         count = len(images) if robustness_images is None else robustness_images
@@ -154,6 +122,13 @@ def evaluate_model(model, images: np.ndarray, labels: np.ndarray, out: Evaluatio
     log.info("%s: test accuracy %.4f, loss %.4f, macro F1 %.4f, ECE %.4f; report in %s", title, metrics["accuracy"],
              metrics["loss"], metrics["macro_f1"], metrics["calibration"]["ece"], out.report)
     return metrics
+
+
+def _measured_on_test(chosen: dict, scores: Scores) -> dict:
+    """A review threshold chosen on held-out images, and what it gives on the test images."""
+    correct = scores.predicted == scores.labels
+    return {**accepted_at(chosen["threshold"], scores.confidence, correct), "target_accuracy": chosen["target_accuracy"],
+            "chosen_on": chosen["chosen_on"], "on_held_out": {k: chosen[k] for k in ("coverage", "accuracy")}}
 
 
 def write_evaluation(scores: Scores, metrics: dict, out: EvaluationDir, sample_seed: int = 0,
@@ -307,18 +282,34 @@ def report_markdown(metrics: dict, report_text: str) -> str:
     for row in metrics["thresholds"]:
         acc = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "—"
         lines.append(f"| {row['threshold']:.2f} | {row['coverage']:.1%} | {acc} |")
-    if review:
-        lines += ["", f"Send predictions below **{review['threshold']:.2f}** confidence to a person: the "
-                  f"{review['coverage']:.1%} of images at or above it are {review['accuracy']:.2%} accurate "
-                  f"(target {review['target_accuracy']:.0%}). Chosen on these test images, the one choice made on them "
-                  "(retrain uses every training image, so none are left to choose it on): the accuracy above it is a "
-                  "slightly optimistic estimate. `predict` and `serve` mark answers below it as unsure."]
-    else:
-        lines += ["", f"No confidence threshold reaches {REVIEW_TARGET_ACCURACY:.0%} accuracy: have a person check "
-                  "every prediction, or improve the model."]
+    lines += review_markdown(review, (metrics.get("retrain") or {}).get("calibration"))
     lines += robustness_markdown(metrics.get("robustness"))
     lines.append("")
     return "\n".join(lines)
+
+
+def review_markdown(review: Optional[dict], calibrated: Optional[dict]) -> list[str]:
+    """The report's words on the review threshold: where it was chosen, and what it gives here."""
+    lines = [""]
+    if calibrated:
+        lines += [f"Confidences are temperature-scaled (T = {calibrated['temperature']:.3f}, fitted on "
+                  f"{calibrated['held_out_images']:,} training images that retrain held out: their calibration error "
+                  f"{calibrated['ece_before']:.4f} before, {calibrated['ece_after']:.4f} after).", ""]
+    if not review:
+        where = "on the held-out images" if calibrated else "on these test images"
+        return lines + [f"No confidence threshold reaches {REVIEW_TARGET_ACCURACY:.0%} accuracy {where}: have a "
+                        "person check every prediction, or improve the model."]
+    lines.append(f"Send predictions below **{review['threshold']:.2f}** confidence to a person: the "
+                 f"{review['coverage']:.1%} of test images at or above it are {review['accuracy']:.2%} accurate "
+                 f"(target {review['target_accuracy']:.0%}). `predict` and `serve` mark answers below it as unsure.")
+    if review.get("chosen_on", CHOSEN_ON_TEST) == CHOSEN_ON_TEST:
+        lines.append("Chosen on these test images, the one choice made on them (retrain held no images out to "
+                     "choose it on; `retrain --calibrate` does): the accuracy above it is a slightly optimistic estimate.")
+    else:
+        held = review["on_held_out"]
+        lines.append(f"Chosen on {review['chosen_on']} before the test set was seen (there {held['coverage']:.1%} "
+                     f"of images were at or above it, {held['accuracy']:.2%} accurate); measured here.")
+    return lines
 
 
 def robustness_markdown(measured: Optional[dict]) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from fashion_tune import atomic, images, layout
+from fashion_tune.calibration import CHOSEN_ON_TEST
 from fashion_tune.data import CLASS_NAMES, IMAGE_SHAPE
 from fashion_tune.errors import UserError
 from fashion_tune.layout import ExportDir, ModelDir
@@ -76,7 +77,8 @@ def model_card(model, model_dir: ModelDir) -> dict:
         "parameters": int(model.count_params()),
         "averaging": (retrain.get("averaging") or {}).get("what", "one model, no averaging"),
         "config": retrain.get("params"),
-        "training": {k: retrain.get(k) for k in ("epochs_run", "chosen_epoch", "train_images", "seconds", "early_stopping")},
+        "training": {k: retrain.get(k) for k in ("epochs_run", "chosen_epoch", "train_images", "seconds", "early_stopping",
+                                                 "calibration")},
         "training_data": retrain.get("data"),
         "test_metrics": _test_metrics(metrics),
         "libraries": {name: _version(name) for name in LIBRARIES},
@@ -101,11 +103,17 @@ def card_markdown(card: dict) -> str:
     if metrics:
         lines += [f"- accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, macro F1 {metrics['macro_f1']:.4f}",
                   f"- expected calibration error {metrics['ece']:.4f}"]
+        calibrated = card["training"].get("calibration")
+        if calibrated:
+            lines.append(f"- confidences temperature-scaled (T = {calibrated['temperature']:.3f}, fitted on "
+                         f"{calibrated['held_out_images']:,} training images held out from training)")
         if metrics.get("review"):
             r = metrics["review"]
+            where = r.get("chosen_on", CHOSEN_ON_TEST)
             lines.append(f"- have a person check predictions below {r['threshold']:.2f} confidence "
                          f"({1 - r['coverage']:.1%} of test images); the rest are {r['accuracy']:.2%} accurate "
-                         "(the threshold was chosen on the test images: a slightly optimistic figure)")
+                         + ("(the threshold was chosen on the test images: a slightly optimistic figure)"
+                            if where == CHOSEN_ON_TEST else f"(the threshold was chosen on {where})"))
         if metrics.get("robustness"):
             r = metrics["robustness"]
             lines += ["", f"On product photos rendered from {r['images_per_tier']:,} test images (raw accuracy "

@@ -263,6 +263,7 @@ def load_model(path: Path, compile: bool = True):
 
     _smoothed_loss_class()  # registered, for a model trained with label smoothing
     importlib.import_module("fashion_tune.averaging")  # registers its flip layer: a TTA model loads
+    importlib.import_module("fashion_tune.calibration").temperature_layer()  # and a calibrated one
     try:
         return keras.models.load_model(path, safe_mode=True, compile=compile)
     except Exception as e:  # Keras raises several types for a bad file; the user needs one line

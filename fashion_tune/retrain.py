@@ -8,7 +8,9 @@ history and curves), and for flip averaging; model.keras is then the one averagi
 folder and the validation share come from the study (best_config.json's `data`) unless given;
 every training image is used unless --subset says otherwise. With --early-stopping a stratified
 slice is held out, training stops when its loss stops improving, the best epoch's weights are
-kept, and the epoch chosen is recorded.
+kept, and the epoch chosen is recorded. With --calibrate a slice is held out too, and the saved
+model's confidence is temperature-scaled on it and the review threshold chosen on it
+(calibration.py), so that evaluate chooses nothing on the test set.
 
 An interrupted retrain loses no finished epoch: each model's state is kept in its folder's backup/
 after every epoch, and the same command started again goes on from there (early stopping then
@@ -25,7 +27,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from fashion_tune import atomic, data, training
+import numpy as np
+
+from fashion_tune import atomic, calibration, data, training
 from fashion_tune.config import DataSettings, RetrainSettings, TrainParams
 from fashion_tune.errors import UserError
 from fashion_tune.layout import ModelDir
@@ -58,8 +62,9 @@ def retrain(config_path: Path, out: ModelDir, settings: RetrainSettings = Retrai
     folders = [out] if len(configs) == 1 else [out.member(n) for n in range(1, len(configs) + 1)]
     for folder, member_params in zip(folders, params):
         _check_backup(folder.backup, {"params": member_params.to_dict(), "patience": patience,
-                                      "data": dataclasses.asdict(data_settings)}, member_params.epochs)
-    splits = data.prepare(data_settings, validation=patience is not None)
+                                      "calibrate": settings.calibrate, "data": dataclasses.asdict(data_settings)},
+                      member_params.epochs)
+    splits = data.prepare(data_settings, validation=patience is not None or settings.calibrate)
     from fashion_tune import averaging  # Keras: only once the checks above have passed
 
     log.info("retraining %s on %s for up to %d epochs%s; the saved model %s", _what(best, config_path, len(configs)),
@@ -74,7 +79,11 @@ def retrain(config_path: Path, out: ModelDir, settings: RetrainSettings = Retrai
         if len(configs) > 1:
             log.info("member %d of %d (trial %s) trained in %.0f s", number, len(configs), config.get("trial_id"),
                      record["seconds"])
-    atomic.save_model(averaging.averaged(trained, settings.flip_tta), out.model)
+    model = averaging.averaged(trained, settings.flip_tta)
+    calibrated = None
+    if settings.calibrate:
+        model, calibrated = _calibrated(model, splits)
+    atomic.save_model(model, out.model)
     first, seconds = records[0], sum(r["seconds"] for r in records)
     atomic.write_json(out.record, {
         "study": best.get("study"),
@@ -87,6 +96,7 @@ def retrain(config_path: Path, out: ModelDir, settings: RetrainSettings = Retrai
                       "what": averaging.describe(settings.flip_tta, len(configs))},
         "members": records if len(configs) > 1 else None,
         "early_stopping": {"patience": patience, "holdout_fraction": data_settings.val_fraction} if patience else None,
+        "calibration": calibrated,
         "train_images": int(len(splits.y_train)),
         "subset": data_settings.subset,
         "seconds": seconds,
@@ -97,6 +107,31 @@ def retrain(config_path: Path, out: ModelDir, settings: RetrainSettings = Retrai
         shutil.rmtree(folder.backup, ignore_errors=True)
     log.info("model saved to %s (%d epochs in %.0f s)", out.model, sum(r["epochs_run"] for r in records), seconds)
     return out
+
+
+def _calibrated(model, splits) -> tuple[object, dict]:
+    """`model` with its confidence temperature-scaled on the held-out images, and the review
+    threshold chosen on them (calibration.py); and what was fitted, for retrain.json."""
+    from fashion_tune import batches
+
+    probabilities = model.predict(batches.in_order(splits.x_val), verbose=0).astype(np.float64)
+    correct = probabilities.argmax(axis=1) == splits.y_val
+    temperature = calibration.fit_temperature(probabilities, splits.y_val)
+    scaled = calibration.rescaled(probabilities, temperature)
+    review = calibration.review_thresholds(scaled.max(axis=1), correct)["review"]
+    record = {
+        "temperature": temperature,
+        "held_out_images": int(len(splits.y_val)),
+        "ece_before": calibration.expected_calibration_error(probabilities.max(axis=1), correct)["ece"],
+        "ece_after": calibration.expected_calibration_error(scaled.max(axis=1), correct)["ece"],
+        "loss_before": calibration.negative_log_likelihood(probabilities, splits.y_val),
+        "loss_after": calibration.negative_log_likelihood(scaled, splits.y_val),
+        "review": {**review, "chosen_on": f"{len(splits.y_val):,} training images retrain held out"} if review else None,
+    }
+    log.info("calibrated on %d held-out images: temperature %.3f, calibration error %.4f -> %.4f; review threshold %s",
+             record["held_out_images"], temperature, record["ece_before"], record["ece_after"],
+             f"{review['threshold']:.2f}" if review else "none reaches the target")
+    return calibration.with_temperature(model, temperature), record
 
 
 def _params(config: dict, settings: RetrainSettings) -> TrainParams:
@@ -132,7 +167,7 @@ def _check_backup(backup: Path, training_of: dict, epochs: int) -> None:
         if before != training_of:
             changed = [k for k in sorted({*before["params"], *training_of["params"]})
                        if before["params"].get(k) != training_of["params"].get(k)]
-            changed += [k for k in ("patience", "data") if before.get(k) != training_of[k]]
+            changed += [k for k in ("patience", "calibrate", "data") if before.get(k) != training_of[k]]
             raise UserError(f"{backup}: holds an unfinished retrain with other settings ({', '.join(changed)}); "
                             "remove that folder to start afresh, or give --out another folder")
         done, _ = training.last_backup(backup)

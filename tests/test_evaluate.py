@@ -1,5 +1,6 @@
-"""Scoring apart from writing: score() on a model whose answers are known, calibration and the
-review threshold on known cases, and write_evaluation() filling an EvaluationDir."""
+"""Scoring apart from writing: score() on a model whose answers are known, write_evaluation()
+filling an EvaluationDir, and the review threshold: chosen on the test images, or measured there
+when retrain chose it on held-out images."""
 
 import json
 
@@ -56,14 +57,25 @@ def test_write_evaluation_fills_the_evaluation_folder(known, tmp_path):
     assert len(list(out.tensorboard.glob("events.out.tfevents.*"))) == 1  # replaced, not shown twice
 
 
-def test_calibration_of_known_cases():
-    from fashion_tune.evaluate import calibration, review_thresholds
+def test_a_review_threshold_chosen_on_held_out_images_is_measured_on_the_test_set_not_chosen(known, tmp_path):
+    from fashion_tune.evaluate import evaluate_model
+    from fashion_tune.layout import EvaluationDir
 
-    rng = np.random.default_rng(0)
-    confidence = rng.uniform(0.2, 1.0, 200_000)
-    calibrated = rng.random(confidence.size) < confidence  # right exactly as often as it claims
-    assert calibration(confidence, calibrated)["ece"] < 0.01
-    overconfident = rng.random(confidence.size) < confidence - 0.15
-    assert calibration(confidence, overconfident)["ece"] == pytest.approx(0.15, abs=0.01)
-    review = review_thresholds(confidence, calibrated)["review"]
-    assert review["accuracy"] >= 0.98 and review["threshold"] >= 0.95
+    model, images, labels = known  # every answer Trouser, 0.6 sure; 30% right
+    chosen = {"threshold": 0.55, "coverage": 0.9, "accuracy": 0.985, "target_accuracy": 0.98,
+              "chosen_on": "500 training images retrain held out"}
+    calibrated = {"temperature": 0.8, "held_out_images": 500, "ece_before": 0.07, "ece_after": 0.02, "review": chosen}
+    out = EvaluationDir(tmp_path / "evaluation")
+    metrics = evaluate_model(model, images, labels, out, title="known", robustness_images=0,
+                             extra={"retrain": {"calibration": calibrated}})
+    assert metrics["review"] == {"threshold": 0.55, "coverage": 1.0, "accuracy": pytest.approx(0.30),
+                                 "target_accuracy": 0.98, "chosen_on": "500 training images retrain held out",
+                                 "on_held_out": {"coverage": 0.9, "accuracy": 0.985}}
+    report = out.report.read_text()
+    assert "Chosen on 500 training images retrain held out before the test set was seen" in report
+    assert "temperature-scaled (T = 0.800" in report and "Chosen on these test images" not in report
+
+    # Held-out images on which no threshold reached the target: none is chosen on the test images either.
+    metrics = evaluate_model(model, images, labels, out, title="known", robustness_images=0,
+                             extra={"retrain": {"calibration": {**calibrated, "review": None}}})
+    assert metrics["review"] is None and "reaches 98% accuracy on the held-out images" in out.report.read_text()

@@ -89,7 +89,7 @@ PACKAGE = ROOT / "fashion_tune"
 # none on another step. cli (and baselines, a comparison of trained-and-evaluated models) compose them.
 STEPS = {"search", "retrain", "evaluate", "export", "predict", "serve", "lr_find"}
 # Modules that import neither Ray nor TensorFlow when imported (TensorFlow only inside functions).
-LIGHT = {"atomic", "batches", "config", "data", "errors", "images", "insights", "layout", "model", "plots", "results", "space",
+LIGHT = {"atomic", "batches", "calibration", "config", "data", "errors", "images", "insights", "layout", "model", "plots", "results", "space",
          "training"}
 HEAVY = {"ray", "tensorflow", "keras", "optuna"}
 

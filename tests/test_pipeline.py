@@ -20,13 +20,14 @@ SMALL = {"conv_blocks": 1, "filters": 8, "dense_units": 32, "batch_size": 64, "e
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, fashion_dir):
-    """A study folder holding only a best_config.json, retrained with early stopping on 3,000 images."""
+    """A study folder holding only a best_config.json, retrained with early stopping and calibration
+    on 3,000 images (both on the same 300 held out)."""
     results = tmp_path_factory.mktemp("results")
     folder = results / "s"
     folder.mkdir()
     (folder / "best_config.json").write_text(json.dumps({"study": "s", "params": SMALL, "value": 0.8}))
     assert main(["retrain", "--study", "s", "--results-dir", str(results), "--subset", "3000",
-                 "--early-stopping", "1", "--data-dir", str(fashion_dir)]) == 0
+                 "--early-stopping", "1", "--calibrate", "--data-dir", str(fashion_dir)]) == 0
     assert main(["evaluate", "--study", "s", "--results-dir", str(results), "--data-dir", str(fashion_dir),
                  "--robustness-images", "100"]) == 0
     return results, folder
@@ -48,6 +49,13 @@ def test_retrain_writes_model_history_record_and_curves(study):
     assert record["train_images"] == 2700  # 3,000 less the 10% held out for early stopping
     assert 1 <= record["chosen_epoch"] <= record["epochs_run"] <= 2
     assert record["early_stopping"] == {"patience": 1, "holdout_fraction": 0.1}
+    calibrated = record["calibration"]  # temperature and review threshold fitted on the 300 held out
+    assert calibrated["held_out_images"] == 300 and 0.05 < calibrated["temperature"] < 20
+    assert calibrated["loss_after"] <= calibrated["loss_before"]
+    assert calibrated["review"] is None or calibrated["review"]["chosen_on"] == "300 training images retrain held out"
+    from fashion_tune.model import load_model
+
+    assert load_model(retrain / "model.keras").get_layer("temperature").temperature == calibrated["temperature"]
     assert record["data"]["checksums"]["train-images-idx3-ubyte.gz"] == data.IDX_FILES["train_images"][1]
     with open(retrain / "history.csv") as f:
         rows = list(csv.DictReader(f))
@@ -117,6 +125,9 @@ def test_evaluate_writes_every_figure_and_consistent_numbers(study):
     pair = metrics["most_confused"][0]
     assert counts[data.CLASS_NAMES.index(pair["true"]), data.CLASS_NAMES.index(pair["predicted"])] == pair["count"]
     report = (out / "report.md").read_text()
+    # The review threshold came from retrain's held-out images: measured here, not chosen here.
+    assert metrics["review"] is None or metrics["review"]["chosen_on"] == "300 training images retrain held out"
+    assert "Chosen on these test images" not in report and "temperature-scaled (T = " in report
     for picture in ("confusion_matrix.png", "misclassified.png", "certainty.png", "reliability.png"):
         assert f"({picture})" in report
     tags, events = scalar_and_image_tags(out / "tensorboard")
@@ -150,6 +161,7 @@ def test_export_reloads_to_the_same_predictions(study, tmp_path, fashion_dir, ca
     assert card["test_metrics"]["accuracy"] == metrics["accuracy"]
     assert card["config"]["filters"] == 8 and card["input"]["shape"] == [None, 28, 28, 1]
     assert card["training_data"]["checksums"] and card["libraries"]["tensorflow"]
+    assert card["training"]["calibration"]["temperature"] > 0 and "temperature-scaled" in (out / "model_card.md").read_text()
     assert "## Input and preprocessing" in (out / "model_card.md").read_text()
     assert (results / "LATEST_EXPORT").read_text().strip() == str(out.resolve())
     # A second export to the same folder is refused rather than overwriting it.

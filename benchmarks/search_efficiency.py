@@ -27,8 +27,10 @@ follow cpus_per_trial, for every variant alike. A variant whose folder under --o
 study is reused, not run again, and an interrupted one is resumed: to try other settings against
 the same tpe-full runs, copy its folders into the new --out.
 
-Seeds run one after another, each seed's variants in the order given: on a shared host, drift
-lands on wall times (said beside them), not on trial-epochs or accuracies.
+Runs recorded in --out's search_efficiency.json for other seeds and variants are kept and
+counted, so seeds can be added a session at a time. Seeds run one after another, each seed's
+variants in the order given: on a shared host, drift lands on wall times (said beside them), not
+on trial-epochs or accuracies.
 """
 
 from __future__ import annotations
@@ -166,14 +168,16 @@ def main() -> None:
     space = space_with_budget(args.space, args.epochs, out)
     budget = load_space(space).max_epochs
 
-    runs = {}
+    recorded = out / "search_efficiency.json"  # seeds measured before (another session) count too
+    runs = {int(seed): found for seed, found in json.loads(recorded.read_text())["runs"].items()} if recorded.is_file() else {}
     for seed in args.seeds:
-        runs[seed] = run_seed(seed, args.variants, space, budget, args)
+        runs[seed] = {**runs.get(seed, {}), **run_seed(seed, args.variants, space, budget, args)}
         curves = {name: tuple(zip(*s["curve"])) for name, s in runs[seed].items()}
         atomic.write_bytes(out / f"search_efficiency-seed{seed}.png", plots.best_so_far_curves(
             curves, "val_accuracy", f"search efficiency ({Path(space).stem}, {args.num_samples} trials, seed {seed})"))
+    runs = dict(sorted(runs.items()))
     table = over_seeds(runs)
-    print(f"\nover seeds {' '.join(map(str, args.seeds))}:")
+    print(f"\nover seeds {' '.join(map(str, runs))}:")
     for name, row in table.items():
         against = (f"  {row['fewer_trial_epochs_than_tpe_full']:.2f}x fewer trial-epochs than tpe-full, "
                    f"{row['points_vs_tpe_full']:+.2f} points" if "points_vs_tpe_full" in row else "")

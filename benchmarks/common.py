@@ -7,6 +7,7 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +24,22 @@ def cpu_times() -> dict[str, tuple[int, int]]:
             idle = values[3] + values[4]  # idle + iowait
             out[name] = (sum(values) - idle, sum(values))
     return out
+
+
+def sample_cpu_busy(running: Callable[[], bool], every_s: float = 5) -> tuple[list[float], dict[str, list[float]]]:
+    """While running() is true, each CPU's busy share of every `every_s` seconds ("cpu": all of
+    them), and when each sample ended (Unix time, as Tune's result timestamps)."""
+    sampled_at: list[float] = []
+    samples: dict[str, list[float]] = {}
+    last = cpu_times()
+    while running():
+        time.sleep(every_s)
+        now = cpu_times()
+        sampled_at.append(time.time())
+        for cpu, (busy, total) in now.items():
+            samples.setdefault(cpu, []).append((busy - last[cpu][0]) / max(1, total - last[cpu][1]))
+        last = now
+    return sampled_at, samples
 
 
 def one_model_space(path: Path, epochs: int, num_samples: int = 1) -> Path:

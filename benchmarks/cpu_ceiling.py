@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, cpu_times
+from common import ROOT, sample_cpu_busy
 
 sys.path.insert(0, str(ROOT))
 
@@ -53,8 +53,7 @@ def train(epochs: int, feed: str) -> None:
     if feed == "arrays":
         model.fit(images, labels, batch_size=256, epochs=epochs, verbose=0, callbacks=[EpochStart()])
     else:
-        model.fit(batches.shuffled(images, labels, 256), shuffle=False, epochs=epochs, verbose=0,
-                  callbacks=[EpochStart()])
+        model.fit(**batches.for_fit(images, labels, 256), epochs=epochs, verbose=0, callbacks=[EpochStart()])
     print("idle at the start of each epoch (s): " + " ".join(f"{s:.1f}" for s in idle), flush=True)
 
 
@@ -72,15 +71,10 @@ def main() -> None:
     children = [subprocess.Popen([sys.executable, __file__, "--child", "--epochs", str(args.epochs),
                                  "--input", args.input], cwd=ROOT)
                 for _ in range(args.processes)]
-    samples, last = [], cpu_times()
-    while all(child.poll() is None for child in children):  # every process still training
-        time.sleep(5)
-        now = cpu_times()
-        samples.append((now["cpu"][0] - last["cpu"][0]) / max(1, now["cpu"][1] - last["cpu"][1]))
-        last = now
+    _, samples = sample_cpu_busy(lambda: all(child.poll() is None for child in children))  # all still training
     for child in children:
         child.wait()
-    busy = samples[2:-1]  # set aside: the imports and model builds, and the sample in which one ended
+    busy = samples["cpu"][2:-1]  # set aside: the imports and model builds, and the sample in which one ended
     print(f"{args.processes} single-thread training processes fed {args.input}, {len(busy)} samples of 5 s: CPU busy mean "
           f"{100 * statistics.mean(busy):.1f}%, min {100 * min(busy):.0f}%; every sample: "
           + " ".join(f"{100 * b:.0f}" for b in busy))

@@ -49,8 +49,8 @@ def plain_fit(args) -> None:
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.t)
 
-    model.fit(batches.shuffled(splits.x_train, splits.y_train, params.batch_size), shuffle=False,
-              epochs=params.epochs, validation_data=batches.validation(splits), callbacks=[Timer()], verbose=0)
+    model.fit(**batches.for_fit(splits.x_train, splits.y_train, params.batch_size, splits.validation),
+              epochs=params.epochs, callbacks=[Timer()], verbose=0)
     print(json.dumps({"epoch_s": times}))
 
 

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, cpu_times
+from common import ROOT, sample_cpu_busy
 
 
 def main() -> None:
@@ -32,18 +32,9 @@ def main() -> None:
     name = args.name or f"{Path(args.space).stem}-bench-{time.strftime('%Y%m%d-%H%M%S')}"
     cmd = [sys.executable, "-m", "fashion_tune", "search", "--space", args.space, "--name", name,
            "--results-dir", args.results_dir, "--data-dir", args.data_dir, *search_flags]
-    samples: dict[str, list[float]] = {}
-    sampled_at: list[float] = []  # the end of each 5 s sample (Unix time, as Tune's result timestamps)
     began = time.perf_counter()
     process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
-    last = cpu_times()
-    while process.poll() is None:
-        time.sleep(5)
-        now = cpu_times()
-        sampled_at.append(time.time())
-        for cpu, (busy, total) in now.items():
-            samples.setdefault(cpu, []).append((busy - last[cpu][0]) / max(1, total - last[cpu][1]))
-        last = now
+    sampled_at, samples = sample_cpu_busy(lambda: process.poll() is None)
     wall = time.perf_counter() - began
     Path(args.results_dir, name, "cpu_busy.json").write_text(
         json.dumps({"wall_s": wall, "sampled_at": sampled_at, "samples": samples}))

@@ -14,7 +14,6 @@ from typing import Optional
 
 import numpy as np
 
-from fashion_tune.data import Splits
 from fashion_tune.quiet_tensorflow import import_tensorflow
 
 
@@ -32,9 +31,12 @@ def in_order(x: np.ndarray, y: Optional[np.ndarray] = None, batch_size: int = 51
     return _gathered(tf.data.Dataset.range(len(x)).batch(batch_size), x, y)
 
 
-def validation(splits: Splits):
-    """The validation slice's batches, scored after every epoch; None where the splits hold none out."""
-    return in_order(splits.x_val, splits.y_val) if splits.validation is not None else None
+def for_fit(x: np.ndarray, y: np.ndarray, batch_size: int, validation: Optional[tuple] = None) -> dict:
+    """Keras fit's data arguments: shuffled(x, y) to train on, and the (images, labels) of
+    `validation`, when given, in order to score after every epoch (model.fit(**for_fit(...), ...))."""
+    return {"x": shuffled(x, y, batch_size),
+            "shuffle": False,  # shuffled already; Keras warns of a shuffle it cannot do otherwise
+            "validation_data": in_order(*validation) if validation is not None else None}
 
 
 def _gathered(indices, x: np.ndarray, y: Optional[np.ndarray]):

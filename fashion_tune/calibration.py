@@ -57,6 +57,12 @@ def review_thresholds(confidence: np.ndarray, correct: np.ndarray) -> dict:
     return {"table": [accepted_at(t, confidence, correct) for t in THRESHOLDS], "review": review}
 
 
+def chosen_on_test(review: dict) -> bool:
+    """Whether evaluate chose this review threshold on the test images (reviews written before
+    `chosen_on` existed were all chosen there)."""
+    return review.get("chosen_on", CHOSEN_ON_TEST) == CHOSEN_ON_TEST
+
+
 def rescaled(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(log(p) / T): the same ranking of classes, sharper for T < 1, flatter for T > 1."""
     scaled = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature

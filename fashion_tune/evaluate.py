@@ -24,7 +24,7 @@ import numpy as np
 
 from fashion_tune import atomic, batches, data, plots, robustness
 from fashion_tune.calibration import (CALIBRATION_BINS, CHOSEN_ON_TEST, REVIEW_TARGET_ACCURACY, accepted_at,
-                                       expected_calibration_error, review_thresholds)
+                                       chosen_on_test, expected_calibration_error, review_thresholds)
 from fashion_tune.data import CLASS_NAMES
 from fashion_tune.layout import EvaluationDir, ModelDir
 from fashion_tune.model import load_model
@@ -302,7 +302,7 @@ def review_markdown(review: Optional[dict], calibrated: Optional[dict]) -> list[
     lines.append(f"Send predictions below **{review['threshold']:.2f}** confidence to a person: the "
                  f"{review['coverage']:.1%} of test images at or above it are {review['accuracy']:.2%} accurate "
                  f"(target {review['target_accuracy']:.0%}). `predict` and `serve` mark answers below it as unsure.")
-    if review.get("chosen_on", CHOSEN_ON_TEST) == CHOSEN_ON_TEST:
+    if chosen_on_test(review):
         lines.append("Chosen on these test images, the one choice made on them (retrain held no images out to "
                      "choose it on; `retrain --calibrate` does): the accuracy above it is a slightly optimistic estimate.")
     else:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from fashion_tune import atomic, images, layout
-from fashion_tune.calibration import CHOSEN_ON_TEST
+from fashion_tune.calibration import chosen_on_test
 from fashion_tune.data import CLASS_NAMES, IMAGE_SHAPE
 from fashion_tune.errors import UserError
 from fashion_tune.layout import ExportDir, ModelDir
@@ -109,11 +109,10 @@ def card_markdown(card: dict) -> str:
                          f"{calibrated['held_out_images']:,} training images held out from training)")
         if metrics.get("review"):
             r = metrics["review"]
-            where = r.get("chosen_on", CHOSEN_ON_TEST)
             lines.append(f"- have a person check predictions below {r['threshold']:.2f} confidence "
                          f"({1 - r['coverage']:.1%} of test images); the rest are {r['accuracy']:.2%} accurate "
                          + ("(the threshold was chosen on the test images: a slightly optimistic figure)"
-                            if where == CHOSEN_ON_TEST else f"(the threshold was chosen on {where})"))
+                            if chosen_on_test(r) else f"(the threshold was chosen on {r['chosen_on']})"))
         if metrics.get("robustness"):
             r = metrics["robustness"]
             lines += ["", f"On product photos rendered from {r['images_per_tier']:,} test images (raw accuracy "

@@ -43,7 +43,7 @@ def lr_find(params: TrainParams, data_settings: DataSettings, out: LrFindDir, mi
     model = compiled_model(sweep_params)
     sweep = sweep_callback(min_lr, max_lr, steps)
     batches_per_epoch = math.ceil(len(splits.y_train) / params.batch_size)
-    model.fit(batches.shuffled(splits.x_train, splits.y_train, params.batch_size), shuffle=False,
+    model.fit(**batches.for_fit(splits.x_train, splits.y_train, params.batch_size),
               epochs=math.ceil(steps / batches_per_epoch), callbacks=[sweep], verbose=0)
     rates, losses = np.array(sweep.rates), np.array(sweep.smoothed)
     if len(rates) < 5:

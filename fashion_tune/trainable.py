@@ -51,11 +51,9 @@ def train_trial(config: dict, splits: Splits) -> None:
     keras.backend.clear_session(free_memory=True)  # the previous trial's model, graphs and layer names, in a reused process
     model, first_epoch = _restore_or_build(params, len(splits.y_train))
     model.fit(
-        batches.shuffled(splits.x_train, splits.y_train, params.batch_size),
-        shuffle=False,  # shuffled already; Keras warns of a shuffle it cannot do otherwise
+        **batches.for_fit(splits.x_train, splits.y_train, params.batch_size, splits.validation),
         epochs=params.epochs,
         initial_epoch=first_epoch,
-        validation_data=batches.validation(splits),
         callbacks=[_epoch_reporter()],
         verbose=0,  # Tune's progress table is the display; Keras stays quiet inside trials
     )

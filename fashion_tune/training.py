@@ -79,10 +79,8 @@ def fit(model, params: TrainParams, splits: Splits, *, patience: Optional[int] =
         callbacks.append(_early_stopping(patience, backup_dir))
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line an epoch in logs
-    history = model.fit(batches.shuffled(splits.x_train, splits.y_train, params.batch_size),
-                        shuffle=False,  # shuffled already; Keras warns of a shuffle it cannot do otherwise
-                        epochs=params.epochs, initial_epoch=initial_epoch,
-                        validation_data=batches.validation(splits), callbacks=callbacks, verbose=verbose).history
+    history = model.fit(**batches.for_fit(splits.x_train, splits.y_train, params.batch_size, splits.validation),
+                        epochs=params.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose).history
     if backup_dir is not None:
         history = _backup_history(backup_dir)
     history = {k: [float(v) for v in vs] for k, vs in history.items()}

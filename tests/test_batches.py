@@ -49,11 +49,14 @@ def test_in_order_keeps_the_order_with_and_without_labels():
     assert [len(b) for b in images_only] == [64, 6]
 
 
-def test_validation_is_the_held_out_slice_or_none():
+def test_fit_arguments_validate_on_the_held_out_slice_or_none():
     x, y = arrays()
     held_out = Splits(x_train=x, y_train=y, x_val=x[:20], y_val=y[:20], source="", checksums={})
-    assert np.concatenate(epoch_order(batches.validation(held_out))).tolist() == list(range(20))
-    assert batches.validation(Splits(x_train=x, y_train=y, x_val=None, y_val=None, source="", checksums={})) is None
+    given = batches.for_fit(x, y, 32, held_out.validation)
+    assert np.concatenate(epoch_order(given["validation_data"])).tolist() == list(range(20))
+    assert sorted(np.concatenate(epoch_order(given["x"]))) == list(range(70)) and given["shuffle"] is False
+    none = Splits(x_train=x, y_train=y, x_val=None, y_val=None, source="", checksums={})
+    assert batches.for_fit(x, y, 32, none.validation)["validation_data"] is None
 
 
 def test_autotuning_is_off():
@@ -71,7 +74,6 @@ def test_a_model_trains_and_predicts_from_them_as_from_arrays():
     rng = np.random.default_rng(0)
     x, y = rng.random((64, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 64)
     model = compiled_model(TrainParams(conv_blocks=1, filters=8, dense_units=16, epochs=1))
-    history = model.fit(batches.shuffled(x, y, 16), shuffle=False, epochs=1, verbose=0,
-                        validation_data=batches.in_order(x, y))
+    history = model.fit(**batches.for_fit(x, y, 16, (x, y)), epochs=1, verbose=0)
     assert np.isfinite(history.history["val_loss"][0])
     assert np.allclose(model.predict(batches.in_order(x), verbose=0), model.predict(x, verbose=0), atol=1e-6)

@@ -293,7 +293,7 @@ def _overview(study: dict, space: SearchSpace, trials: list[TrialRecord], best: 
         f"- Trials: {len(trials)} — {counts[COMPLETED]} completed, {counts[STOPPED]} stopped early{stopper}, "
         f"{counts[FAILED]} failed" + (f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""),
         f"- Trial-epochs trained: {sum(t.epochs for t in trials)} (of {len(trials) * space.max_epochs} without early stopping)",
-        f"- Ray nodes that ran trials: {len({n for t in trials for n in t.nodes})}",
+        f"- Ray nodes that ran trials: {len({n for t in trials for n in t.nodes})}" + _node_runs(study),
     ]
     recovered = [t for t in trials if t.failures and t.status != FAILED]
     if recovered:
@@ -302,6 +302,12 @@ def _overview(study: dict, space: SearchSpace, trials: list[TrialRecord], best: 
     if best is not None:
         lines.append(f"- Best {space.metric}: **{best.best_value:.4f}** (trial `{best.trial_id}`, epoch {best.best_epoch})")
     return lines
+
+
+def _node_runs(study: dict) -> str:
+    """A resumed study's Ray is a new session, whose nodes have new ids: say so beside the count."""
+    runs = len(study.get("runs", []))
+    return f" (over {runs} runs of the search: each run's Ray names its nodes anew)" if runs > 1 else ""
 
 
 def _best_configuration(space: SearchSpace, best: TrialRecord) -> list[str]:

@@ -138,8 +138,22 @@ def test_reports_tell_the_study(make_study):
     assert "Trial-epochs trained: 8 (of 12 without early stopping)" in summary
     assert "sits at the low edge" in summary  # the best trial's learning rate
     assert "- `nan`: FloatingPointError" in summary
+    assert "- Ray nodes that ran trials: 1\n" in summary
     # The commands name the folder the study is in now (settings say results/, where it ran).
     assert f"tensorboard --logdir {study.path}`" in summary
+
+
+def test_a_resumed_studys_node_count_says_each_run_names_its_nodes_anew(make_study):
+    """A resumed local study ran on one machine, but each run's Ray gave it a new node id."""
+    study = make_study()
+    record = json.loads(study.record.read_text())
+    study.record.write_text(json.dumps({**record, "runs": [[STARTED, STARTED + 20], [STARTED + 30, STARTED + 60]]}))
+    trial = study.path / "trial_healed" / "result.json"
+    rows = [json.loads(line) for line in trial.read_text().splitlines()]
+    trial.write_text("".join(json.dumps({**r, "node_id": "node-b" if i else r["node_id"]}) + "\n" for i, r in enumerate(rows)))
+    results.write_reports(study)
+    assert ("- Ray nodes that ran trials: 2 (over 2 runs of the search: each run's Ray names its nodes anew)"
+            in study.summary.read_text())
 
 
 def test_progress_is_every_epoch_in_order_with_the_best_so_far(make_study):

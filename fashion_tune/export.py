@@ -48,11 +48,12 @@ def write_saved_model(model, path: Path) -> None:
     """The TensorFlow SavedModel TF Serving loads: a `serve` signature, float32 (None, 28, 28, 1)
     -> (None, 10) probabilities, in inference mode. Keras's model.export calls the model without
     `training`, and its augmentation layers then default to training: the served answers were
-    those of randomly shifted and flipped images."""
+    those of randomly shifted and flipped images. The endpoint alone tracks the variables it
+    reads: archive.track(model) would store the weights a second time (Keras 3.15 saves its own
+    variable objects beside the TensorFlow ones the endpoint captured), doubling the file."""
     import keras
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
     archive.add_endpoint("serve", lambda images: model(images, training=False),
                          input_signature=[keras.InputSpec(shape=(None, *IMAGE_SHAPE), dtype="float32")])
     archive.write_out(str(path), verbose=False)

@@ -87,6 +87,9 @@ def test_the_saved_model_of_an_augmented_model_serves_without_augmenting(members
     served = tf.saved_model.load(str(tmp_path / "saved_model"))
     for _ in range(3):
         assert np.allclose(served.serve(tf.constant(x)).numpy(), members[0].predict(x, verbose=0), atol=1e-5)
+    # Each weight stored once (ExportArchive.track stored Keras's variables beside the endpoint's: twice the size).
+    stored = sum(int(np.prod(shape)) for _, shape in tf.train.list_variables(str(tmp_path / "saved_model" / "variables" / "variables")))
+    assert members[0].count_params() <= stored < 1.01 * members[0].count_params() + 10
 
 
 def test_an_export_carries_no_optimizer_even_when_a_member_was_saved_compiled(members, tmp_path):

@@ -104,3 +104,15 @@ class InterruptInOurWords(logging.Filter):
             log.warning("interrupted: saving the study's state for --resume %s (Ctrl-C again skips this)", self.study)
             return False
         return "Tuner.restore" not in text
+
+
+class UnreportedTrialsInOurWords(logging.Filter):
+    """Tune's warning, at a study's end, for trials without a result file: those a Ctrl-C caught
+    before their first epoch. Nothing is lost (they start again on --resume) and the leaderboard
+    says which trials are unfinished, so the warning, which points into the study's folder with a
+    FileNotFoundError, is dropped."""
+
+    LOGGER = "ray.tune.analysis.experiment_analysis"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to fetch metrics for")

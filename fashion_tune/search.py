@@ -172,7 +172,7 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     from ray import tune
 
     from fashion_tune import trial_events
-    from fashion_tune.progress import InterruptInOurWords
+    from fashion_tune.progress import InterruptInOurWords, UnreportedTrialsInOurWords
     from fashion_tune.trainable import train_trial
 
     trainable = tune.with_resources(
@@ -195,12 +195,14 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     # Each run's start and end: the summary's minutes count the time the study ran, not its pauses.
     record.setdefault("runs", []).append([began, None])
     atomic.write_json(study.record, record)
-    tune_log, our_words = logging.getLogger(InterruptInOurWords.LOGGER), InterruptInOurWords(settings.name)
-    tune_log.addFilter(our_words)
+    our_words = [InterruptInOurWords(settings.name), UnreportedTrialsInOurWords()]
+    for words in our_words:
+        logging.getLogger(words.LOGGER).addFilter(words)
     try:
         grid = tuner.fit()
     finally:
-        tune_log.removeFilter(our_words)
+        for words in our_words:
+            logging.getLogger(words.LOGGER).removeFilter(words)
     record["runs"][-1][1] = time.time()
     record["wall_s"] = record.get("wall_s", 0.0) + record["runs"][-1][1] - began
     failed = sum(1 for r in grid if r.error)

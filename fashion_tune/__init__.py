@@ -5,7 +5,7 @@ import os
 __version__ = "0.1.0"
 
 # oneDNN's CPU kernels: TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI or newer,
-# yet on an AVX2 CPU they train our networks 1.5-2x faster (benchmarks/cpu_kernels.py). Read once,
+# yet on an AVX2 CPU they train our networks about 1.4-1.5x faster (benchmarks/cpu_kernels.py). Read once,
 # when TensorFlow is imported, so it is set here, before any of our modules can import it, in the
 # driver and in every Ray worker that unpickles a trial. A value the user set is kept.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -185,6 +185,18 @@ def compile_model(model, params: TrainParams, train_images: Optional[int] = None
     steps_per_epoch = max(1, math.ceil((train_images or 1) / params.batch_size))
     model.compile(optimizer=make_optimizer(params, steps_per_epoch), loss=loss(params), metrics=["accuracy"],
                   jit_compile=params.jit_compile)
+    return with_training_state(model)
+
+
+def with_training_state(model):
+    """Create the optimizer's and the metrics' variables now, as Keras itself does before fit under
+    a distribution strategy. Left to the first step, they are created inside tf.function, which then
+    traces the training step twice: 1.1 s more before every trial's first epoch on 2 cores
+    (benchmarks/trial_startup.py). Keras has no public call for it; tests/test_model.py checks it."""
+    import numpy as np
+
+    example = (np.zeros((1, *model.input_shape[1:]), "float32"), np.zeros((1,), "int32"))
+    model._symbolic_build(data_batch=example)
     return model
 
 
@@ -265,6 +277,7 @@ def load_model(path: Path, compile: bool = True):
     importlib.import_module("fashion_tune.averaging")  # registers its flip layer: a TTA model loads
     importlib.import_module("fashion_tune.calibration").temperature_layer()  # and a calibrated one
     try:
-        return keras.models.load_model(path, safe_mode=True, compile=compile)
+        model = keras.models.load_model(path, safe_mode=True, compile=compile)
     except Exception as e:  # Keras raises several types for a bad file; the user needs one line
         raise UserError(f"{path}: cannot load it as a Keras model ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    return with_training_state(model) if model.compiled else model  # saved compiled, loaded so

@@ -191,7 +191,7 @@ def compile_model(model, params: TrainParams, train_images: Optional[int] = None
 def with_training_state(model):
     """Create the optimizer's and the metrics' variables now, as Keras itself does before fit under
     a distribution strategy. Left to the first step, they are created inside tf.function, which then
-    traces the training step twice: 1.1 s more before every trial's first epoch on 2 cores
+    traces the training step twice: 0.8 s more before every trial's first epoch on 2 cores
     (benchmarks/trial_startup.py). Keras has no public call for it; tests/test_model.py checks it."""
     import numpy as np
 

@@ -1,10 +1,11 @@
 """The CNN: what network a set of hyperparameters means, and the one way to make and load one.
 
 build_model() is a pure function from TrainParams to an uncompiled Keras model (no I/O, no Ray).
-compile_model() attaches the optimizer and loss the parameters ask for; compiled_model() seeds,
-builds and compiles, the way every trial, retrain, lr-find and baseline starts. load_model() reads
-a saved model back with Keras's safe mode on. Sampling lives in the search space, fitting in
-trainable.py (a trial) and training.py (everything else).
+compile_model() attaches the optimizer and loss the parameters ask for, their variables made at
+once (with_training_state); compiled_model() seeds, builds and compiles, the way every trial,
+retrain, lr-find and baseline starts. load_model() reads a saved model back with Keras's safe
+mode on. Sampling lives in the search space, fitting in trainable.py (a trial) and training.py
+(everything else).
 """
 
 from __future__ import annotations
@@ -280,4 +281,4 @@ def load_model(path: Path, compile: bool = True):
         model = keras.models.load_model(path, safe_mode=True, compile=compile)
     except Exception as e:  # Keras raises several types for a bad file; the user needs one line
         raise UserError(f"{path}: cannot load it as a Keras model ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-    return with_training_state(model) if model.compiled else model  # saved compiled, loaded so
+    return with_training_state(model) if model.compiled else model  # trained on or evaluated, so its state too

@@ -305,6 +305,10 @@ class SearchSettings(_Validated):
                              "successive halving), hyperband, or none (every trial to its full budget)", in_space=True)
     tpe_startup_trials: int = setting(10, "random trials before TPE starts modelling", in_space=True)
     max_failures: int = setting(0, "retries of a failed trial, from its last checkpoint", in_space=True)
+    time_budget_min: Optional[float] = setting(
+        None, "minutes the study may run, over all its runs (--resume goes on counting): then the trials still "
+        "running stop where they are, none is started, and the study ends as finished", default_text="no limit",
+        in_space=True)
     seed: int = setting(0, "seeds TPE, the data split and every trial")
     # Where a study ran, not what it is: its reproduce command leaves the address out.
     address: Optional[str] = setting(None, "Ray cluster to join, e.g. auto or ray://head:10001",
@@ -330,6 +334,7 @@ class SearchSettings(_Validated):
         "scheduler": _one_of(*SCHEDULERS),
         "tpe_startup_trials": _at_least(0),
         "max_failures": _at_least(-1),
+        "time_budget_min": _positive(),
         "seed": _at_least(0),
     }
 

@@ -26,6 +26,7 @@ from fashion_tune.layout import TRIAL_ERROR, TRIAL_RESULTS, TRIAL_PARAMS, StudyD
 from fashion_tune.space import SearchSpace, load_space
 
 COMPLETED, STOPPED, FAILED, UNFINISHED = "completed", "stopped early", "failed", "unfinished"
+CUT = "cut by the time budget"  # running when the study's --time-budget-min was spent (time_budget.py)
 
 
 @dataclass
@@ -33,7 +34,7 @@ class TrialRecord:
     """One trial as its folder tells it."""
 
     trial_id: str
-    status: str  # COMPLETED, STOPPED, FAILED or UNFINISHED
+    status: str  # COMPLETED, STOPPED, CUT, FAILED or UNFINISHED
     epochs: int  # epochs trained (reported)
     best_value: Optional[float]  # best value of the study's metric over its epochs
     best_epoch: Optional[int]  # the epoch that reached it
@@ -83,15 +84,17 @@ def optuna_states(study: StudyDir, name: str) -> dict[str, str]:
 
 def read_trials(study: StudyDir, metric: str, mode: str, max_epochs: int, finished: bool) -> list[TrialRecord]:
     """Every trial folder of the study, ranked best first (failed and empty trials last)."""
-    states = optuna_states(study, read_study(study)["name"])
-    trials = [_read_trial(folder, metric, mode, max_epochs, finished, states) for folder in study.trial_dirs()]
+    record = read_study(study)
+    states = optuna_states(study, record["name"])
+    cut = set(record.get("cut_by_time_budget", ()))
+    trials = [_read_trial(folder, metric, mode, max_epochs, finished, states, cut) for folder in study.trial_dirs()]
     sign = -1 if mode == "max" else 1
     trials.sort(key=lambda t: (t.best_value is None, sign * (t.best_value or 0.0), t.trial_id))
     return trials
 
 
 def _read_trial(folder: Path, metric: str, mode: str, max_epochs: int, finished: bool,
-                states: dict[str, str]) -> TrialRecord:
+                states: dict[str, str], cut: set[str]) -> TrialRecord:
     rows = _read_json_lines(folder / TRIAL_RESULTS)
     trial_id = str(rows[0]["trial_id"]) if rows else folder.name.split("_")[-1]
     error_text = (folder / TRIAL_ERROR).read_text() if (folder / TRIAL_ERROR).is_file() else ""
@@ -106,6 +109,8 @@ def _read_trial(folder: Path, metric: str, mode: str, max_epochs: int, finished:
         status = FAILED
     elif epochs >= max_epochs:
         status = COMPLETED
+    elif trial_id in cut:
+        status = CUT
     elif states.get(trial_id) == "PRUNED" or (finished and trial_id not in states):
         # Stopped by the scheduler: Optuna's ledger says so at once; without one, only the study's
         # end does (until then a trial short of its budget may yet go on).
@@ -152,10 +157,18 @@ def search_progress(study: StudyDir, metric: str, mode: str, record: dict) -> li
     return progress
 
 
+def last_report_time(study: StudyDir) -> Optional[float]:
+    """When any trial of the study last reported an epoch (None: none has)."""
+    stamps = [r["timestamp"] for folder in study.trial_dirs() for r in _read_json_lines(folder / TRIAL_RESULTS)
+              if "timestamp" in r]
+    return max(stamps, default=None)
+
+
 def running_seconds(record: dict, at: float) -> float:
     """Seconds the study had run by time `at`: since it started, less the pauses between its runs
     (study.json's runs: [start, end] of each search command; end is None while one runs, or when
-    it was killed, and such a run is taken to have lasted until the next began)."""
+    it was killed: --resume then ends it at its last reported epoch, time_budget.close_killed_run;
+    an older study's is taken to have lasted until the next run began)."""
     paused = sum(max(0.0, start - (end or start))
                  for (_, end), (start, _) in zip(record.get("runs", []), record.get("runs", [])[1:]) if start <= at)
     return at - record["started_at"] - paused
@@ -277,11 +290,13 @@ def summary_markdown(study: dict, space: SearchSpace, trials: list[TrialRecord],
 
 def _overview(study: dict, space: SearchSpace, trials: list[TrialRecord], best: Optional[TrialRecord],
               finished: bool) -> list[str]:
-    counts = {s: sum(t.status == s for t in trials) for s in (COMPLETED, STOPPED, FAILED, UNFINISHED)}
+    counts = {s: sum(t.status == s for t in trials) for s in (COMPLETED, STOPPED, CUT, FAILED, UNFINISHED)}
     scheduler = SCHEDULERS.get(study["settings"].get("scheduler"))
     stopper = f" by {scheduler}" if scheduler else ""
     wall = study.get("wall_s")
     status = "finished" if finished else f"not finished (interrupted or still running): resume with `--resume {study['name']}`"
+    if "cut_by_time_budget" in study:
+        status += f", when its time budget of {study['settings']['time_budget_min']:g} min was spent"
     lines = [
         f"# Study `{study['name']}`",
         "",
@@ -291,7 +306,8 @@ def _overview(study: dict, space: SearchSpace, trials: list[TrialRecord], best: 
         f"- Search space: `{study['space']['path']}` (sha256 `{study['space']['sha256'][:16]}…`, copied to `space.yaml`)",
         f"- Ranked by: {space.metric} ({space.mode})",
         f"- Trials: {len(trials)} — {counts[COMPLETED]} completed, {counts[STOPPED]} stopped early{stopper}, "
-        f"{counts[FAILED]} failed" + (f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""),
+        + (f"{counts[CUT]} {CUT}, " if counts[CUT] else "")
+        + f"{counts[FAILED]} failed" + (f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""),
         f"- Trial-epochs trained: {sum(t.epochs for t in trials)} (of {len(trials) * space.max_epochs} without early stopping)",
         f"- Ray nodes that ran trials: {len({n for t in trials for n in t.nodes})}" + _node_runs(study),
     ]

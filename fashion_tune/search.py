@@ -171,7 +171,7 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     import optuna
     from ray import tune
 
-    from fashion_tune import trial_events
+    from fashion_tune import time_budget, trial_events
     from fashion_tune.progress import InterruptInOurWords, UnreportedTrialsInOurWords
     from fashion_tune.trainable import train_trial
 
@@ -187,12 +187,14 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     else:
         tuner = _make_tuner(trainable, settings, space, study)
         trial_events.write_experiment(study.path, space)
+    time_budget.close_killed_run(record, results.last_report_time(study))
     at_once = f"{settings.max_concurrent} at a time" if settings.max_concurrent else "as many at a time as fit"
-    log.info("study %s: %d trials of up to %d epochs, %s, %s", settings.name, settings.num_samples,
-             space.max_epochs, _strategy(settings), at_once)
+    log.info("study %s: %d trials of up to %d epochs, %s, %s%s", settings.name, settings.num_samples,
+             space.max_epochs, _strategy(settings), at_once, _budget_left(settings, record))
     log.info("watch it live: tensorboard --logdir %s", study.path)
     began = time.time()
-    # Each run's start and end: the summary's minutes count the time the study ran, not its pauses.
+    # Each run's start and end: the summary's minutes, and the time budget, count the time the
+    # study ran, not its pauses.
     record.setdefault("runs", []).append([began, None])
     atomic.write_json(study.record, record)
     our_words = [InterruptInOurWords(settings.name), UnreportedTrialsInOurWords()]
@@ -206,8 +208,15 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     record["runs"][-1][1] = time.time()
     record["wall_s"] = record.get("wall_s", 0.0) + record["runs"][-1][1] - began
     failed = sum(1 for r in grid if r.error)
+    budget_spent = time_budget.spent(settings.time_budget_min, record, record["runs"][-1][1])
+    if budget_spent:
+        from fashion_tune.searcher import prune_cut_short
+
+        began = {folder.name for folder in study.trial_dirs()}
+        record["cut_by_time_budget"] = [trial_id for trial_id in prune_cut_short(study.optuna_storage, settings.name)
+                                        if layout.trial_folder_name(trial_id) in began]
     ended = _ended_trials(study, settings.name, grid)
-    finished = ended >= settings.num_samples
+    finished = ended >= settings.num_samples or budget_spent
     if finished:
         record["finished_at"] = time.time()
     atomic.write_json(study.record, record)
@@ -215,7 +224,8 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
         report = results.write_reports(study)
         if report.get("best_value") is not None:
             log.info("best %s%s: %.4f", space.metric, "" if finished else " so far", report["best_value"])
-    log.info("%d of %d trials ended (%d failed); reports in %s", ended, settings.num_samples, failed, study.path)
+    log.info("%d of %d trials ended (%d failed%s); reports in %s", ended, settings.num_samples, failed,
+             f", {len(record['cut_by_time_budget'])} cut short by the time budget" if budget_spent else "", study.path)
     if not finished:
         raise Interrupted(f"study {settings.name!r} stopped before its end; continue it with --resume {settings.name}")
     return study
@@ -233,6 +243,17 @@ def _ended_trials(study: StudyDir, name: str, grid) -> int:
     if not states:
         return sum(1 for r in grid if r.error or (r.metrics or {}).get("done"))
     return sum(1 for state in states.values() if state != "RUNNING")
+
+
+def _budget_left(settings: SearchSettings, record: dict) -> str:
+    """The time budget, as the start line says it ("" without one)."""
+    if settings.time_budget_min is None:
+        return ""
+    runs = record.get("runs", [])
+    used = results.running_seconds(record, runs[-1][1] or runs[-1][0]) / 60 if runs else 0.0
+    if used < 0.05:
+        return f", within {settings.time_budget_min:g} min"
+    return f", within the {max(0.0, settings.time_budget_min - used):.1f} min left of its {settings.time_budget_min:g}"
 
 
 def _strategy(settings: SearchSettings) -> str:
@@ -253,7 +274,7 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
     import optuna
     from ray import tune
 
-    from fashion_tune import schedulers, trial_events, trial_records
+    from fashion_tune import schedulers, time_budget, trial_events, trial_records
     from fashion_tune.progress import StudyProgress
     from fashion_tune.searcher import StoppedTrialsArePruned
 
@@ -290,6 +311,8 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
             # has saved num_to_keep checkpoints, so 1 would mean a snapshot after every epoch.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            # Not TuneConfig(time_budget_s): --resume would start that budget again (time_budget.py).
+            stop=time_budget.TimeBudget(settings.time_budget_min, study.record) if settings.time_budget_min else None,
             verbose=0,  # Tune's display off: StudyProgress tells the study in our words
             callbacks=[StudyProgress(space.metric, space.mode, space.max_epochs, [p.name for p in space.params],
                                      SCHEDULERS[settings.scheduler]),

@@ -74,3 +74,19 @@ class StoppedTrialsArePruned(OptunaSearch):
         for lost in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             if lost.number not in known:
                 self._ot_study.tell(lost.number, state=optuna.trial.TrialState.FAIL)
+
+
+def prune_cut_short(storage_url: str, study_name: str) -> list[str]:
+    """Tell Optuna the trials a study's time budget cut short: pruned, each with its last epoch's
+    value (Optuna's rule for a pruned trial) and the user attribute `cut_by_time_budget`. Tune ends
+    them without telling its searcher (as on Ctrl-C, where they stay running, to be resumed). A trial
+    proposed but not yet started has no values and no trial folder. Returns their Tune trial ids."""
+    storage = optuna.storages.RDBStorage(storage_url)
+    study_id = storage.get_study_id_from_name(study_name)
+    stored = optuna.load_study(study_name=study_name, storage=storage)
+    cut = stored.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in cut:
+        storage.set_trial_user_attr(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number),
+                                    "cut_by_time_budget", True)
+        stored.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
+    return [trial.user_attrs.get("trial_id", str(trial.number)) for trial in cut]

@@ -191,7 +191,7 @@ def test_retrain_settings_that_cannot_work_are_refused_before_any_data(tmp_path,
 CHANGED = {
     "space": "quick", "name": "round-trip", "results_dir": "/tmp/studies", "num_samples": 7, "max_concurrent": 2,
     "cpus_per_trial": 0.5, "gpus_per_trial": 0.25, "grace_period": 2, "reduction_factor": 4, "searcher": "random",
-    "scheduler": "none", "tpe_startup_trials": 3, "max_failures": 1, "seed": 9, "mixed_precision": True,
+    "scheduler": "none", "tpe_startup_trials": 3, "max_failures": 1, "time_budget_min": 34.5, "seed": 9, "mixed_precision": True,
     "jit_compile": True, "address": "ray://head:10001", "connect_timeout": 5.0,
 }
 CHANGED_DATA = {"data_dir": "/data/fashion mnist", "subset": 500, "val_fraction": 0.2}

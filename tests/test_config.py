@@ -82,3 +82,10 @@ def test_augmentation_is_off_unless_asked_for_and_old_configs_still_load():
     assert params.augment is True
     assert (params.rotation, params.zoom, params.translation, params.contrast, params.brightness, params.erasing) == (0,) * 6
     assert {"rotation", "zoom", "translation", "contrast", "brightness", "erasing"} <= set(params.to_dict())
+
+
+def test_a_time_budget_is_minutes_above_zero_or_none():
+    assert SearchSettings().time_budget_min is None
+    assert SearchSettings(time_budget_min=35).time_budget_min == 35.0
+    with pytest.raises(ConfigError, match="time_budget_min is 0.0, must be > 0"):
+        SearchSettings(time_budget_min=0)

@@ -37,7 +37,8 @@ def read_leaderboard(study):
 
 
 # The Optuna state of each leaderboard status (searcher.py).
-OPTUNA_STATE = {"completed": "COMPLETE", "stopped early": "PRUNED", "failed": "FAIL", "unfinished": "RUNNING"}
+OPTUNA_STATE = {"completed": "COMPLETE", "stopped early": "PRUNED", "cut by the time budget": "PRUNED",
+                "failed": "FAIL", "unfinished": "RUNNING"}
 
 
 def assert_optuna_study_matches_leaderboard(study):
@@ -47,15 +48,20 @@ def assert_optuna_study_matches_leaderboard(study):
     stored = optuna.load_study(study_name=study.name, storage=f"sqlite:///{study / 'optuna.db'}")
     by_id = {t.user_attrs["trial_id"]: t for t in stored.trials}
     rows = read_leaderboard(study)
-    assert sorted(by_id) == sorted(r["trial_id"] for r in rows)
+    # A study its time budget ended may hold a trial proposed that never started: no folder, no row.
+    never_started = set(by_id) - {r["trial_id"] for r in rows}
+    assert all(by_id[t].user_attrs.get("cut_by_time_budget") and not by_id[t].intermediate_values
+               for t in never_started), never_started
+    assert sorted(set(by_id) - never_started) == sorted(r["trial_id"] for r in rows)
     for row in rows:
         trial = by_id[row["trial_id"]]
         assert trial.state.name == OPTUNA_STATE[row["status"]], (row, trial)
         epochs = [json.loads(line) for line in (study / f"trial_{row['trial_id']}" / "result.json").open()]
         assert trial.intermediate_values == {r["training_iteration"]: r["val_accuracy"] for r in epochs}
-        if row["status"] in ("completed", "stopped early"):
-            assert trial.value == epochs[-1]["val_accuracy"]  # Optuna's value: the last epoch's
-            assert int(row["epochs_trained"]) == max(trial.intermediate_values)
+        if trial.state.name in ("COMPLETE", "PRUNED"):
+            # Optuna's value: the last epoch's (none for a trial cut before its first)
+            assert trial.value == (epochs[-1]["val_accuracy"] if epochs else None)
+            assert int(row["epochs_trained"]) == max(trial.intermediate_values, default=0)
 
 
 def test_study_writes_every_report(smoke):
@@ -341,6 +347,59 @@ def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, 
     assert all(r["status"] in ("completed", "stopped early") for r in rows), rows
     assert json.loads((study / "study.json").read_text())["finished_at"]
     assert_optuna_study_matches_leaderboard(study)  # the same storage, continued
+
+
+def test_a_time_budget_ends_the_study_as_finished_and_a_resume_spends_only_what_was_left(tmp_path, fashion_dir,
+                                                                                         write_space):
+    import signal
+    import time
+
+    from fashion_tune.results import running_seconds
+
+    budget_min = 1.0
+    space = write_space(
+        "metric: val_accuracy\n"
+        "fixed: {epochs: 3, conv_blocks: 1, filters: 8, dense_units: 16}\n"
+        "params:\n"
+        "  learning_rate: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
+        f"search: {{num_samples: 100, max_concurrent: 2, tpe_startup_trials: 2, time_budget_min: {budget_min}}}\n"
+    )
+    results_dir = tmp_path / "r"
+    study = results_dir / "budget"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fashion_tune", "search", "--space", str(space), "--subset", "1000",
+         "--data-dir", str(fashion_dir), "--name", "budget", "--results-dir", str(results_dir)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    # Interrupt once a trial has reported an epoch, well within the budget.
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(f.read_text().strip() for f in study.glob("trial_*/result.json")):
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-3000:]
+    first = json.loads((study / "study.json").read_text())
+    assert first["finished_at"] is None and "cut_by_time_budget" not in first
+    used_min = running_seconds(first, first["runs"][-1][1]) / 60
+    assert used_min < budget_min
+
+    done = run_cli("search", "--resume", "budget", "--results-dir", results_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"within the {budget_min - used_min:.1f} min left of its {budget_min:g}" in done.stderr
+    assert f"time budget of {budget_min:g} min spent" in done.stderr
+    record = json.loads((study / "study.json").read_text())
+    assert record["finished_at"] and len(record["runs"]) == 2
+    # Both runs together: the budget, and the few seconds it takes to stop the trials and write the reports.
+    assert budget_min * 60 <= running_seconds(record, record["runs"][-1][1]) < budget_min * 60 + 30
+    rows = read_leaderboard(study)
+    assert 2 < len(rows) < 100
+    assert {r["status"] for r in rows} <= {"completed", "stopped early", "cut by the time budget"}, rows
+    assert sorted(record["cut_by_time_budget"]) == sorted(r["trial_id"] for r in rows
+                                                          if r["status"] == "cut by the time budget")
+    assert_optuna_study_matches_leaderboard(study)
+    assert f"finished, when its time budget of {budget_min:g} min was spent" in (study / "summary.md").read_text()
+    again = run_cli("search", "--resume", "budget", "--results-dir", results_dir)
+    assert again.returncode == 0 and "already finished" in again.stderr
 
 
 def without_concurrency_limit(write_space):

@@ -1,0 +1,67 @@
+"""A study's time budget (`--time-budget-min`, or `time_budget_min` in a space file's `search:`):
+once the minutes are spent the study ends, as finished: trials still running stop where they are
+(their epochs so far count), and no new one starts.
+
+The minutes are the time the study ran, over all its runs (results.running_seconds): a study
+interrupted at minute 20 of 35 and resumed has 15 left. Tune's own `TuneConfig(time_budget_s)`
+cannot count that way: `Tuner.restore` brings back the Tuner as it was first made, with its whole
+budget. So the stopper reads the study's record (study.json) when a run begins instead.
+
+Kept in its own module: Tune pickles the stopper with the Tuner, and --resume unpickles it by this
+module path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Optional
+
+from ray.tune import Stopper
+
+from fashion_tune.results import running_seconds
+
+log = logging.getLogger("fashion_tune.search")
+
+
+class TimeBudget(Stopper):
+    """Ends the whole study once it has run `minutes`, counting every earlier run of it."""
+
+    def __init__(self, minutes: float, study_record: Path):
+        self.minutes = minutes
+        self.study_record = str(study_record)
+        self._record: Optional[dict] = None  # read once a run, at its first check
+        self._said = False
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False  # no trial is stopped alone: stop_all ends them together
+
+    def stop_all(self) -> bool:
+        if self._record is None:  # search.py writes this run's start into the record before fit()
+            self._record = json.loads(Path(self.study_record).read_text())
+        ended = spent(self.minutes, self._record, time.time())
+        if ended and not self._said:
+            log.info("time budget of %s min spent: the trials still running stop where they are", f"{self.minutes:g}")
+            self._said = True
+        return ended
+
+    def __getstate__(self):
+        # Pickled with the Tuner before the study runs; a resumed run reads the record afresh.
+        return {**self.__dict__, "_record": None, "_said": False}
+
+
+def spent(minutes: Optional[float], record: dict, at: float) -> bool:
+    """Whether a study with this budget (None: none) had spent it by time `at`."""
+    return minutes is not None and running_seconds(record, at) >= minutes * 60
+
+
+def close_killed_run(record: dict, last_report: Optional[float]) -> None:
+    """A run the driver did not live to close (killed outright) is taken to have ended at the last
+    epoch any trial reported, not when the study is resumed: the time between was nobody's search."""
+    runs = record.get("runs", [])
+    if runs and runs[-1][1] is None:
+        start = runs[-1][0]
+        runs[-1][1] = max(start, last_report or start)
+        record["wall_s"] = record.get("wall_s", 0.0) + runs[-1][1] - start

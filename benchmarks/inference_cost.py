@@ -1,10 +1,14 @@
 """What flip averaging and ensembles cost at inference: per-image latency and file size of the
-shipped model alone, with flip TTA, and as ensembles of 2 and 3 (with TTA), each through
-ExportedModel, the path `predict` and `serve` answer through.
+shipped model as saved, and of the trained network inside it alone, with flip TTA, and as
+ensembles of 2 and 3 (with TTA), each through ExportedModel, the path `predict` and `serve` answer
+through.
 
-The ensembles are copies of one model (an ensemble's cost does not depend on its weights). The
-variants are measured in alternation, --pairs rounds, so a noisy host's drift lands on each alike;
-each round times --calls single-image calls (a person uploading one photo) and a batch of 256.
+A saved model may already average (retrain's --flip-tta, --top) and calibrate (--calibrate): the
+network alone is its first member, taken out, so each row means what its name says whatever the
+shipped model holds. The ensembles are copies of that network (an ensemble's cost does not depend
+on its weights). The variants are measured in alternation, --pairs rounds, so a noisy host's drift
+lands on each alike; each round times --calls single-image calls (a person uploading one photo)
+and a batch of 256.
 
     python benchmarks/inference_cost.py [--model results/reference/model/model.keras] [--pairs 3]
 """
@@ -23,8 +27,36 @@ from common import ROOT, alternate, paired_ratios
 
 sys.path.insert(0, str(ROOT))
 
-VARIANTS = {"one model": (1, False), "flip TTA": (1, True), "ensemble of 2 + TTA": (2, True),
+SHIPPED = "shipped model, as saved"
+# Built from the network alone: (members, flip averaging).
+VARIANTS = {"network alone": (1, False), "flip TTA": (1, True), "ensemble of 2 + TTA": (2, True),
             "ensemble of 3 + TTA": (3, True)}
+
+
+def first_member(model):
+    """The first trained network inside a model that averages (averaging.py names its members
+    member1, member2, ...), however deep a calibration wraps it; None if the model is one network."""
+    for layer in getattr(model, "layers", []):
+        if layer.name == "member1":
+            return layer
+        inner = first_member(layer)
+        if inner is not None:
+            return inner
+    return None
+
+
+def what_it_holds(model) -> str:
+    """The shipped model's averaging and calibration, in words, from its layers."""
+    names = set()
+    stack = [model]
+    while stack:
+        layer = stack.pop()
+        names.add(layer.name)
+        stack += getattr(layer, "layers", [])
+    members = sum(1 for name in names if name.startswith("member") and name[6:].isdigit())
+    parts = ([f"{members} members"] if members > 1 else []) + (["flip averaging"] if "mirror" in names else []) + \
+        (["temperature"] if "temperature" in names else [])
+    return ", ".join(parts) or "one network"
 
 
 def main() -> None:
@@ -40,10 +72,12 @@ def main() -> None:
     from fashion_tune.model import load_model
 
     folder = Path(tempfile.mkdtemp(prefix="inference_cost-"))
+    shipped = load_model(args.model, compile=False)
+    network = first_member(shipped) or shipped
+    built = {SHIPPED: shipped, **{name: averaged([network] * members, flip) for name, (members, flip) in VARIANTS.items()}}
     exported, sizes = {}, {}
-    for name, (members, flip) in VARIANTS.items():
-        model = averaged([load_model(args.model, compile=False) for _ in range(members)], flip)
-        export = ExportDir(folder / name.replace(" ", "_").replace("+", "and"))
+    for name, model in built.items():
+        export = ExportDir(folder / name.replace(" ", "_").replace("+", "and").replace(",", ""))
         export.path.mkdir()
         model.save(export.model)
         sizes[name] = export.model.stat().st_size / 2**20
@@ -65,14 +99,14 @@ def main() -> None:
         return run
 
     figures = alternate({name: measure(model) for name, model in exported.items()}, args.pairs)
-    print(f"\nmodel {args.model}; {args.pairs} rounds, {args.calls} single-image calls each")
+    print(f"\nmodel {args.model} ({what_it_holds(shipped)}); {args.pairs} rounds, {args.calls} single-image calls each")
     print("variant                  size (MiB)  one image (ms, median of rounds)  per image in a batch of 256 (ms)")
     for name, rounds in figures.items():
         print(f"{name:<25}{sizes[name]:>10.1f}  {statistics.median(r['single_ms'] for r in rounds):>32.2f}  "
               f"{statistics.median(r['batch_ms'] for r in rounds):>32.3f}")
-    base = [r["single_ms"] for r in figures["one model"]]
-    for name in list(VARIANTS)[1:]:
-        print(paired_ratios(f"{name} / one model, one image", [r["single_ms"] for r in figures[name]], base))
+    base = [r["single_ms"] for r in figures["network alone"]]
+    for name in [SHIPPED, *list(VARIANTS)[1:]]:
+        print(paired_ratios(f"{name} / network alone, one image", [r["single_ms"] for r in figures[name]], base))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import numbers
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping, NamedTuple, Optional
@@ -250,9 +251,26 @@ class TrainParams(_Validated):
         "seed": _at_least(0),
     }
 
+    # On TensorFlow, Keras's random crops, shifts, rotations and zooms do not compile with XLA (its
+    # image-transform op has none): given jit_compile, Keras trains without it and says so only in
+    # a warning (Keras 3.15, 2026-11-24). Under JAX they compile (benchmarks/keras_backend_gpu.py).
+    NOT_XLA = ("augment", "crop_padding", "rotation", "zoom", "translation")
+
+    def _check_together(self) -> None:
+        if self.jit_compile and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+            for name in self.NOT_XLA:
+                if getattr(self, name):
+                    raise ConfigError(xla_conflict(name, getattr(self, name)))
+
     def block_filters(self, block: int) -> int:
         """Filters of the convs in block `block` (0-based)."""
         return max(1, round(self.filters * self.filter_growth**block))
+
+
+def xla_conflict(name: str, value: Any) -> str:
+    """Why jit_compile cannot go with the augmentation `name` at `value`."""
+    return (f"jit_compile is true, but {name} is {value!r}: Keras's random crops, shifts, rotations and zooms do not "
+            f"compile with XLA, and Keras would quietly train without it; drop jit_compile or {name}")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from fashion_tune import atomic, data, layout, ray_start, results
-from fashion_tune.config import PAUSING_SCHEDULERS, SCHEDULERS, DataSettings, SearchSettings, flag_of
+from fashion_tune.config import (PAUSING_SCHEDULERS, SCHEDULERS, DataSettings, SearchSettings, TrainParams, flag_of,
+                                 xla_conflict)
 from fashion_tune.errors import Interrupted, UserError
 from fashion_tune.layout import StudyDir
 from fashion_tune.space import ParamSpec, SearchSpace, load_space
@@ -60,6 +61,7 @@ def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyD
     # One seed for the study: TPE, the validation split and every trial.
     data_settings = DataSettings.layered(data_flags, {"seed": settings.seed})
     _check_budget(settings, space, flags)
+    _check_jit_compile(settings, space)
     _check_results_dir(settings.results_dir)
     study = study_dir(settings.results_dir, settings.name)
     if study.path.exists():
@@ -157,6 +159,19 @@ def _check_budget(settings: SearchSettings, space: SearchSpace, flags: Mapping[s
             f"{where} is {settings.grace_period}, must be <= the trial budget of "
             f"{space.max_epochs} epochs (fixed.epochs in {space.path})"
         )
+
+
+def _check_jit_compile(settings: SearchSettings, space: SearchSpace) -> None:
+    """XLA with augmentation Keras cannot compile: refused before the study starts, not in every trial."""
+    if not (settings.jit_compile or space.fixed.get("jit_compile")):
+        return
+    where = "--jit-compile" if settings.jit_compile else f"{space.path}: fixed.jit_compile"
+    for name in TrainParams.NOT_XLA:
+        searched = next((p for p in space.params if p.name == name), None)
+        values = (searched.choices or (searched.high,)) if searched else (space.fixed.get(name),)
+        nonzero = next((v for v in values if v), None)
+        if nonzero is not None:
+            raise UserError(f"{where}: {xla_conflict(name, nonzero)}" + (" (searched)" if searched else ""))
 
 
 def _prepare_data(settings: DataSettings) -> data.Splits:

@@ -72,6 +72,9 @@ def test_bad_data_dir_writes_no_study(tmp_path, capsys):
         (["--scheduler", "halving"], f"{SPACES / 'smoke.yaml'}: search.max_concurrent is 2, but --scheduler halving "
                                      "pauses trials"),
         (["--scheduler", "hyperband", "--max-concurrent", "3"], "--max-concurrent is 3, but --scheduler hyperband"),
+        (["--space", str(SPACES / "reference.yaml"), "--jit-compile"],
+         "--jit-compile: jit_compile is true, but crop_padding is 2: Keras's random crops"),
+        (["--time-budget-min", "0"], "argument --time-budget-min: 0 must be > 0"),
     ],
 )
 def test_bad_settings(tmp_path, capsys, fashion_dir, args, message):

@@ -89,3 +89,13 @@ def test_a_time_budget_is_minutes_above_zero_or_none():
     assert SearchSettings(time_budget_min=35).time_budget_min == 35.0
     with pytest.raises(ConfigError, match="time_budget_min is 0.0, must be > 0"):
         SearchSettings(time_budget_min=0)
+
+
+def test_xla_with_augmentation_keras_cannot_compile_is_refused_on_tensorflow(monkeypatch):
+    """Keras would otherwise train without XLA and say so only in a warning nobody sees in a trial."""
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert TrainParams(jit_compile=True, flip=True, erasing=0.2).jit_compile  # these compile
+    with pytest.raises(ConfigError, match="jit_compile is true, but rotation is 10.0: Keras's random crops"):
+        TrainParams(jit_compile=True, rotation=10)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # where they compile (benchmarks/keras_backend_gpu.py)
+    assert TrainParams(jit_compile=True, rotation=10).jit_compile

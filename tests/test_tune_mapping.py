@@ -28,3 +28,18 @@ def test_fixed_values_seed_and_execution_flags(write_space):
     config = param_space(space, SearchSettings(seed=7, jit_compile=True))
     assert config["epochs"] == 4 and config["seed"] == 7 and config["jit_compile"] is True
     assert "mixed_precision" not in config  # not asked for: TrainParams' default applies
+
+
+def test_xla_is_refused_with_a_searched_augmentation_keras_cannot_compile(write_space, monkeypatch):
+    import pytest
+
+    from fashion_tune.errors import UserError
+    from fashion_tune.search import _check_jit_compile
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    searched = load_space(write_space(add_param("zoom: {type: float, low: 0.0, high: 0.2}")))
+    with pytest.raises(UserError, match=r"--jit-compile: jit_compile is true, but zoom is 0.2: .* \(searched\)"):
+        _check_jit_compile(SearchSettings(jit_compile=True), searched)
+    _check_jit_compile(SearchSettings(), searched)  # no XLA asked for: nothing to refuse
+    only_off = load_space(write_space(add_param("crop_padding: {type: categorical, choices: [0]}")))
+    _check_jit_compile(SearchSettings(jit_compile=True), only_off)

@@ -227,9 +227,9 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     if budget_spent:
         from fashion_tune.searcher import prune_cut_short
 
-        began = {folder.name for folder in study.trial_dirs()}
+        started = {folder.name for folder in study.trial_dirs()}  # a trial proposed but not started has none
         record["cut_by_time_budget"] = [trial_id for trial_id in prune_cut_short(study.optuna_storage, settings.name)
-                                        if layout.trial_folder_name(trial_id) in began]
+                                        if layout.trial_folder_name(trial_id) in started]
     ended = _ended_trials(study, settings.name, grid)
     finished = ended >= settings.num_samples or budget_spent
     if finished:

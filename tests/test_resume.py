@@ -1,0 +1,138 @@
+"""Integration: a study stopped and continued, through the CLI: Ctrl-C then --resume (ASHA and
+halving), and a time budget that ends a study across a resume. Real Ray, Optuna and TensorFlow on
+a Fashion-MNIST subset; kept apart from test_search.py so the two files run side by side."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_search import (assert_epochs_intact, assert_optuna_study_matches_leaderboard, read_leaderboard,
+                               run_cli, without_concurrency_limit)
+
+pytestmark = pytest.mark.slow
+
+
+def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, write_space):
+    space = write_space(
+        "metric: val_accuracy\n"
+        "fixed: {epochs: 1, conv_blocks: 1, filters: 8, dense_units: 16}\n"
+        "params:\n"
+        "  learning_rate: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
+        "search: {num_samples: 8, max_concurrent: 1, tpe_startup_trials: 2, grace_period: 1}\n"
+    )
+    results_dir = tmp_path / "r"
+    study = results_dir / "cut"
+    args = ["--results-dir", results_dir]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fashion_tune", "search", "--space", str(space), "--subset", "1000",
+         "--data-dir", str(fashion_dir), "--name", "cut", *map(str, args)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    # Interrupt once the first trial has finished and the second has begun.
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(study.glob("trial_*/result.json"))) < 2:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-3000:]
+    assert "--resume cut" in err and "Tuner.restore" not in err and "Stop signal received" not in err
+    assert "Failed to fetch metrics" not in err  # a trial caught before its first epoch: the leaderboard says unfinished
+    assert "fashion_tune: interrupted: saving the study's state for --resume cut" in err
+    # The count names the trials that ran their one epoch, not those Tune cut short.
+    ended = sum(1 for f in study.glob("trial_*/result.json") if f.read_text().strip())
+    assert f"{ended} of 8 trials ended" in err, err[-2000:]
+    assert json.loads((study / "study.json").read_text())["finished_at"] is None
+    before = {p.name for p in study.glob("trial_*")}
+    assert 2 <= len(before) < 8  # a reused trial process starts the next in ~2 s: 8 leave some unstarted
+    assert_optuna_study_matches_leaderboard(study)
+
+    done = run_cli("search", "--resume", "cut", *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_leaderboard(study)
+    assert len(rows) == 8 and len({r["trial_id"] for r in rows}) == 8  # none lost, none repeated
+    assert before <= {p.name for p in study.glob("trial_*")}
+    assert all(r["status"] in ("completed", "stopped early") for r in rows), rows
+    assert json.loads((study / "study.json").read_text())["finished_at"]
+    assert_optuna_study_matches_leaderboard(study)  # the same storage, continued
+
+
+def test_a_time_budget_ends_the_study_as_finished_and_a_resume_spends_only_what_was_left(tmp_path, fashion_dir,
+                                                                                         write_space):
+    from fashion_tune.results import running_seconds
+
+    budget_min = 1.0
+    space = write_space(
+        "metric: val_accuracy\n"
+        "fixed: {epochs: 3, conv_blocks: 1, filters: 8, dense_units: 16}\n"
+        "params:\n"
+        "  learning_rate: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
+        f"search: {{num_samples: 100, max_concurrent: 2, tpe_startup_trials: 2, time_budget_min: {budget_min}}}\n"
+    )
+    results_dir = tmp_path / "r"
+    study = results_dir / "budget"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fashion_tune", "search", "--space", str(space), "--subset", "1000",
+         "--data-dir", str(fashion_dir), "--name", "budget", "--results-dir", str(results_dir)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    # Interrupt once a trial has reported an epoch, well within the budget.
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(f.read_text().strip() for f in study.glob("trial_*/result.json")):
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-3000:]
+    first = json.loads((study / "study.json").read_text())
+    assert first["finished_at"] is None and "cut_by_time_budget" not in first
+    used_min = running_seconds(first, first["runs"][-1][1]) / 60
+    assert used_min < budget_min
+
+    done = run_cli("search", "--resume", "budget", "--results-dir", results_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"within the {budget_min - used_min:.1f} min left of its {budget_min:g}" in done.stderr
+    assert f"time budget of {budget_min:g} min spent" in done.stderr
+    record = json.loads((study / "study.json").read_text())
+    assert record["finished_at"] and len(record["runs"]) == 2
+    # Both runs together: the budget, and the few seconds it takes to stop the trials and write the reports.
+    assert budget_min * 60 <= running_seconds(record, record["runs"][-1][1]) < budget_min * 60 + 30
+    rows = read_leaderboard(study)
+    assert 2 < len(rows) < 100
+    assert {r["status"] for r in rows} <= {"completed", "stopped early", "cut by the time budget"}, rows
+    assert sorted(record["cut_by_time_budget"]) == sorted(r["trial_id"] for r in rows
+                                                          if r["status"] == "cut by the time budget")
+    assert_optuna_study_matches_leaderboard(study)
+    assert f"finished, when its time budget of {budget_min:g} min was spent" in (study / "summary.md").read_text()
+    again = run_cli("search", "--resume", "budget", "--results-dir", results_dir)
+    assert again.returncode == 0 and "already finished" in again.stderr
+
+
+def test_an_interrupted_halving_study_resumes_to_its_end(tmp_path, fashion_dir, write_space):
+    """Successive halving end to end, cut by Ctrl-C and resumed. Tune keeps no scheduler with the
+    study: on --resume a new one gets every trial, finished ones too, and the unfinished ones come
+    back at whatever epoch their checkpoints hold; none may be left waiting (schedulers.HyperBand,
+    tests/test_schedulers.py for the cases one run cannot pin down)."""
+    study = tmp_path / "cut"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fashion_tune", "search", "--space", str(without_concurrency_limit(write_space)),
+         "--subset", "1000", "--data-dir", str(fashion_dir), "--results-dir", str(tmp_path), "--name", "cut",
+         "--scheduler", "halving"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300  # interrupt once some trials wait at the first rung and others have ended
+    while time.time() < deadline and sum(len(f.read_text().splitlines()) for f in study.glob("trial_*/result.json")) < 5:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-3000:]
+    assert "stopped early by successive halving after epoch 1" in err, err[-3000:]
+    done = run_cli("search", "--resume", "cut", "--results-dir", tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "6 of 6 trials ended (0 failed)" in done.stderr
+    rows = read_leaderboard(study)
+    assert len(rows) == 6 and {r["status"] for r in rows} <= {"completed", "stopped early"}, rows
+    assert "completed" in {r["status"] for r in rows}
+    assert_epochs_intact(study)

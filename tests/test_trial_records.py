@@ -16,7 +16,9 @@ from fashion_tune.trial_records import TrialProgress, TrialResults
 def local_ray():
     import ray
 
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    # A Ray of its own: a bare ray.init() joins a cluster another test started with `ray start`
+    # (tests run two at a time), which refuses num_cpus.
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

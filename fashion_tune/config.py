@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import numbers
+import os
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping, NamedTuple, Optional
 

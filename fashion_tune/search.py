@@ -264,8 +264,8 @@ def _budget_left(settings: SearchSettings, record: dict) -> str:
     """The time budget, as the start line says it ("" without one)."""
     if settings.time_budget_min is None:
         return ""
-    runs = record.get("runs", [])
-    used = results.running_seconds(record, runs[-1][1] or runs[-1][0]) / 60 if runs else 0.0
+    runs = record.get("runs", [])  # every earlier run closed (time_budget.close_killed_run)
+    used = results.running_seconds(record, runs[-1][1]) / 60 if runs else 0.0
     if used < 0.05:
         return f", within {settings.time_budget_min:g} min"
     return f", within the {max(0.0, settings.time_budget_min - used):.1f} min left of its {settings.time_budget_min:g}"
@@ -327,7 +327,7 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
             # Not TuneConfig(time_budget_s): --resume would start that budget again (time_budget.py).
-            stop=time_budget.TimeBudget(settings.time_budget_min, study.record) if settings.time_budget_min else None,
+            stop=time_budget.TimeBudget(settings.time_budget_min, study) if settings.time_budget_min else None,
             verbose=0,  # Tune's display off: StudyProgress tells the study in our words
             callbacks=[StudyProgress(space.metric, space.mode, space.max_epochs, [p.name for p in space.params],
                                      SCHEDULERS[settings.scheduler]),

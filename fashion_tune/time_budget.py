@@ -13,15 +13,14 @@ module path.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from pathlib import Path
 from typing import Optional
 
 from ray.tune import Stopper
 
-from fashion_tune.results import running_seconds
+from fashion_tune.layout import StudyDir
+from fashion_tune.results import read_study, running_seconds
 
 log = logging.getLogger("fashion_tune.search")
 
@@ -29,9 +28,9 @@ log = logging.getLogger("fashion_tune.search")
 class TimeBudget(Stopper):
     """Ends the whole study once it has run `minutes`, counting every earlier run of it."""
 
-    def __init__(self, minutes: float, study_record: Path):
+    def __init__(self, minutes: float, study: StudyDir):
         self.minutes = minutes
-        self.study_record = str(study_record)
+        self.study = study
         self._record: Optional[dict] = None  # read once a run, at its first check
         self._said = False
 
@@ -40,7 +39,7 @@ class TimeBudget(Stopper):
 
     def stop_all(self) -> bool:
         if self._record is None:  # search.py writes this run's start into the record before fit()
-            self._record = json.loads(Path(self.study_record).read_text())
+            self._record = read_study(self.study)
         ended = spent(self.minutes, self._record, time.time())
         if ended and not self._said:
             log.info("time budget of %s min spent: the trials still running stop where they are", f"{self.minutes:g}")

@@ -7,15 +7,16 @@ import pickle
 import pytest
 
 from fashion_tune import time_budget
+from fashion_tune.layout import StudyDir
 from fashion_tune.results import running_seconds
 
 T0 = 1_800_000_000.0
 
 
-def write_record(tmp_path, runs, **more):
-    path = tmp_path / "study.json"
-    path.write_text(json.dumps({"started_at": runs[0][0], "runs": runs, **more}))
-    return path
+def write_record(tmp_path, runs, **more) -> StudyDir:
+    study = StudyDir(tmp_path)
+    study.record.write_text(json.dumps({"started_at": runs[0][0], "runs": runs, **more}))
+    return study
 
 
 @pytest.fixture
@@ -28,8 +29,8 @@ def clock(monkeypatch):
 
 def test_a_resumed_study_spends_only_what_its_earlier_runs_left(tmp_path, clock):
     # 20 min run, 2 hours' pause, then this run began: 15 min of a 35-min budget are left.
-    record = write_record(tmp_path, [[T0, T0 + 1200], [T0 + 8400, None]])
-    budget = time_budget.TimeBudget(35, record)
+    study = write_record(tmp_path, [[T0, T0 + 1200], [T0 + 8400, None]])
+    budget = time_budget.TimeBudget(35, study)
     clock["t"] = T0 + 8400 + 14 * 60
     assert not budget.stop_all()
     clock["t"] = T0 + 8400 + 15 * 60
@@ -40,12 +41,12 @@ def test_a_resumed_study_spends_only_what_its_earlier_runs_left(tmp_path, clock)
 def test_the_stopper_reads_the_record_afresh_after_pickling(tmp_path, clock):
     """Tune pickles the stopper with the Tuner when the study starts; --resume unpickles that copy,
     which must count the runs the record has by then, not those it had when it was pickled."""
-    path = write_record(tmp_path, [[T0, None]])
-    budget = time_budget.TimeBudget(10, path)
+    study = write_record(tmp_path, [[T0, None]])
+    budget = time_budget.TimeBudget(10, study)
     clock["t"] = T0 + 60
     assert not budget.stop_all()
     restored = pickle.loads(pickle.dumps(budget))
-    path.write_text(json.dumps({"started_at": T0, "runs": [[T0, T0 + 9 * 60], [T0 + 3600, None]]}))
+    study.record.write_text(json.dumps({"started_at": T0, "runs": [[T0, T0 + 9 * 60], [T0 + 3600, None]]}))
     clock["t"] = T0 + 3600 + 59
     assert not restored.stop_all()
     clock["t"] = T0 + 3600 + 61

@@ -33,26 +33,23 @@ VARIANTS = {"network alone": (1, False), "flip TTA": (1, True), "ensemble of 2 +
             "ensemble of 3 + TTA": (3, True)}
 
 
+def nested_layers(model):
+    """Every layer inside `model`, however deep (a calibration wraps an averaging model, which wraps
+    its members)."""
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from nested_layers(layer)
+
+
 def first_member(model):
     """The first trained network inside a model that averages (averaging.py names its members
-    member1, member2, ...), however deep a calibration wraps it; None if the model is one network."""
-    for layer in getattr(model, "layers", []):
-        if layer.name == "member1":
-            return layer
-        inner = first_member(layer)
-        if inner is not None:
-            return inner
-    return None
+    member1, member2, ...); None if the model is one network."""
+    return next((layer for layer in nested_layers(model) if layer.name == "member1"), None)
 
 
 def what_it_holds(model) -> str:
     """The shipped model's averaging and calibration, in words, from its layers."""
-    names = set()
-    stack = [model]
-    while stack:
-        layer = stack.pop()
-        names.add(layer.name)
-        stack += getattr(layer, "layers", [])
+    names = {layer.name for layer in nested_layers(model)}
     members = sum(1 for name in names if name.startswith("member") and name[6:].isdigit())
     parts = ([f"{members} members"] if members > 1 else []) + (["flip averaging"] if "mirror" in names else []) + \
         (["temperature"] if "temperature" in names else [])

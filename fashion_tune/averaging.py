@@ -11,28 +11,16 @@ from __future__ import annotations
 from typing import Sequence
 
 from fashion_tune.data import IMAGE_SHAPE
+from fashion_tune.keras_objects import HorizontalFlip  # Keras, started quietly
 from fashion_tune.model import inference_copy
-from fashion_tune.quiet_tensorflow import import_tensorflow
-
-import_tensorflow()  # Keras's backend, started quietly, before Keras itself
-import keras  # noqa: E402  (after the quiet start above)
-
-
-@keras.saving.register_keras_serializable(package="fashion_tune")
-class HorizontalFlip(keras.layers.Layer):
-    """The mirror image, always (unlike RandomFlip, which is off at inference)."""
-
-    def call(self, images):
-        return keras.ops.flip(images, axis=2)  # (batch, height, width, channels): mirror the width
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
 
 def averaged(members: Sequence, flip: bool, name: str = "fashion_averaged"):
     """One model whose probabilities are the mean of every member's, on the image and (flip) on
     its mirror image. Members are trained models mapping (N, 28, 28, 1) images to probabilities;
     they are copied without their optimizers (inference needs none) as member1, member2, ..."""
+    import keras
+
     if len(members) == 1 and not flip:
         return members[0]
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")

@@ -6,12 +6,10 @@ model's log-probabilities by one number T fitted on held-out images, then normal
 predicted class never changes, only how sure the model says it is. Label smoothing, for one,
 leaves a model under-confident (T < 1 sharpens it). retrain fits T and chooses the review
 threshold on the images it held out (retrain --calibrate); evaluate then only measures both on
-the test images. No TensorFlow at import: the Keras layer is made on first use.
+the test images. No TensorFlow at import: its Keras layer is keras_objects.Temperature.
 """
 
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 
@@ -90,38 +88,11 @@ def with_temperature(model, temperature: float, name: str = "fashion_calibrated"
     """`model` (images -> probabilities) with its probabilities rescaled by `temperature`, as one
     Keras model that saves, loads and exports like any other; the model is copied without its
     optimizer (model.inference_copy), which inference does not need."""
-    import keras
-
+    from fashion_tune.keras_objects import Temperature  # Keras, started quietly
     from fashion_tune.model import inference_copy
 
-    inputs = keras.Input(shape=model.input_shape[1:], name="image")
-    outputs = temperature_layer()(temperature, name="temperature")(inference_copy(model)(inputs))
-    return keras.Model(inputs, outputs, name=name)
-
-
-@functools.cache
-def temperature_layer():
-    """The Keras layer applying rescaled(), registered with Keras so a saved model loads in safe
-    mode (model.load_model calls this first)."""
-    from fashion_tune.quiet_tensorflow import import_tensorflow
-
-    import_tensorflow()
     import keras
 
-    @keras.saving.register_keras_serializable(package="fashion_tune")
-    class Temperature(keras.layers.Layer):
-        def __init__(self, temperature: float, **kwargs):
-            super().__init__(**kwargs)
-            self.temperature = float(temperature)
-
-        def call(self, probabilities):
-            log_p = keras.ops.log(keras.ops.clip(probabilities, 1e-12, 1.0))
-            return keras.ops.softmax(log_p / self.temperature, axis=-1)
-
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
-        def get_config(self):
-            return {**super().get_config(), "temperature": self.temperature}
-
-    return Temperature
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    outputs = Temperature(temperature, name="temperature")(inference_copy(model)(inputs))
+    return keras.Model(inputs, outputs, name=name)

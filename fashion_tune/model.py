@@ -10,7 +10,6 @@ mode on. Sampling lives in the search space, fitting in trainable.py (a trial) a
 
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
 from typing import Callable, Optional
@@ -206,35 +205,9 @@ def loss(params: TrainParams):
     class 1 - s + s/10 and every other class s/10 (Keras's sparse cross-entropy has no smoothing)."""
     if params.label_smoothing == 0:
         return "sparse_categorical_crossentropy"
-    return _smoothed_loss_class()(smoothing=params.label_smoothing)
+    from fashion_tune.keras_objects import SmoothedSparseCrossentropy
 
-
-_SMOOTHED = []
-
-
-def _smoothed_loss_class():
-    """SmoothedSparseCrossentropy, defined (and registered with Keras, so a saved model with it loads
-    in safe mode) on first use: Keras is imported only when a model is made or loaded."""
-    if _SMOOTHED:
-        return _SMOOTHED[0]
-    import keras
-
-    @keras.saving.register_keras_serializable(package="fashion_tune")
-    class SmoothedSparseCrossentropy(keras.losses.Loss):
-        def __init__(self, smoothing: float = 0.0, name: str = "smoothed_sparse_crossentropy", **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.smoothing = smoothing
-
-        def call(self, y_true, y_pred):
-            classes = keras.ops.shape(y_pred)[-1]
-            targets = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), classes)
-            return keras.losses.categorical_crossentropy(targets, y_pred, label_smoothing=self.smoothing)
-
-        def get_config(self):
-            return {**super().get_config(), "smoothing": self.smoothing}
-
-    _SMOOTHED.append(SmoothedSparseCrossentropy)
-    return SmoothedSparseCrossentropy
+    return SmoothedSparseCrossentropy(smoothing=params.label_smoothing)
 
 
 def compiled_model(params: TrainParams, train_images: Optional[int] = None,
@@ -272,11 +245,8 @@ def load_model(path: Path, compile: bool = True):
     compile=False leaves out the optimizer: all inference needs, and a third of the file to save.
     """
     import_tensorflow()
-    import keras
+    import keras  # and with it our own layers and loss (keras_objects.py, by fashion_tune/__init__.py)
 
-    _smoothed_loss_class()  # registered, for a model trained with label smoothing
-    importlib.import_module("fashion_tune.averaging")  # registers its flip layer: a TTA model loads
-    importlib.import_module("fashion_tune.calibration").temperature_layer()  # and a calibrated one
     try:
         model = keras.models.load_model(path, safe_mode=True, compile=compile)
     except Exception as e:  # Keras raises several types for a bad file; the user needs one line

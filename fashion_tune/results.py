@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from fashion_tune import atomic, insights
+from fashion_tune import atomic, hparams, insights
 from fashion_tune.config import SCHEDULERS, ConfigError, TrainParams
 from fashion_tune.errors import UserError
 from fashion_tune.layout import TRIAL_ERROR, TRIAL_RESULTS, TRIAL_PARAMS, StudyDir
@@ -193,9 +193,7 @@ def write_reports(study: StudyDir) -> dict:
     atomic.write_text(study.summary, summary)
     if found and found.ranked():
         # TensorBoard's HParams dashboard ticks five hyperparameters: the five that mattered most.
-        from fashion_tune import trial_events
-
-        trial_events.write_experiment(study.path, space, shown=found.ranked())
+        hparams.write_experiment(study.path, space, shown=found.ranked())
     return {"best_value": best.best_value if best else None, "trials": len(trials), "summary_md": summary}
 
 

@@ -186,7 +186,7 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     import optuna
     from ray import tune
 
-    from fashion_tune import time_budget, trial_events
+    from fashion_tune import hparams, time_budget
     from fashion_tune.progress import InterruptInOurWords, UnreportedTrialsInOurWords
     from fashion_tune.trainable import train_trial
 
@@ -201,7 +201,7 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
         tuner = tune.Tuner.restore(str(study.path), trainable, resume_unfinished=True, resume_errored=False)
     else:
         tuner = _make_tuner(trainable, settings, space, study)
-        trial_events.write_experiment(study.path, space)
+        hparams.write_experiment(study.path, space)
     time_budget.close_killed_run(record, results.last_report_time(study))
     at_once = f"{settings.max_concurrent} at a time" if settings.max_concurrent else "as many at a time as fit"
     log.info("study %s: %d trials of up to %d epochs, %s, %s%s", settings.name, settings.num_samples,

@@ -1,54 +1,43 @@
-"""What a study's TensorBoard events hold: our metrics, and one HParams table of the search.
+"""What each trial's TensorBoard events hold: our curves under our own names, and its HParams session.
 
 Tune's TensorBoard logger writes every number a result carries (done, time_since_restore,
-iterations_since_restore, time_this_iter_s, ...) as a scalar beside the four curves a user
-opens TensorBoard for, and offers them all as HParams metrics too. It also writes an HParams
-"experiment" into every trial's events, each listing that trial's own values with no range (a
-float without a range cannot be filtered in the dashboard), and TensorBoard takes the first one
-it finds.
+iterations_since_restore, time_this_iter_s, ...) as a scalar under "ray/tune/", beside the curves
+a user opens TensorBoard for, and an HParams experiment of its own into every trial. Here a trial's
+events hold only what the trainable reports about the model (hparams.METRICS), each under its own
+name (val_accuracy, not ray/tune/val_accuracy), with the trial's hyperparameters, how far it got and
+its final metrics (the HParams session); the study's one experiment is hparams.write_experiment's.
 
-Here each trial's events hold only what the trainable reports about the model, with its
-hyperparameters and final metrics (the HParams session), and the study folder holds the one
-experiment: every searched hyperparameter with its range from the space file, and our metrics.
-TensorBoard's HParams dashboard ticks only five hyperparameters for display, those marked as
-differing first, then by name (tensorboard's backend_context._sort_and_reduce_to_hparams_limit,
-index.js _computeHParams); `differs` serves no other purpose there. So the five marked are the
-five to show: the first five of the space file while the study runs, the five that mattered most
-once it has ended (insights.py); the others stay one tick away, and every one can be filtered on.
-Tune pickles TrialScalars with the study, and --resume unpickles it by this module path.
+Tune pickles TrialScalars with the study, and --resume unpickles it by its module path.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
+import math
 
 from ray.tune.logger import TBXLoggerCallback
-from ray.tune.result import TIMESTEPS_TOTAL, TRAINING_ITERATION
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.utils import flatten_dict
 
-from fashion_tune.space import ParamSpec
-
-# What trainable.py reports each epoch, as scalars and HParams metrics; Tune's tags put them under TAG_PREFIX.
-METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss", "epoch_time_s")
-TAG_PREFIX = "ray/tune/"
-
-
-# Besides its hyperparameters, each trial's HParams session says how far it got, so the table can
-# compare like with like: a trial ASHA stopped after 1 epoch next to one that ran its budget.
-EPOCHS_TRAINED, RAN_FULL_BUDGET = "epochs_trained", "ran_full_budget"
+from fashion_tune.hparams import EPOCHS_TRAINED, METRICS, RAN_FULL_BUDGET
 
 
 class TrialScalars(TBXLoggerCallback):
-    """Tune's TensorBoard logger (same tags, ray/tune/<metric>; HParams at a trial's end), for METRICS only."""
+    """Tune's TensorBoard logger (a writer per trial, the HParams session at a trial's end), writing
+    hparams.METRICS only, each under its own name, at the epoch's step."""
 
     def __init__(self, max_epochs: int):
         super().__init__()
         self.max_epochs = max_epochs
 
     def log_trial_result(self, iteration: int, trial, result: dict):
-        kept = {k: v for k, v in result.items() if k in METRICS or k in (TRAINING_ITERATION, TIMESTEPS_TOTAL)}
-        super().log_trial_result(iteration, trial, kept)
+        if trial not in self._trial_writer:
+            self.log_trial_start(trial)
+        writer = self._trial_writer[trial]
+        kept = {k: result[k] for k in METRICS if isinstance(result.get(k), (int, float)) and math.isfinite(result[k])}
+        for tag, value in kept.items():
+            writer.add_scalar(tag, value, global_step=result[TRAINING_ITERATION])
+        self._trial_result[trial] = kept  # the HParams session's metrics, at the trial's end
+        writer.flush()
 
     def _try_log_hparams(self, trial, result: dict):
         """The trial's HParams session (its values and last metrics), without an experiment of its own."""
@@ -60,52 +49,3 @@ class TrialScalars(TBXLoggerCallback):
         _, session_start, session_end = hparams(hparam_dict=values, metric_dict=result)
         self._trial_writer[trial].file_writer.add_summary(session_start)
         self._trial_writer[trial].file_writer.add_summary(session_end)
-
-
-# How many hyperparameters TensorBoard's HParams dashboard shows before the user ticks more.
-SHOWN_BY_TENSORBOARD = 5
-
-
-def write_experiment(folder: Path, space, shown: Sequence[str] = ()) -> None:
-    """The study's HParams experiment, in `folder` (the study's, TensorBoard's logdir), replacing
-    any written before: every searched hyperparameter with its range, how far each trial got, and
-    METRICS. shown: the hyperparameters to show first (default: the space file's order). Built from
-    TensorBoard's hparams protos (tensorboardX's copy has no `differs`), written by tensorboardX as
-    Tune's events are: TensorBoard's hparams API would import TensorFlow into the driver."""
-    from tensorboard.plugins.hparams.api_pb2 import DataType, Experiment, HParamInfo, Interval, MetricInfo, MetricName
-    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
-    from tensorboardX import SummaryWriter
-    from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
-
-    ticked = [*shown, *(p.name for p in space.params)][:SHOWN_BY_TENSORBOARD] if space.params else []
-
-    def info(spec: ParamSpec) -> HParamInfo:
-        hparam = HParamInfo(name=spec.name, differs=spec.name in ticked)
-        if spec.type != "categorical":
-            hparam.type = DataType.Value("DATA_TYPE_FLOAT64")
-            hparam.domain_interval.CopyFrom(Interval(min_value=spec.low, max_value=spec.high))
-            return hparam
-        kind = {bool: "BOOL", str: "STRING"}.get(type(spec.choices[0]), "FLOAT64")
-        hparam.type = DataType.Value(f"DATA_TYPE_{kind}")
-        for choice in spec.choices:
-            value = hparam.domain_discrete.values.add()
-            if kind == "BOOL":
-                value.bool_value = choice
-            elif kind == "STRING":
-                value.string_value = choice
-            else:
-                value.number_value = choice
-        return hparam
-
-    progress = (ParamSpec(EPOCHS_TRAINED, "int", low=1, high=space.max_epochs),
-                ParamSpec(RAN_FULL_BUDGET, "categorical", choices=(True, False)))
-    experiment = Experiment(hparam_infos=[info(spec) for spec in (*space.params, *progress)],
-                            metric_infos=[MetricInfo(name=MetricName(tag=TAG_PREFIX + m), display_name=m)
-                                          for m in METRICS])
-    content = HParamsPluginData(experiment=experiment, version=0).SerializeToString()
-    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=content))
-    for older in folder.glob("events.out.tfevents.*"):  # TensorBoard reads one experiment: this one
-        older.unlink()
-    writer = SummaryWriter(str(folder))
-    writer.file_writer.add_summary(Summary(value=[Summary.Value(tag="_hparams_/experiment", metadata=metadata)]))
-    writer.close()

@@ -4,12 +4,15 @@ import csv
 import json
 import subprocess
 import sys
+import time
+import urllib.request
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from fashion_tune.config import TrainParams
+from fashion_tune.hparams import METRICS
 from tests.conftest import ROOT, SPACES, free_port
 
 pytestmark = pytest.mark.slow
@@ -29,6 +32,20 @@ def smoke(tmp_path_factory, fashion_dir):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (results_dir / "terminal.txt").write_text(done.stdout + done.stderr)  # everything the user saw
     return results_dir, results_dir / "smoke"
+
+
+def wait_for_json(url, ready, timeout=90):
+    """The JSON a local server answers at `url`, once ready(answer) (it may still be starting)."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            found = json.load(urllib.request.urlopen(url, timeout=10))
+            if ready(found) or time.time() > deadline:
+                return found
+        except OSError:
+            if time.time() > deadline:
+                raise
+        time.sleep(0.5)
 
 
 def read_leaderboard(study):
@@ -78,9 +95,6 @@ def test_the_optuna_study_is_kept_in_sqlite_as_the_leaderboard_tells_it(smoke):
 
 def test_optuna_dashboard_shows_the_study(smoke):
     """The command summary.md gives, run for real, answering over HTTP on loopback."""
-    import time
-    import urllib.request
-
     _, study = smoke
     port = free_port()
     command = (study / "summary.md").read_text().split("`optuna-dashboard ")[1].split("`")[0]
@@ -193,13 +207,10 @@ def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):
         events = EventAccumulator(str(trial_dir), size_guidance={"scalars": 0})
         events.Reload()
         tags = events.Tags()["scalars"]
-        val = [t for t in tags if t.endswith("/val_accuracy")]
-        assert val, f"{trial_dir.name}: no val_accuracy scalar in {tags}"
-        # Our curves only, none of Tune's bookkeeping (done, time_since_restore, ...).
-        assert {t.rsplit("/", 1)[-1] for t in tags} == {"val_accuracy", "val_loss", "train_accuracy", "train_loss",
-                                                        "epoch_time_s"}, tags
+        # Our curves only, under our own names, none of Tune's bookkeeping (done, time_since_restore, ...).
+        assert set(tags) == set(METRICS), tags
         epochs = int(rows[trial_dir.name.removeprefix("trial_")]["epochs_trained"])
-        assert len(events.Scalars(val[0])) == epochs
+        assert [e.step for e in events.Scalars("val_accuracy")] == list(range(1, epochs + 1))
         # The HParams tab: each trial's session names its hyperparameters, and only the study has an experiment.
         hparams_tags = events.PluginTagToContent("hparams")
         session = hparams_tags["_hparams_/session_start_info"]
@@ -223,9 +234,27 @@ def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):
     assert (infos["epochs_trained"].domain_interval.min_value, infos["epochs_trained"].domain_interval.max_value) == (1, 3)
     assert (infos["learning_rate"].domain_interval.min_value, infos["learning_rate"].domain_interval.max_value) == (1e-4, 1e-2)
     assert [v.number_value for v in infos["filters"].domain_discrete.values] == [8, 16]
-    assert {m.name.tag for m in experiment.metric_infos} == {f"ray/tune/{m}" for m in
-                                                           ("val_accuracy", "val_loss", "train_accuracy", "train_loss",
-                                                            "epoch_time_s")}
+    assert {m.name.tag for m in experiment.metric_infos} == set(METRICS)
+
+
+def test_tensorboard_shows_our_metrics_under_our_names(smoke):
+    """The command the study prints, run for real: TensorBoard's own HTTP API lists each trial's
+    scalars by our names, with no card group of Tune's, and the HParams metrics by the same names."""
+    _, study = smoke
+    port = free_port()
+    board = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(study), "--port", str(port),
+                              "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}/data/plugin"
+        tags = wait_for_json(f"{base}/scalars/tags", lambda found: len(found) == len(list(study.glob("trial_*"))))
+        assert all(set(run_tags) == set(METRICS) for run_tags in tags.values()), tags
+        request = urllib.request.Request(f"{base}/hparams/experiment", data=json.dumps({"experimentName": ""}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        experiment = json.load(urllib.request.urlopen(request, timeout=30))
+        assert {m["name"]["tag"] for m in experiment["metricInfos"]} == set(METRICS)
+    finally:
+        board.terminate()
+        board.wait(timeout=30)
 
 
 def test_summary_tells_the_study(smoke):

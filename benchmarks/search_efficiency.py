@@ -45,7 +45,7 @@ import yaml
 from common import ROOT, resume_study, run_study
 
 sys.path.insert(0, str(ROOT))
-from fashion_tune.schedulers import rungs  # noqa: E402
+from fashion_tune.search.schedulers import rungs  # noqa: E402
 
 VARIANTS = {
     "tpe-asha": ["--searcher", "tpe", "--scheduler", "asha"],

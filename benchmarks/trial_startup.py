@@ -4,8 +4,8 @@ store, model build, first step (graph tracing).
 The driver puts the training split in Ray's object store once (as `search` does with
 tune.with_parameters), then starts --repeats actors one after another; each times its own steps
 with fashion_tune's real functions, twice: as the first trial of a new process, then as a trial
-in that process reused (a study's trials after the first on each worker: search.py's
-reuse_actors), which begins by clearing Keras's state as trainable.py does.
+in that process reused (a study's trials after the first on each worker: search/study.py
+reuse_actors), which begins by clearing Keras's state as search/trainable.py does.
 
     python benchmarks/trial_startup.py --data-dir ../shared/data/fashion-mnist [--repeats 3]
 """
@@ -50,12 +50,12 @@ def main() -> None:
         def start(self, refs: list) -> dict:
             timings, self.process_s = {"process_s": self.process_s}, 0.0  # a reused process is there already
             t = time.perf_counter()
-            from fashion_tune.trainable import configure_tensorflow
+            from fashion_tune.search.trainable import configure_tensorflow
 
             configure_tensorflow(threads=1)  # imports TensorFlow, as a trial's first step does
             import keras
 
-            keras.backend.clear_session(free_memory=True)  # as trainable.py does
+            keras.backend.clear_session(free_memory=True)  # as search/trainable.py does
             timings["tensorflow_import_s"], t = time.perf_counter() - t, time.perf_counter()
             trial_splits = ray.get(refs[0])  # in a list, so Ray hands over the reference; numpy arrays come zero-copy
             timings["data_from_object_store_s"], t = time.perf_counter() - t, time.perf_counter()

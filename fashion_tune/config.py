@@ -201,7 +201,7 @@ class TrainParams(_Validated):
     head: str = "flatten"  # how the last block's maps reach the classifier: "flatten", or "global_average" (one mean per map)
     dense_units: int = 128  # units of the hidden dense layer before the classifier; 0: none
     dense_dropout: float = 0.3  # dropout rate before the classifier
-    # --- the fitting (fashion_tune/model.py: compile_model; fashion_tune/trainable.py) ---
+    # --- the fitting (fashion_tune/model.py: compile_model; fashion_tune/search/trainable.py) ---
     optimizer: str = "adam"  # "adam", "adamw" (decoupled weight decay) or "sgd" (Nesterov momentum 0.9)
     learning_rate: float = 1e-3  # the optimizer's step size (the peak, under a schedule)
     lr_schedule: str = "constant"  # "constant", or "cosine": decays it to 0 over the run's epochs, step by step
@@ -292,7 +292,7 @@ class DataSettings(_Validated):
     }
 
 
-# --scheduler: how weak trials are stopped early (schedulers.py builds them), and their names in
+# --scheduler: how weak trials are stopped early (search/schedulers.py builds them), and their names in
 # what a study prints and writes.
 SCHEDULERS = {"asha": "ASHA", "halving": "successive halving", "hyperband": "HyperBand", "none": None}
 # Those that pause a trial at a rung until its peers have reached it.

@@ -7,7 +7,7 @@
         space.yaml             the space file as it was when the study started
         trial_<id>/            Tune's folder for each trial: params.json, result.json, error.txt,
                                checkpoint_*/ (CheckpointDir: model.keras, state.json)
-        optuna.db              the Optuna study (SQLite): trials, states, values per epoch (searcher.py)
+        optuna.db              the Optuna study (SQLite): trials, states, values per epoch (search/searcher.py)
         leaderboard.csv, best_config.json, summary.md          (results.py)
         insights/              hyperparameter importances and Optuna's plots (insights.py)
         retrain/               ModelDir: model.keras, history.csv, retrain.json, tensorboard/
@@ -146,7 +146,7 @@ class LrFindDir:
 
 @dataclass(frozen=True)
 class CheckpointDir:
-    """One epoch's checkpoint of a trial (trainable.py): the whole model and the epoch it ended."""
+    """One epoch's checkpoint of a trial (search/trainable.py): the whole model and the epoch it ended."""
 
     path: Path
     model = _inside(MODEL_FILE)
@@ -155,7 +155,7 @@ class CheckpointDir:
 
 @dataclass(frozen=True)
 class StudyDir:
-    """One study's folder: the search (search.py, results.py) and every step after it."""
+    """One study's folder: the search (search/, results.py) and every step after it."""
 
     path: Path
     record = _inside("study.json")

@@ -4,7 +4,7 @@ build_model() is a pure function from TrainParams to an uncompiled Keras model (
 compile_model() attaches the optimizer and loss the parameters ask for, their variables made at
 once (with_training_state); compiled_model() seeds, builds and compiles, the way every trial,
 retrain, lr-find and baseline starts. load_model() reads a saved model back with Keras's safe
-mode on. Sampling lives in the search space, fitting in trainable.py (a trial) and training.py
+mode on. Sampling lives in the search space, fitting in search/trainable.py (a trial) and training.py
 (everything else).
 """
 

@@ -6,7 +6,7 @@ cannot be reached, and neither prints Ray's start-up notices that ask nothing of
 What Ray's worker processes print (TensorFlow's warnings in a trial, a replica's access log, the
 traceback a worker prints when Ray's shutdown stops it in the middle of garbage collection)
 stays in Ray's log files (/tmp/ray/session_latest/logs) rather than being forwarded to the
-terminal: the driver tells the story (progress.py), and a failed trial's error is read from its
+terminal: the driver tells the story (search/progress.py), and a failed trial's error is read from its
 error file. `--debug` forwards them again.
 """
 

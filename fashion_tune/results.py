@@ -26,7 +26,7 @@ from fashion_tune.layout import TRIAL_ERROR, TRIAL_RESULTS, TRIAL_PARAMS, StudyD
 from fashion_tune.space import SearchSpace, load_space
 
 COMPLETED, STOPPED, FAILED, UNFINISHED = "completed", "stopped early", "failed", "unfinished"
-CUT = "cut by the time budget"  # running when the study's --time-budget-min was spent (time_budget.py)
+CUT = "cut by the time budget"  # running when the study's --time-budget-min was spent (search/time_budget.py)
 
 
 @dataclass
@@ -47,7 +47,7 @@ class TrialRecord:
 
 
 def read_study(study: StudyDir) -> dict:
-    """study.json: how the study was started (search.py writes it)."""
+    """study.json: how the study was started (search/study.py writes it)."""
     if not study.record.is_file():
         raise UserError(f"{study.path}: not a study folder (no {study.record.name})")
     return json.loads(study.record.read_text())
@@ -72,7 +72,7 @@ def read_best_config(path: Path) -> dict:
 
 
 def optuna_states(study: StudyDir, name: str) -> dict[str, str]:
-    """Each trial's state in the study's Optuna ledger (searcher.py keeps it): COMPLETE, PRUNED, FAIL
+    """Each trial's state in the study's Optuna ledger (search/searcher.py keeps it): COMPLETE, PRUNED, FAIL
     or RUNNING, by our trial id. Empty for a study begun before studies kept optuna.db."""
     if not study.optuna_db.is_file():
         return {}

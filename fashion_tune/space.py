@@ -13,7 +13,7 @@ A space file says what is searched and what is held fixed, in Optuna's distribut
     retrain: {epochs: 60, flip_tta: true}   # optional: how the best becomes the shipped model
 
 Everything is checked here, before Ray starts, and every mistake is one line naming the file,
-the key and the rule. No Ray and no TensorFlow: search.py maps a SearchSpace onto Tune domains.
+the key and the rule. No Ray and no TensorFlow: search/study.py maps a SearchSpace onto Tune domains.
 """
 
 from __future__ import annotations

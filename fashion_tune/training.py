@@ -1,6 +1,6 @@
 """The one fitting loop outside Tune: retrain and baselines train with it.
 
-A trial (trainable.py) fits epoch by epoch under Tune's control; everything else fits a compiled
+A trial (search/trainable.py) fits epoch by epoch under Tune's control; everything else fits a compiled
 model here, with TensorBoard curves, an optional held-out slice scored every epoch, and early
 stopping on it that keeps the best epoch's weights. Given a backup folder, a fit saves its model
 (weights and optimizer, as a trial's checkpoint does) and its history there after every epoch, so

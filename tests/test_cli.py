@@ -211,7 +211,7 @@ def parsed_back(command: str):
 
 @pytest.mark.parametrize("changed", [True, False], ids=["every-setting-changed", "defaults"])
 def test_the_reproduce_command_parses_back_to_the_same_settings(changed):
-    from fashion_tune.search import reproduce_command
+    from fashion_tune.search.study import reproduce_command
 
     assert set(CHANGED) == set(SearchSettings.field_names()), "a new setting: give it a changed value here"
     assert set(CHANGED_DATA) == {f.name for f in DataSettings.command_line_fields()}

@@ -1,6 +1,7 @@
 """Where things live (layout.py) and how the package's modules stand on each other."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -87,16 +88,33 @@ def test_the_model_to_classify_with(tmp_path, monkeypatch):
 PACKAGE = ROOT / "fashion_tune"
 # The pipeline's steps: each stands on the shared modules (layout, data, model, results, ...),
 # none on another step. cli (and baselines, a comparison of trained-and-evaluated models) compose them.
+# "search" is the search/ wing: every module in it.
 STEPS = {"search", "retrain", "evaluate", "export", "predict", "serve", "lr_find"}
 # Modules that import neither Ray nor TensorFlow when imported (TensorFlow only inside functions).
-LIGHT = {"atomic", "batches", "calibration", "config", "data", "errors", "images", "insights", "layout", "model", "plots", "results", "space",
-         "training"}
+LIGHT = {"atomic", "batches", "calibration", "config", "data", "errors", "hparams", "images", "insights", "layout",
+         "model", "plots", "results", "space", "training", "search", "search.study"}
 HEAVY = {"ray", "tensorflow", "keras", "optuna"}
+# Where Ray may be imported: the search wing (every Tune plug-in beside the Tuner), the service, and
+# the one place that starts or joins it.
+RAY_HOMES = {"serve", "ray_start"}
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the package by its dotted name inside it: "results", "search.study", "search"."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts and parts != ("__main__",):
+            found[".".join(parts)] = path
+    return found
 
 
 def imports(module: str, top_level_only: bool = False) -> set[str]:
-    """The modules `module` imports: fashion_tune's by their short name, others by their package."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    """What `module` imports: fashion_tune's modules by their first name inside the package ("search"
+    for anything in the search wing), others by their package."""
+    tree = ast.parse(modules()[module].read_text())
     nodes = tree.body if top_level_only else ast.walk(tree)
     found = set()
     for node in nodes:
@@ -111,12 +129,49 @@ def imports(module: str, top_level_only: bool = False) -> set[str]:
     return found
 
 
+def step_of(module: str) -> str:
+    return module.split(".")[0]
+
+
 def test_pipeline_steps_are_siblings_not_a_tower():
-    for step in sorted(STEPS):
-        assert not imports(step) & STEPS - {step}, f"{step} imports another step: {imports(step) & STEPS}"
+    for module in sorted(modules()):
+        step = step_of(module)
+        if step in STEPS:
+            assert not imports(module) & STEPS - {step}, f"{module} imports another step: {imports(module) & STEPS}"
+
+
+def test_ray_is_fenced_in_the_search_wing_the_service_and_ray_start():
+    users = {module for module in modules() if "ray" in imports(module)}
+    assert users, "no module imports Ray: the fence test reads the imports wrongly"
+    outside = sorted(m for m in users if step_of(m) != "search" and m not in RAY_HOMES)
+    assert not outside, f"Ray imported outside search/, serve.py and ray_start.py: {outside}"
 
 
 def test_shared_modules_import_neither_ray_nor_tensorflow_at_import_time():
+    assert LIGHT <= set(modules())
     for module in sorted(LIGHT):
         assert not imports(module, top_level_only=True) & HEAVY, module
     assert not imports("layout") & (HEAVY | STEPS | {"data", "model", "results"})  # paths only
+
+
+def test_no_module_imports_a_module_that_imports_it():
+    """No circle in the import graph, counting imports inside functions too."""
+    graph = {step_of(m): set() for m in modules()}
+    for module in modules():
+        graph[step_of(module)] |= imports(module) & set(graph) - {step_of(module)}
+
+    def reaches(start, goal, seen=()):
+        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, (*seen, nxt))) for nxt in graph[start])
+
+    circles = sorted(m for m in graph if reaches(m, m))
+    assert not circles, f"modules in an import circle: {circles}"
+
+
+def test_the_readme_layout_names_every_module():
+    """README.md's Layout section has a line for every module of the package (search/'s by their path there)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"\b([a-z_]+\.py)\b", section))
+    missing = sorted(path.relative_to(PACKAGE).as_posix() for path in modules().values()
+                     if path.name not in named and path.name not in ("__init__.py",))
+    assert not missing, f"README.md's Layout section lacks {missing}"

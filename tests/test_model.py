@@ -329,7 +329,7 @@ def test_every_augmentation_trains_saves_and_loads_in_safe_mode(tmp_path, mixed_
 def test_a_space_with_augmentation_samples_configurations_that_build(write_space):
     from fashion_tune.config import SearchSettings
     from fashion_tune.model import build_model
-    from fashion_tune.search import param_space
+    from fashion_tune.search.study import param_space
     from tests.test_space import AUGMENTED
 
     config = param_space(load_space(write_space(AUGMENTED)), SearchSettings(seed=3))

@@ -1,9 +1,9 @@
 """What a study prints, in our words: Tune's own lines that would point the user at Tune's API or
-into the study's folder are replaced or dropped while a study runs (search.py attaches these)."""
+into the study's folder are replaced or dropped while a study runs (search/study.py attaches these)."""
 
 import logging
 
-from fashion_tune.progress import InterruptInOurWords, UnreportedTrialsInOurWords
+from fashion_tune.search.progress import InterruptInOurWords, UnreportedTrialsInOurWords
 
 
 def emitted(logger_name: str, words: logging.Filter, message: str, caplog) -> list[str]:

@@ -87,7 +87,7 @@ def test_a_short_trial_of_a_study_still_running_is_unfinished_not_stopped(make_s
 
 def test_a_trial_the_ledger_says_was_pruned_is_stopped_early_while_the_study_still_runs(make_study):
     """Interrupted, a study is not finished, yet the trials its scheduler stopped are over: Optuna's
-    ledger (optuna.db, searcher.py) says PRUNED, and the leaderboard says stopped early."""
+    ledger (optuna.db, search/searcher.py) says PRUNED, and the leaderboard says stopped early."""
     import optuna
 
     study = make_study(finished=False)

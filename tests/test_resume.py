@@ -3,6 +3,7 @@ halving), and a time budget that ends a study across a resume. Real Ray, Optuna 
 a Fashion-MNIST subset; kept apart from test_search.py so the two files run side by side."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -136,3 +137,43 @@ def test_an_interrupted_halving_study_resumes_to_its_end(tmp_path, fashion_dir, 
     assert len(rows) == 6 and {r["status"] for r in rows} <= {"completed", "stopped early"}, rows
     assert "completed" in {r["status"] for r in rows}
     assert_epochs_intact(study)
+
+
+# The last commit whose Tune plug-ins lay flat in fashion_tune/ (searcher.py, schedulers.py, ...),
+# before they moved into fashion_tune/search/: Tune pickled a study begun then by those paths.
+FLAT_LAYOUT = "22a1b44"
+
+
+def test_a_study_begun_before_the_search_wing_resumes_after_it(tmp_path, fashion_dir, write_space):
+    """A real study of the old layout: the package as it was at FLAT_LAYOUT, taken from the
+    repository's history, starts it (successive halving and a time budget, so our scheduler and
+    stopper are pickled too) and is interrupted; today's package resumes it to its end."""
+    old = tmp_path / "old"
+    old.mkdir()
+    archive = subprocess.run(["git", "archive", FLAT_LAYOUT, "fashion_tune"], cwd=ROOT, capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"needs the repository's history (git archive {FLAT_LAYOUT}): {archive.stderr.decode()[:200]}")
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    space = without_concurrency_limit(write_space).read_text() + "  time_budget_min: 30\n"
+    study = tmp_path / "r" / "flat"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fashion_tune", "search", "--space", str(write_space(space)), "--subset", "1000",
+         "--data-dir", str(fashion_dir), "--results-dir", str(study.parent), "--name", "flat",
+         "--scheduler", "halving"],
+        cwd=old, env={**os.environ, "PYTHONPATH": str(old)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and sum(len(f.read_text().splitlines()) for f in study.glob("trial_*/result.json")) < 3:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-3000:]
+    pickled = (study / "tuner.pkl").read_bytes()
+    assert all(f"fashion_tune.{name}".encode() in pickled for name in ("searcher", "schedulers", "time_budget"))
+
+    done = run_cli("search", "--resume", "flat", "--results-dir", study.parent, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "6 of 6 trials ended (0 failed)" in done.stderr
+    rows = read_leaderboard(study)
+    assert len(rows) == 6 and {r["status"] for r in rows} <= {"completed", "stopped early"}, rows
+    assert_epochs_intact(study)
+    assert_optuna_study_matches_leaderboard(study)

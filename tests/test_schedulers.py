@@ -1,4 +1,4 @@
-"""The pausing schedulers (schedulers.py: Ray's HyperBand and our successive halving on it) never
+"""The pausing schedulers (search/schedulers.py: Ray's HyperBand and our successive halving on it) never
 leave a trial paused for ever: not when a trial fails mid-bracket, not after --resume, where trials
 come back at any epoch into new brackets.
 
@@ -17,7 +17,7 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
-from fashion_tune import schedulers
+from fashion_tune.search import schedulers
 
 MAX_EPOCHS, GRACE, REDUCTION = 3, 1, 2  # the smoke space's: rungs at epochs 1, 2, 3
 

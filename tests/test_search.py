@@ -53,7 +53,7 @@ def read_leaderboard(study):
         return list(csv.DictReader(f))
 
 
-# The Optuna state of each leaderboard status (searcher.py).
+# The Optuna state of each leaderboard status (search/searcher.py).
 OPTUNA_STATE = {"completed": "COMPLETE", "stopped early": "PRUNED", "cut by the time budget": "PRUNED",
                 "failed": "FAIL", "unfinished": "RUNNING"}
 

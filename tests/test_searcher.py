@@ -43,7 +43,7 @@ def optuna_trials(searcher_class) -> dict:
 
 
 def test_a_trial_asha_stopped_reaches_optuna_as_pruned_with_its_last_value():
-    from fashion_tune.searcher import StoppedTrialsArePruned
+    from fashion_tune.search.searcher import StoppedTrialsArePruned
 
     trials = optuna_trials(StoppedTrialsArePruned)
     assert {name: t.state.name for name, t in trials.items()} == {"full": "COMPLETE", "stopped": "PRUNED",

@@ -1,12 +1,12 @@
-"""The study's time budget counts the time the study ran, over all its runs (time_budget.py); the
-end-to-end behaviour, through Ray, is in test_search.py."""
+"""The study's time budget counts the time the study ran, over all its runs (search/time_budget.py); the
+end-to-end behaviour, through Ray, is in test_resume.py."""
 
 import json
 import pickle
 
 import pytest
 
-from fashion_tune import time_budget
+from fashion_tune.search import time_budget
 from fashion_tune.layout import StudyDir
 from fashion_tune.results import running_seconds
 

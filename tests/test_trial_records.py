@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fashion_tune.trial_records import TrialProgress, TrialResults
+from fashion_tune.search.trial_records import TrialProgress, TrialResults
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import optuna.distributions as od
 
 from fashion_tune.config import SearchSettings
-from fashion_tune.search import param_space
+from fashion_tune.search.study import param_space
 from fashion_tune.space import load_space
 from tests.test_space import GOOD, add_param
 
@@ -34,7 +34,7 @@ def test_xla_is_refused_with_a_searched_augmentation_keras_cannot_compile(write_
     import pytest
 
     from fashion_tune.errors import UserError
-    from fashion_tune.search import _check_jit_compile
+    from fashion_tune.search.study import _check_jit_compile
 
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
     searched = load_space(write_space(add_param("zoom: {type: float, low: 0.0, high: 0.2}")))

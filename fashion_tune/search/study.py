@@ -9,9 +9,11 @@ the space file, and the reports results.py writes when it ends.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -186,9 +188,10 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     import optuna
     from ray import tune
 
-    from fashion_tune import hparams, time_budget
-    from fashion_tune.progress import InterruptInOurWords, UnreportedTrialsInOurWords
-    from fashion_tune.trainable import train_trial
+    from fashion_tune import hparams
+    from fashion_tune.search import time_budget
+    from fashion_tune.search.progress import InterruptInOurWords, UnreportedTrialsInOurWords
+    from fashion_tune.search.trainable import train_trial
 
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, splits=splits),  # one copy in the object store
@@ -198,6 +201,7 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     if restore:
         if not tune.Tuner.can_restore(str(study.path)):
             raise UserError(f"--resume {settings.name}: {study.path} holds no Tune state to resume from")
+        map_moved_modules()
         tuner = tune.Tuner.restore(str(study.path), trainable, resume_unfinished=True, resume_errored=False)
     else:
         tuner = _make_tuner(trainable, settings, space, study)
@@ -225,7 +229,7 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     failed = sum(1 for r in grid if r.error)
     budget_spent = time_budget.spent(settings.time_budget_min, record, record["runs"][-1][1])
     if budget_spent:
-        from fashion_tune.searcher import prune_cut_short
+        from fashion_tune.search.searcher import prune_cut_short
 
         started = {folder.name for folder in study.trial_dirs()}  # a trial proposed but not started has none
         record["cut_by_time_budget"] = [trial_id for trial_id in prune_cut_short(study.optuna_storage, settings.name)
@@ -289,9 +293,9 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
     import optuna
     from ray import tune
 
-    from fashion_tune import schedulers, time_budget, trial_events, trial_records
-    from fashion_tune.progress import StudyProgress
-    from fashion_tune.searcher import StoppedTrialsArePruned
+    from fashion_tune.search import schedulers, time_budget, trial_events, trial_records
+    from fashion_tune.search.progress import StudyProgress
+    from fashion_tune.search.searcher import StoppedTrialsArePruned
 
     if settings.searcher == "tpe":
         sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials)
@@ -336,6 +340,20 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
                        trial_records.TrialResults(), trial_records.TrialProgress()],
         ),
     )
+
+
+# Tune pickles the searcher, scheduler, stopper, callbacks and trainable with a study, each by its
+# module path. A study begun before they moved into this package (fashion_tune 0.1.0 before
+# 2026-12-06) names their old paths: resuming it maps each onto its module here first.
+MOVED = {f"fashion_tune.{name}": f"fashion_tune.search.{name}"
+         for name in ("trainable", "searcher", "schedulers", "time_budget", "progress", "trial_events", "trial_records")}
+
+
+def map_moved_modules() -> None:
+    """Let Tune unpickle a study begun before the move under the old module paths (MOVED); the old
+    fashion_tune.search.trial_name is fashion_tune.search's own."""
+    for old, new in MOVED.items():
+        sys.modules.setdefault(old, importlib.import_module(new))
 
 
 def trial_name(trial) -> str:

@@ -38,7 +38,7 @@ class TimeBudget(Stopper):
         return False  # no trial is stopped alone: stop_all ends them together
 
     def stop_all(self) -> bool:
-        if self._record is None:  # search.py writes this run's start into the record before fit()
+        if self._record is None:  # study.py writes this run's start into the record before fit()
             self._record = read_study(self.study)
         ended = spent(self.minutes, self._record, time.time())
         if ended and not self._said:

@@ -2,7 +2,7 @@
 
 Tune's own display (configuration boxes, a status table wider than a terminal, a TensorBoard hint
 pointing into /tmp/ray, "completed" for a trial its scheduler stopped) is turned off
-(RunConfig(verbose=0), search.py); this callback, run by Tune in the driver, says instead:
+(RunConfig(verbose=0), study.py); this callback, run by Tune in the driver, says instead:
 
     trial 85e84c80 started: learning_rate 0.00125, conv_blocks 2, filters 8
     trial 85e84c80 epoch 1/3: val_accuracy 0.2200, val_loss 2.259 (1.4 s)
@@ -89,7 +89,7 @@ def _first_line(trial) -> str:
 
 class InterruptInOurWords(logging.Filter):
     """Tune's two lines on Ctrl-C, said our way: its resume hint names Tuner.restore, ours is
-    `--resume NAME` (search.py says it once the state is saved). Put on Tune's logger while a
+    `--resume NAME` (study.py says it once the state is saved). Put on Tune's logger while a
     study runs."""
 
     LOGGER = "ray.tune.tune"

@@ -1,11 +1,11 @@
 """One trial: build the model its config describes, fit it epoch by epoch, report to Tune.
 
 After every epoch the trial reports its metrics with a checkpoint (the whole model, optimizer
-state included, as `.keras`), so ASHA can stop it at any rung and a restarted or resumed trial
+state included, as `.keras`), so its scheduler can stop or pause it at any rung and a restarted or resumed trial
 picks up from its last finished epoch. The data arrive through Ray's object store
-(tune.with_parameters in search.py), never re-read from disk here.
+(tune.with_parameters in study.py), never re-read from disk here.
 
-Tune reuses a trial's process for the next trial (reuse_actors, search.py): TensorFlow stays
+Tune reuses a trial's process for the next trial (reuse_actors, study.py): TensorFlow stays
 imported and configured, and each trial begins by clearing Keras's state, so a trial in a reused
 process builds, seeds and trains exactly as in a new one.
 """
@@ -55,7 +55,7 @@ def train_trial(config: dict, splits: Splits) -> None:
         epochs=params.epochs,
         initial_epoch=first_epoch,
         callbacks=[_epoch_reporter()],
-        verbose=0,  # Tune's progress table is the display; Keras stays quiet inside trials
+        verbose=0,  # the driver tells each epoch (progress.py); Keras stays quiet inside trials
     )
 
 

@@ -1,6 +1,6 @@
-"""The searcher: Ray Tune's OptunaSearch, telling Optuna which trials ASHA stopped early.
+"""The searcher: Ray Tune's OptunaSearch, telling Optuna which trials the scheduler stopped early.
 
-Ray's OptunaSearch tells Optuna that a trial ASHA stopped after 1 epoch is *complete*, with its
+Ray's OptunaSearch tells Optuna that a trial its scheduler (ASHA, say) stopped after 1 epoch is *complete*, with its
 1-epoch accuracy as its final value. TPE then compares that value with the 9-epoch values of the
 trials that ran their budget, and learns to prefer models that score well after one epoch
 (small, fast starters) over models that end best. Measured on quick.yaml, 24 trials, budget 9:

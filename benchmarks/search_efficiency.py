@@ -60,9 +60,10 @@ def curve(study: Path) -> tuple[list[int], list[float]]:
     """Every reported epoch of every trial in the order they happened -> (trial-epochs, best so far)."""
     from fashion_tune import results
     from fashion_tune.layout import StudyDir
+    from fashion_tune.records import StudyRecord
 
     study = StudyDir(study)
-    progress = [p for p in results.search_progress(study, "val_accuracy", "max", results.read_study(study))
+    progress = [p for p in results.search_progress(study, "val_accuracy", "max", StudyRecord.read(study.record))
                 if p.best is not None]
     return [p.trial_epochs for p in progress], [p.best for p in progress]
 

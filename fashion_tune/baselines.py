@@ -27,6 +27,7 @@ from fashion_tune.errors import UserError
 from fashion_tune.evaluate import evaluate_model
 from fashion_tune.layout import BaselinesDir, StudyDir
 from fashion_tune.model import compiled_model
+from fashion_tune.records import RetrainRecord
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +101,14 @@ def _row(name, description, metrics, epochs, seconds) -> dict:
 
 
 def _study_row(study: str, results_dir: str) -> dict:
-    path = StudyDir.named(results_dir, study).retrained.evaluation.metrics
+    retrained = StudyDir.named(results_dir, study).retrained
+    path = retrained.evaluation.metrics
     if not path.is_file():
         raise UserError(f"--study {study}: no {path}; run `fashion-tune evaluate --study {study}` first")
     metrics = json.loads(path.read_text())
-    retrain = metrics.get("retrain", {})
+    record = RetrainRecord.read(retrained.record)
     return _row(f"tuned: {study}", "best configuration of the study, retrained", metrics,
-                retrain.get("epochs_run"), retrain.get("seconds"))
+                record.epochs_run if record else None, record.seconds if record else None)
 
 
 def _write_table(out: BaselinesDir, rows: list[dict], data_settings: DataSettings, epochs: int) -> None:

@@ -11,14 +11,17 @@ the test images. No TensorFlow at import: its Keras layer is keras_objects.Tempe
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+
+from fashion_tune.records import HeldOut, Review
 
 CALIBRATION_BINS = 15
 # A retailer lets predictions below the review threshold go to a person; above it, the
 # accepted predictions must be at least this accurate.
 REVIEW_TARGET_ACCURACY = 0.98
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
-CHOSEN_ON_TEST = "these test images"  # where evaluate chooses a review threshold when retrain held none out
 TEMPERATURE_RANGE = (0.05, 20.0)  # searched for the best T; far wider than any model needs
 
 
@@ -43,22 +46,24 @@ def accepted_at(threshold: float, confidence: np.ndarray, correct: np.ndarray) -
             "accuracy": float(correct[accepted].mean()) if accepted.any() else None}
 
 
-def review_thresholds(confidence: np.ndarray, correct: np.ndarray) -> dict:
-    """accepted_at() for each of THRESHOLDS; and the review threshold: the lowest (in steps of
-    0.01) whose accepted predictions reach REVIEW_TARGET_ACCURACY (None: none does)."""
+def review_thresholds(confidence: np.ndarray, correct: np.ndarray, chosen_on: str) -> dict:
+    """accepted_at() for each of THRESHOLDS; and the review threshold chosen on these images (words
+    for them: `chosen_on`): the lowest (in steps of 0.01) whose accepted predictions reach
+    REVIEW_TARGET_ACCURACY (None: none does)."""
     review = None
     for t in np.round(np.arange(0.30, 1.0, 0.01), 2):
         row = accepted_at(t, confidence, correct)
         if row["accuracy"] is not None and row["accuracy"] >= REVIEW_TARGET_ACCURACY:
-            review = {**row, "target_accuracy": REVIEW_TARGET_ACCURACY}
+            review = Review(**row, target_accuracy=REVIEW_TARGET_ACCURACY, chosen_on=chosen_on)
             break
     return {"table": [accepted_at(t, confidence, correct) for t in THRESHOLDS], "review": review}
 
 
-def chosen_on_test(review: dict) -> bool:
-    """Whether evaluate chose this review threshold on the test images (reviews written before
-    `chosen_on` existed were all chosen there)."""
-    return review.get("chosen_on", CHOSEN_ON_TEST) == CHOSEN_ON_TEST
+def measured_on(review: Review, confidence: np.ndarray, correct: np.ndarray) -> Review:
+    """A review threshold chosen on other images (held out), with what it gives on these (the test
+    images), and what it gave where it was chosen."""
+    held_out = HeldOut(coverage=review.coverage, accuracy=review.accuracy)
+    return dataclasses.replace(review, **accepted_at(review.threshold, confidence, correct), on_held_out=held_out)
 
 
 def rescaled(probabilities: np.ndarray, temperature: float) -> np.ndarray:

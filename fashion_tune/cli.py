@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from fashion_tune import layout, quiet_tensorflow
-from fashion_tune.config import ConfigError, DataSettings, RetrainSettings, SearchSettings, flag_of
+from fashion_tune.config import DataSettings, RetrainSettings, SearchSettings, flag_of
 from fashion_tune.errors import Interrupted, UserError
 
 log = logging.getLogger("fashion_tune")
@@ -210,27 +210,10 @@ class Retrain(Command):
                                    "val_fraction": "the study's, else 0.1; used with --early-stopping and --calibrate"})
 
     def run(self, args):
-        from fashion_tune import results, retrain
+        from fashion_tune import retrain
 
-        config = layout.best_config_of(args.study, args.config, args.results_dir)
-        recorded = results.read_best_config(config).get("retrain") or {}
-        try:
-            settings = RetrainSettings.layered(recorded, given(args, RetrainSettings))
-        except ConfigError as e:
-            raise UserError(f"{config}: retrain: {e}") from None
-        members = None
-        if settings.top > 1:
-            if not args.study:
-                raise UserError(f"top {settings.top} (--top, or the space file's retrain: section) needs --study: "
-                                "its leaderboard ranks the trials; --config names one configuration")
-            members = results.top_configs(layout.StudyDir.named(args.results_dir, args.study), settings.top)
-        out = layout.retrain_dir_for(args.study, args.config, args.out, args.results_dir)
-        try:
-            model_dir = retrain.retrain(config, out, settings, members=members, patience=args.early_stopping,
-                                        data_flags=given(args, DataSettings))
-        except KeyboardInterrupt:
-            raise Interrupted(f"retrain stopped before its end; the same command goes on from its last finished "
-                              f"epoch (kept in {out.path}/{'member<i>/' if members else ''}backup/)") from None
+        model_dir = retrain.run(args.study, args.config, args.results_dir, args.out, given(args, RetrainSettings),
+                                given(args, DataSettings), patience=args.early_stopping)
         print(f"model: {model_dir.model}")
         return 0
 
@@ -309,12 +292,12 @@ class Predict(Command):
         if args.show and args.show.exists() and not args.show.is_dir():
             raise UserError(f"--show {args.show}: is a file; give a folder for the model inputs")
         exported = layout.resolve_export(args.model, args.results_dir)
-        predictions = predict.classify(args.images, exported)
+        predictions = predict.classify(args.images, exported, include_input=args.include_input)
         if args.show:
             written = predict.write_inputs(predictions, args.show)
             log.info("wrote %d model input(s) to %s", len(written), args.show)
         if args.json:
-            print(predict.format_json(predictions, args.top, exported, args.include_input))
+            print(predict.format_json(predictions, args.top, exported))
         else:
             out, err = predict.format_text(predictions, args.top)
             for line in out:

@@ -23,11 +23,12 @@ from typing import Optional
 import numpy as np
 
 from fashion_tune import atomic, batches, data, plots, robustness
-from fashion_tune.calibration import (CALIBRATION_BINS, CHOSEN_ON_TEST, REVIEW_TARGET_ACCURACY, accepted_at,
-                                       chosen_on_test, expected_calibration_error, review_thresholds)
+from fashion_tune.calibration import (CALIBRATION_BINS, REVIEW_TARGET_ACCURACY, expected_calibration_error,
+                                       measured_on, review_thresholds)
 from fashion_tune.data import CLASS_NAMES
 from fashion_tune.layout import EvaluationDir, ModelDir
 from fashion_tune.model import load_model
+from fashion_tune.records import CHOSEN_ON_TEST, Calibration, RetrainRecord, Review
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class Scores:
     report: dict  # scikit-learn's classification report
     report_text: str  # the same as text
     calibration: dict  # expected_calibration_error()
-    thresholds: dict  # review_thresholds()
+    thresholds: dict  # review_thresholds(), chosen on these images
 
     @property
     def predicted(self) -> np.ndarray:
@@ -76,7 +77,7 @@ class Scores:
                             "bin_confidence": calib["bin_confidence"].tolist(),
                             "bin_counts": calib["bin_counts"].tolist()},
             "thresholds": self.thresholds["table"],
-            "review": {**self.thresholds["review"], "chosen_on": CHOSEN_ON_TEST} if self.thresholds["review"] else None,
+            "review": self.thresholds["review"].to_json() if self.thresholds["review"] else None,
             "mean_confidence": float(self.confidence.mean()),
         }
 
@@ -97,42 +98,37 @@ def score(model, images: np.ndarray, labels: np.ndarray) -> Scores:
         report=classification_report(labels, predicted, output_dict=True, **classes),
         report_text=classification_report(labels, predicted, **classes),
         calibration=expected_calibration_error(confidence, correct),
-        thresholds=review_thresholds(confidence, correct),
+        thresholds=review_thresholds(confidence, correct, chosen_on=CHOSEN_ON_TEST),
     )
 
 
 def evaluate_model(model, images: np.ndarray, labels: np.ndarray, out: EvaluationDir, title: str,
-                   extra: Optional[dict] = None, sample_seed: int = 0, robustness_images: Optional[int] = None) -> dict:
+                   extra: Optional[dict] = None, sample_seed: int = 0, robustness_images: Optional[int] = None,
+                   calibration: Optional[Calibration] = None) -> dict:
     """Score `model` on uint8 test images (N, 28, 28) and write every figure and report to `out`;
-    the robustness tiers on the first `robustness_images` of them (None: all; 0: none). Where
-    extra's retrain record was calibrated (retrain --calibrate), the review threshold it chose on
+    the robustness tiers on the first `robustness_images` of them (None: all; 0: none). Where the
+    model was calibrated (retrain --calibrate: `calibration`), the review threshold chosen there on
     held-out images is measured on the test images; otherwise one is chosen on them."""
     scores = score(model, images, labels)
     metrics = {"title": title, **scores.metrics(), **(extra or {})}
-    calibrated = (metrics.get("retrain") or {}).get("calibration")
-    if calibrated:
-        metrics["review"] = _measured_on_test(calibrated["review"], scores) if calibrated["review"] else None
+    if calibration:  # the review threshold was chosen on held-out images: measured here
+        chosen = calibration.review
+        measured = measured_on(chosen, scores.confidence, scores.predicted == scores.labels) if chosen else None
+        metrics["review"] = measured.to_json() if measured else None
     strips = {}
     if robustness_images != 0:
         count = len(images) if robustness_images is None else robustness_images
         log.info("robustness: rendering %d test images as product photos in %d tiers", min(count, len(images)),
                  len(robustness.TIERS))
         metrics["robustness"], strips = robustness.measure(model, images, labels, count)
-    write_evaluation(scores, metrics, out, sample_seed, strips)
+    write_evaluation(scores, metrics, out, sample_seed, strips, calibration)
     log.info("%s: test accuracy %.4f, loss %.4f, macro F1 %.4f, ECE %.4f; report in %s", title, metrics["accuracy"],
              metrics["loss"], metrics["macro_f1"], metrics["calibration"]["ece"], out.report)
     return metrics
 
 
-def _measured_on_test(chosen: dict, scores: Scores) -> dict:
-    """A review threshold chosen on held-out images, and what it gives on the test images."""
-    correct = scores.predicted == scores.labels
-    return {**accepted_at(chosen["threshold"], scores.confidence, correct), "target_accuracy": chosen["target_accuracy"],
-            "chosen_on": chosen["chosen_on"], "on_held_out": {k: chosen[k] for k in ("coverage", "accuracy")}}
-
-
 def write_evaluation(scores: Scores, metrics: dict, out: EvaluationDir, sample_seed: int = 0,
-                     strips: Optional[dict] = None) -> None:
+                     strips: Optional[dict] = None, calibration: Optional[Calibration] = None) -> None:
     """metrics.json, report.md, the classification report, the confusion matrices as CSV, every
     figure as PNG (robustness strips too, when given), and all of it in TensorBoard."""
     out.path.mkdir(parents=True, exist_ok=True)
@@ -148,7 +144,7 @@ def write_evaluation(scores: Scores, metrics: dict, out: EvaluationDir, sample_s
     atomic.write_text(out.classification_report, scores.report_text)
     _write_tensorboard(out.tensorboard, metrics, figures)
     atomic.write_json(out.metrics, metrics)
-    atomic.write_text(out.report, report_markdown(metrics, scores.report_text))
+    atomic.write_text(out.report, report_markdown(metrics, scores.report_text, calibration))
 
 
 def evaluate(model_dir: ModelDir, out: Optional[Path] = None, data_dir: Optional[str] = None,
@@ -156,18 +152,19 @@ def evaluate(model_dir: ModelDir, out: Optional[Path] = None, data_dir: Optional
     """The `evaluate` command: the model of model_dir on the full test set, written to `out` (by
     default the model's evaluation folder). The test images are read from --data-dir, else from
     the folder its retraining read, else the usual places."""
+    record = RetrainRecord.read(model_dir.record)
     model = load_model(model_dir.model)
-    record = json.loads(model_dir.record.read_text()) if model_dir.record.is_file() else None
-    recorded_source = ((record or {}).get("data") or {}).get("source")
+    recorded_source = record.data.get("source") if record else None
     dataset = data.load(data_dir or data.recorded_folder(recorded_source, "its retraining"))
     evaluation = EvaluationDir(Path(out)) if out else model_dir.evaluation
     extra = {"model": str(model_dir.model.resolve()), "parameters": int(model.count_params()),
              "test_data": {"source": dataset.source, "checksums": dataset.checksums}}
     if record is not None:
-        extra["retrain"] = record
-    title = (record or {}).get("study") or model_dir.model.stem
+        extra["retrain"] = record.to_json()
+    title = (record.study if record else None) or model_dir.model.stem
     metrics = evaluate_model(model, dataset.test_images, dataset.test_labels.astype(np.int64), evaluation,
-                             title=title, extra=extra, robustness_images=robustness_images)
+                             title=title, extra=extra, robustness_images=robustness_images,
+                             calibration=record.calibration if record else None)
     return metrics, evaluation
 
 
@@ -247,8 +244,8 @@ def _write_tensorboard(folder: Path, metrics: dict, figures: dict) -> None:
     writer.close()
 
 
-def report_markdown(metrics: dict, report_text: str) -> str:
-    review = metrics["review"]
+def report_markdown(metrics: dict, report_text: str, calibration: Optional[Calibration] = None) -> str:
+    review = Review.from_json(metrics["review"]) if metrics["review"] else None
     lines = [
         f"# Evaluation: {metrics['title']}",
         "",
@@ -282,33 +279,33 @@ def report_markdown(metrics: dict, report_text: str) -> str:
     for row in metrics["thresholds"]:
         acc = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "—"
         lines.append(f"| {row['threshold']:.2f} | {row['coverage']:.1%} | {acc} |")
-    lines += review_markdown(review, (metrics.get("retrain") or {}).get("calibration"))
+    lines += review_markdown(review, calibration)
     lines += robustness_markdown(metrics.get("robustness"))
     lines.append("")
     return "\n".join(lines)
 
 
-def review_markdown(review: Optional[dict], calibrated: Optional[dict]) -> list[str]:
+def review_markdown(review: Optional[Review], calibrated: Optional[Calibration]) -> list[str]:
     """The report's words on the review threshold: where it was chosen, and what it gives here."""
     lines = [""]
     if calibrated:
-        lines += [f"Confidences are temperature-scaled (T = {calibrated['temperature']:.3f}, fitted on "
-                  f"{calibrated['held_out_images']:,} training images that retrain held out: their calibration error "
-                  f"{calibrated['ece_before']:.4f} before, {calibrated['ece_after']:.4f} after).", ""]
+        lines += [f"Confidences are temperature-scaled (T = {calibrated.temperature:.3f}, fitted on "
+                  f"{calibrated.held_out_images:,} training images that retrain held out: their calibration error "
+                  f"{calibrated.ece_before:.4f} before, {calibrated.ece_after:.4f} after).", ""]
     if not review:
         where = "on the held-out images" if calibrated else "on these test images"
         return lines + [f"No confidence threshold reaches {REVIEW_TARGET_ACCURACY:.0%} accuracy {where}: have a "
                         "person check every prediction, or improve the model."]
-    lines.append(f"Send predictions below **{review['threshold']:.2f}** confidence to a person: the "
-                 f"{review['coverage']:.1%} of test images at or above it are {review['accuracy']:.2%} accurate "
-                 f"(target {review['target_accuracy']:.0%}). `predict` and `serve` mark answers below it as unsure.")
-    if chosen_on_test(review):
+    lines.append(f"Send predictions below **{review.threshold:.2f}** confidence to a person: the "
+                 f"{review.coverage:.1%} of test images at or above it are {review.accuracy:.2%} accurate "
+                 f"(target {review.target_accuracy:.0%}). `predict` and `serve` mark answers below it as unsure.")
+    if review.chosen_on_test:
         lines.append("Chosen on these test images, the one choice made on them (retrain held no images out to "
                      "choose it on; `retrain --calibrate` does): the accuracy above it is a slightly optimistic estimate.")
     else:
-        held = review["on_held_out"]
-        lines.append(f"Chosen on {review['chosen_on']} before the test set was seen (there {held['coverage']:.1%} "
-                     f"of images were at or above it, {held['accuracy']:.2%} accurate); measured here.")
+        held = review.on_held_out
+        lines.append(f"Chosen on {review.chosen_on} before the test set was seen (there {held.coverage:.1%} "
+                     f"of images were at or above it, {held.accuracy:.2%} accurate); measured here.")
     return lines
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Optional
 
 from fashion_tune import atomic, images, layout
-from fashion_tune.calibration import chosen_on_test
 from fashion_tune.data import CLASS_NAMES, IMAGE_SHAPE
 from fashion_tune.errors import UserError
 from fashion_tune.layout import ExportDir, ModelDir
 from fashion_tune.model import inference_copy, load_model
+from fashion_tune.records import ModelCard, RetrainRecord, Review, TestMetrics
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def export(model_dir: ModelDir, out: ExportDir, results_dir: str = "results", fo
         model.save(staged.model)
         write_saved_model(model, staged.saved_model)
         card = model_card(model, model_dir)
-        atomic.write_json(staged.card_json, card)
+        card.write(staged.card_json)
         atomic.write_text(staged.card_md, card_markdown(card))
     layout.record_latest_export(results_dir, out)
     log.info("exported to %s (.keras, SavedModel, model card); predict uses it by default", out.path)
@@ -59,95 +59,99 @@ def write_saved_model(model, path: Path) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-def model_card(model, model_dir: ModelDir) -> dict:
+def model_card(model, model_dir: ModelDir) -> ModelCard:
     """What a user of the model needs to know, gathered from its training record and evaluation."""
-    retrain = _read_json(model_dir.record)
-    metrics = _read_json(model_dir.evaluation.metrics)
-    return {
-        "name": f"fashion_tune {retrain.get('study') or model_dir.model.stem}",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "study": retrain.get("study"),
-        "source_model": str(model_dir.model.resolve()),
-        "classes": list(CLASS_NAMES),
-        "input": {"shape": [None, *IMAGE_SHAPE], "dtype": "float32", "range": [0.0, 1.0],
-                  "meaning": "grayscale, object light on a dark background, as in Fashion-MNIST"},
-        "output": {"shape": [None, len(CLASS_NAMES)], "meaning": "class probabilities (softmax), in the order of 'classes'"},
-        "preprocessing": list(images.PREPROCESSING_STEPS),
-        "preprocessing_code": "fashion_tune.images.to_model_input_from_bytes",
-        "max_input_pixels": images.MAX_PIXELS,
-        "parameters": int(model.count_params()),
-        "averaging": (retrain.get("averaging") or {}).get("what", "one model, no averaging"),
-        "config": retrain.get("params"),
-        "training": {k: retrain.get(k) for k in ("epochs_run", "chosen_epoch", "train_images", "seconds", "early_stopping",
-                                                 "calibration")},
-        "training_data": retrain.get("data"),
-        "test_metrics": _test_metrics(metrics),
-        "libraries": {name: _version(name) for name in LIBRARIES},
-    }
+    retrain = RetrainRecord.read(model_dir.record)
+    metrics = json.loads(model_dir.evaluation.metrics.read_text()) if model_dir.evaluation.metrics.is_file() else None
+    recorded = retrain.to_json() if retrain else {}
+    return ModelCard(
+        name=f"fashion_tune {(retrain.study if retrain else None) or model_dir.model.stem}",
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        study=retrain.study if retrain else None,
+        source_model=str(model_dir.model.resolve()),
+        classes=tuple(CLASS_NAMES),
+        input={"shape": [None, *IMAGE_SHAPE], "dtype": "float32", "range": [0.0, 1.0],
+               "meaning": "grayscale, object light on a dark background, as in Fashion-MNIST"},
+        output={"shape": [None, len(CLASS_NAMES)], "meaning": "class probabilities (softmax), in the order of 'classes'"},
+        preprocessing=tuple(images.PREPROCESSING_STEPS),
+        preprocessing_code="fashion_tune.images.to_model_input_from_bytes",
+        max_input_pixels=images.MAX_PIXELS,
+        parameters=int(model.count_params()),
+        averaging=retrain.averaging.what if retrain else "one model, no averaging",
+        config=retrain.params if retrain else None,
+        training={k: recorded.get(k) for k in TRAINING},
+        training_data=retrain.data if retrain else None,
+        test_metrics=_test_metrics(metrics) if metrics else None,
+        libraries={name: _version(name) for name in LIBRARIES},
+    )
 
 
-def card_markdown(card: dict) -> str:
-    metrics = card["test_metrics"] or {}
+# What the card says of the training, from retrain.json.
+TRAINING = ("epochs_run", "chosen_epoch", "train_images", "seconds", "early_stopping", "calibration")
+
+
+def card_markdown(card: ModelCard) -> str:
     lines = [
-        f"# Model card: {card['name']}", "",
-        f"Classifies a product photo into one of {len(card['classes'])} clothing categories: "
-        + ", ".join(card["classes"]) + ".", "",
+        f"# Model card: {card.name}", "",
+        f"Classifies a product photo into one of {len(card.classes)} clothing categories: "
+        + ", ".join(card.classes) + ".", "",
         "## Files", "",
-        f"- `{layout.MODEL_FILE}`: Keras 3 (`keras.models.load_model`)",
-        f"- `{layout.SAVED_MODEL_DIR}/`: TensorFlow SavedModel for TF Serving (signature `serve`)",
+        f"- `{layout.MODEL_FILE}`: Keras 3. `import fashion_tune` registers the package's layers and loss with "
+        "Keras; then `keras.models.load_model` loads it",
+        f"- `{layout.SAVED_MODEL_DIR}/`: TensorFlow SavedModel for TF Serving (signature `serve`); needs only "
+        "TensorFlow (`tf.saved_model.load`)",
         "", "## Input and preprocessing", "",
-        f"Input: float32 {card['input']['shape']} in [0, 1]; {card['input']['meaning']}. Output: {card['output']['meaning']}.",
-        "", f"Photos are converted by `{card['preprocessing_code']}`:", "",
+        f"Input: float32 {card.input['shape']} in [0, 1]; {card.input['meaning']}. Output: {card.output['meaning']}.",
+        "", f"Photos are converted by `{card.preprocessing_code}`:", "",
     ]
-    lines += [f"{i}. {step}" for i, step in enumerate(card["preprocessing"], 1)]
+    lines += [f"{i}. {step}" for i, step in enumerate(card.preprocessing, 1)]
     lines += ["", "## Test metrics (10,000 Fashion-MNIST test images)", ""]
-    if metrics:
-        lines += [f"- accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, macro F1 {metrics['macro_f1']:.4f}",
-                  f"- expected calibration error {metrics['ece']:.4f}"]
-        calibrated = card["training"].get("calibration")
-        if calibrated:
-            lines.append(f"- confidences temperature-scaled (T = {calibrated['temperature']:.3f}, fitted on "
-                         f"{calibrated['held_out_images']:,} training images held out from training)")
-        if metrics.get("review"):
-            r = metrics["review"]
-            lines.append(f"- have a person check predictions below {r['threshold']:.2f} confidence "
-                         f"({1 - r['coverage']:.1%} of test images); the rest are {r['accuracy']:.2%} accurate "
-                         + ("(the threshold was chosen on the test images: a slightly optimistic figure)"
-                            if chosen_on_test(r) else f"(the threshold was chosen on {r['chosen_on']})"))
-        if metrics.get("robustness"):
-            r = metrics["robustness"]
-            lines += ["", f"On product photos rendered from {r['images_per_tier']:,} test images (raw accuracy "
-                      f"{r['raw_accuracy']:.4f} on them), per robustness tier:", "",
-                      "| tier | accuracy |", "|---|---|"]
-            lines += [f"| {name} | {accuracy:.4f} |" for name, accuracy in r["tiers"].items()]
-    else:
-        lines.append("Not evaluated yet: run `fashion-tune evaluate` before exporting to record them here.")
-    lines += ["", "## Provenance", "", f"- study: {card['study']}", f"- parameters: {card['parameters']:,}",
-              f"- answers: {card['averaging']}",
-              f"- created: {card['created']}", "- libraries: " + ", ".join(f"{k} {v}" for k, v in card["libraries"].items())]
-    if card["training_data"]:
+    lines += _metrics_markdown(card)
+    lines += ["", "## Provenance", "", f"- study: {card.study}", f"- parameters: {card.parameters:,}",
+              f"- answers: {card.averaging}", f"- created: {card.created}",
+              "- libraries: " + ", ".join(f"{k} {v}" for k, v in card.libraries.items())]
+    if card.training_data:
         lines += ["- training data: " + ", ".join(f"{name} sha256 {sha[:12]}…"
-                                                  for name, sha in card["training_data"]["checksums"].items())]
-    if card["config"]:
+                                                  for name, sha in card.training_data["checksums"].items())]
+    if card.config:
         lines += ["", "## Configuration", "", "| parameter | value |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in card["config"].items()]
+        lines += [f"| {k} | {v} |" for k, v in card.config.items()]
     lines.append("")
     return "\n".join(lines)
 
 
-def _test_metrics(metrics: dict) -> Optional[dict]:
-    """The headline figures of evaluate's metrics.json; None when the model was not evaluated."""
-    if not metrics:
-        return None
+def _metrics_markdown(card: ModelCard) -> list[str]:
+    metrics = card.test_metrics
+    if metrics is None:
+        return ["Not evaluated yet: run `fashion-tune evaluate` before exporting to record them here."]
+    lines = [f"- accuracy {metrics.accuracy:.4f}, loss {metrics.loss:.4f}, macro F1 {metrics.macro_f1:.4f}",
+             f"- expected calibration error {metrics.ece:.4f}"]
+    calibrated = card.training.get("calibration")
+    if calibrated:
+        lines.append(f"- confidences temperature-scaled (T = {calibrated['temperature']:.3f}, fitted on "
+                     f"{calibrated['held_out_images']:,} training images held out from training)")
+    if metrics.review:
+        r = metrics.review
+        lines.append(f"- have a person check predictions below {r.threshold:.2f} confidence "
+                     f"({1 - r.coverage:.1%} of test images); the rest are {r.accuracy:.2%} accurate "
+                     + ("(the threshold was chosen on the test images: a slightly optimistic figure)"
+                        if r.chosen_on_test else f"(the threshold was chosen on {r.chosen_on})"))
+    if metrics.robustness:
+        r = metrics.robustness
+        lines += ["", f"On product photos rendered from {r['images_per_tier']:,} test images (raw accuracy "
+                  f"{r['raw_accuracy']:.4f} on them), per robustness tier:", "", "| tier | accuracy |", "|---|---|"]
+        lines += [f"| {name} | {accuracy:.4f} |" for name, accuracy in r["tiers"].items()]
+    return lines
+
+
+def _test_metrics(metrics: dict) -> TestMetrics:
+    """The headline figures of evaluate's metrics.json."""
     measured = metrics.get("robustness")
     robustness = {"images_per_tier": measured["images"], "raw_accuracy": measured["raw_accuracy"],
                   "tiers": {name: tier["accuracy"] for name, tier in measured["tiers"].items()}} if measured else None
-    return {"accuracy": metrics["accuracy"], "loss": metrics["loss"], "macro_f1": metrics["macro_f1"],
-            "ece": metrics["calibration"]["ece"], "review": metrics.get("review"), "robustness": robustness}
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    review = Review.from_json(metrics["review"]) if metrics.get("review") else None
+    return TestMetrics(accuracy=metrics["accuracy"], loss=metrics["loss"], macro_f1=metrics["macro_f1"],
+                       ece=metrics["calibration"]["ece"], review=review, robustness=robustness)
 
 
 def _version(name: str) -> Optional[str]:

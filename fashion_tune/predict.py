@@ -4,8 +4,8 @@ The model is an ExportDir (model.keras + model_card.json) or a .keras file; by d
 export, and before you have exported one, the reference model committed with the repository
 (layout.resolve_export). A file that cannot be read as an image, or has no garment in it, gets
 its own one-line error; the others are still classified. A prediction below the review threshold
-in the model card (the confidence above which evaluate found answers 98% accurate) is marked
-unsure, as the service marks it.
+in the model card (the confidence above which answers were 98% accurate where it was chosen:
+images retrain held out, else the test images) is marked unsure, as the service marks it.
 """
 
 from __future__ import annotations
@@ -31,25 +31,22 @@ BATCH = 256  # model inputs per call
 @dataclass
 class Prediction:
     file: str
-    answer: dict = field(default_factory=dict)  # ExportedModel.describe(): category, probabilities, unsure
+    answer: dict = field(default_factory=dict)  # ExportedModel.answer(): category, probabilities, unsure, ...
     model_input: Optional[np.ndarray] = None  # the 28x28 image the model saw
     error: Optional[str] = None
 
     def top(self, k: int) -> list[tuple[str, float]]:
-        return list(self.answer["probabilities"].items())[:k]  # describe() orders them, most likely first
+        return list(self.answer["probabilities"].items())[:k]  # answer() orders them, most likely first
 
-    def to_json(self, k: int, include_input: bool = False) -> dict:
+    def to_json(self, k: int) -> dict:
         if self.error:
             return {"file": self.file, "error": self.error}
-        answer = {"file": self.file, **self.answer, "top": [{"class": c, "probability": p} for c, p in self.top(k)]}
-        if include_input:
-            answer["model_input"] = images.to_data_url(self.model_input)
-        return answer
+        return {**self.answer, "top": [{"class": c, "probability": p} for c, p in self.top(k)]}
 
 
-def classify(paths, export: ExportDir) -> list[Prediction]:
+def classify(paths, export: ExportDir, include_input: bool = False) -> list[Prediction]:
     """Classify every file (folders expanded); unreadable ones, and those with no garment in
-    them, carry their error."""
+    them, carry their error. include_input: each answer carries its model input as a PNG data URL."""
     files = images.expand_inputs(paths)
     if not files:
         raise UserError("no image files given (folders are searched for " + ", ".join(images.IMAGE_SUFFIXES) + ")")
@@ -65,7 +62,7 @@ def classify(paths, export: ExportDir) -> list[Prediction]:
         for start in range(0, len(found), BATCH):
             chunk = found[start: start + BATCH]
             for prediction, probs in zip(chunk, model.probabilities(np.stack([p.model_input for p in chunk]))):
-                prediction.answer = model.describe(probs)
+                prediction.answer = model.answer(prediction.file, prediction.model_input, probs, include_input)
     return predictions
 
 
@@ -100,6 +97,5 @@ def format_text(predictions: list[Prediction], k: int) -> tuple[list[str], list[
     return out, err
 
 
-def format_json(predictions: list[Prediction], k: int, export: ExportDir, include_input: bool = False) -> str:
-    return json.dumps({"model": str(export.model), "predictions": [p.to_json(k, include_input) for p in predictions]},
-                      indent=2)
+def format_json(predictions: list[Prediction], k: int, export: ExportDir) -> str:
+    return json.dumps({"model": str(export.model), "predictions": [p.to_json(k) for p in predictions]}, indent=2)

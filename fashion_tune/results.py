@@ -1,5 +1,5 @@
 """Read a study folder and write its reports: leaderboard.csv, best_config.json, summary.md;
-and read them back for the steps after a search (read_study, read_best_config).
+and read best_config.json back for the steps after a search (read_best_config).
 
 Reads only files (Tune's per-trial result.json and params.json, error.txt, our study.json), so it
 works on a finished, an interrupted or a copied study, without Ray or TensorFlow, and can be
@@ -22,7 +22,8 @@ from typing import Any, Optional
 from fashion_tune import atomic, hparams, insights
 from fashion_tune.config import SCHEDULERS, ConfigError, TrainParams
 from fashion_tune.errors import UserError
-from fashion_tune.layout import TRIAL_ERROR, TRIAL_RESULTS, TRIAL_PARAMS, StudyDir
+from fashion_tune.layout import TRIAL_ERROR, TRIAL_PARAMS, TRIAL_RESULTS, StudyDir
+from fashion_tune.records import StudyRecord
 from fashion_tune.space import SearchSpace, load_space
 
 COMPLETED, STOPPED, FAILED, UNFINISHED = "completed", "stopped early", "failed", "unfinished"
@@ -44,13 +45,6 @@ class TrialRecord:
     error: str = ""  # first line of the error, for failed trials
     nodes: tuple = ()  # Ray node ids the trial ran on, in order (more than one after a restart elsewhere)
     failures: int = 0  # crashes Tune recorded; with --max-failures a trial can recover from them
-
-
-def read_study(study: StudyDir) -> dict:
-    """study.json: how the study was started (search/study.py writes it)."""
-    if not study.record.is_file():
-        raise UserError(f"{study.path}: not a study folder (no {study.record.name})")
-    return json.loads(study.record.read_text())
 
 
 def read_best_config(path: Path) -> dict:
@@ -84,9 +78,9 @@ def optuna_states(study: StudyDir, name: str) -> dict[str, str]:
 
 def read_trials(study: StudyDir, metric: str, mode: str, max_epochs: int, finished: bool) -> list[TrialRecord]:
     """Every trial folder of the study, ranked best first (failed and empty trials last)."""
-    record = read_study(study)
-    states = optuna_states(study, record["name"])
-    cut = set(record.get("cut_by_time_budget", ()))
+    record = StudyRecord.read(study.record)
+    states = optuna_states(study, record.name)
+    cut = set(record.cut_by_time_budget or ())
     trials = [_read_trial(folder, metric, mode, max_epochs, finished, states, cut) for folder in study.trial_dirs()]
     sign = -1 if mode == "max" else 1
     trials.sort(key=lambda t: (t.best_value is None, sign * (t.best_value or 0.0), t.trial_id))
@@ -142,7 +136,7 @@ class Progress:
     trial_id: str  # the trial that reported this epoch
 
 
-def search_progress(study: StudyDir, metric: str, mode: str, record: dict) -> list[Progress]:
+def search_progress(study: StudyDir, metric: str, mode: str, record: StudyRecord) -> list[Progress]:
     """Every epoch any trial reported, in the order they were reported, with the best value so far:
     what more trials or more time would have bought."""
     rows = [r for folder in study.trial_dirs() for r in _read_json_lines(folder / TRIAL_RESULTS)]
@@ -152,7 +146,7 @@ def search_progress(study: StudyDir, metric: str, mode: str, record: dict) -> li
     for spent, row in enumerate(rows, 1):
         if _finite(row.get(metric)):
             best = row[metric] if best is None else better(best, row[metric])
-        minutes = running_seconds(record, row.get("timestamp", record["started_at"])) / 60
+        minutes = record.running_seconds(row.get("timestamp", record.started_at)) / 60
         progress.append(Progress(spent, minutes, best, str(row.get("trial_id", ""))))
     return progress
 
@@ -164,21 +158,11 @@ def last_report_time(study: StudyDir) -> Optional[float]:
     return max(stamps, default=None)
 
 
-def running_seconds(record: dict, at: float) -> float:
-    """Seconds the study had run by time `at`: since it started, less the pauses between its runs
-    (study.json's runs: [start, end] of each search command; end is None while one runs, or when
-    it was killed: --resume then ends it at its last reported epoch, time_budget.close_killed_run;
-    an older study's is taken to have lasted until the next run began)."""
-    paused = sum(max(0.0, start - (end or start))
-                 for (_, end), (start, _) in zip(record.get("runs", []), record.get("runs", [])[1:]) if start <= at)
-    return at - record["started_at"] - paused
-
-
 def write_reports(study: StudyDir) -> dict:
     """Write leaderboard.csv, best_config.json and summary.md; return what they say."""
-    record = read_study(study)
+    record = StudyRecord.read(study.record)
     space = load_space(study.space_copy)
-    finished = bool(record.get("finished_at"))
+    finished = record.finished
     trials = read_trials(study, space.metric, space.mode, space.max_epochs, finished)
     if not trials:
         raise UserError(f"{study.path}: the study has no trials yet")
@@ -188,7 +172,7 @@ def write_reports(study: StudyDir) -> dict:
     if best is not None:
         atomic.write_json(study.best_config, best_config(record, space, best))
     progress = search_progress(study, space.metric, space.mode, record)
-    found = insights.analyse(study, record["name"], record["settings"]["seed"])
+    found = insights.analyse(study, record.name, record.settings.seed)
     summary = summary_markdown(record, space, trials, best, finished, progress, found, study)
     atomic.write_text(study.summary, summary)
     if found and found.ranked():
@@ -210,18 +194,18 @@ def leaderboard_csv(trials: list[TrialRecord], searched: list[str]) -> str:
     return out.getvalue()
 
 
-def best_config(study: dict, space: SearchSpace, best: TrialRecord) -> dict:
+def best_config(study: StudyRecord, space: SearchSpace, best: TrialRecord) -> dict:
     """Everything retraining needs: the complete TrainParams, the data settings, and provenance."""
     return {
-        "study": study["name"],
+        "study": study.name,
         "trial_id": best.trial_id,
         "metric": space.metric,
         "mode": space.mode,
         "value": best.best_value,
         "best_epoch": best.best_epoch,
         "params": TrainParams.from_config(best.config).to_dict(),
-        "data": study["data"],
-        "space": study["space"],
+        "data": study.data.to_dict(),
+        "space": study.space.to_json(),
         "retrain": space.retrain_defaults,  # the space file's rule for the model that ships
     }
 
@@ -229,12 +213,12 @@ def best_config(study: dict, space: SearchSpace, best: TrialRecord) -> dict:
 def top_configs(study: StudyDir, k: int) -> list[dict]:
     """The k best trials' configurations, best first, each as best_config.json has the best's:
     an ensemble's members (`retrain --top k`)."""
-    record = read_study(study)
+    record = StudyRecord.read(study.record)
     space = load_space(study.space_copy)
-    ranked = [t for t in read_trials(study, space.metric, space.mode, space.max_epochs, bool(record.get("finished_at")))
+    ranked = [t for t in read_trials(study, space.metric, space.mode, space.max_epochs, record.finished)
               if t.best_value is not None]
     if len(ranked) < k:
-        raise UserError(f"--top {k}: study {record['name']} has {len(ranked)} trial(s) with a result; "
+        raise UserError(f"--top {k}: study {record.name} has {len(ranked)} trial(s) with a result; "
                         f"choose at most {len(ranked)}")
     return [best_config(record, space, trial) for trial in ranked[:k]]
 
@@ -256,15 +240,15 @@ def edge_warnings(space: SearchSpace, config: dict) -> list[str]:
     return warnings
 
 
-def summary_markdown(study: dict, space: SearchSpace, trials: list[TrialRecord], best: Optional[TrialRecord],
+def summary_markdown(study: StudyRecord, space: SearchSpace, trials: list[TrialRecord], best: Optional[TrialRecord],
                      finished: bool, progress: list[Progress], found: Optional[insights.Insights],
                      folder: StudyDir) -> str:
     """summary.md: the study at a glance, section by section."""
     lines = _overview(study, space, trials, best, finished)
-    lines += ["", "## Reproduce", "", "```", study["command"], "```", "", "## Settings", "",
+    lines += ["", "## Reproduce", "", "```", study.command, "```", "", "## Settings", "",
               "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in study["settings"].items()]
-    lines += [f"| data.{k} | {v} |" for k, v in study["data"].items()]
+    lines += [f"| {k} | {v} |" for k, v in study.settings.to_dict().items()]
+    lines += [f"| data.{k} | {v} |" for k, v in study.data.to_dict().items()]
     if best is not None:
         lines += _best_configuration(space, best)
     lines += _progress_table(space.metric, progress)
@@ -286,22 +270,22 @@ def summary_markdown(study: dict, space: SearchSpace, trials: list[TrialRecord],
     return "\n".join(lines)
 
 
-def _overview(study: dict, space: SearchSpace, trials: list[TrialRecord], best: Optional[TrialRecord],
+def _overview(study: StudyRecord, space: SearchSpace, trials: list[TrialRecord], best: Optional[TrialRecord],
               finished: bool) -> list[str]:
     counts = {s: sum(t.status == s for t in trials) for s in (COMPLETED, STOPPED, CUT, FAILED, UNFINISHED)}
-    scheduler = SCHEDULERS.get(study["settings"].get("scheduler"))
+    scheduler = SCHEDULERS.get(study.settings.scheduler)
     stopper = f" by {scheduler}" if scheduler else ""
-    wall = study.get("wall_s")
-    status = "finished" if finished else f"not finished (interrupted or still running): resume with `--resume {study['name']}`"
-    if "cut_by_time_budget" in study:
-        status += f", when its time budget of {study['settings']['time_budget_min']:g} min was spent"
+    wall = study.wall_s
+    status = "finished" if finished else f"not finished (interrupted or still running): resume with `--resume {study.name}`"
+    if study.cut_by_time_budget is not None:
+        status += f", when its time budget of {study.settings.time_budget_min:g} min was spent"
     lines = [
-        f"# Study `{study['name']}`",
+        f"# Study `{study.name}`",
         "",
         f"- Status: {status}",
-        f"- Started: {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(study['started_at']))}",
+        f"- Started: {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(study.started_at))}",
         f"- Wall time: {_duration(wall) if wall else 'n/a'}",
-        f"- Search space: `{study['space']['path']}` (sha256 `{study['space']['sha256'][:16]}…`, copied to `space.yaml`)",
+        f"- Search space: `{study.space.path}` (sha256 `{study.space.sha256[:16]}…`, copied to `space.yaml`)",
         f"- Ranked by: {space.metric} ({space.mode})",
         f"- Trials: {len(trials)} — {counts[COMPLETED]} completed, {counts[STOPPED]} stopped early{stopper}, "
         + (f"{counts[CUT]} {CUT}, " if counts[CUT] else "")
@@ -318,9 +302,9 @@ def _overview(study: dict, space: SearchSpace, trials: list[TrialRecord], best: 
     return lines
 
 
-def _node_runs(study: dict) -> str:
+def _node_runs(study: StudyRecord) -> str:
     """A resumed study's Ray is a new session, whose nodes have new ids: say so beside the count."""
-    runs = len(study.get("runs", []))
+    runs = len(study.runs)
     return f" (over {runs} runs of the search: each run's Ray names its nodes anew)" if runs > 1 else ""
 
 

@@ -29,12 +29,13 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from fashion_tune import atomic, calibration, data, training
-from fashion_tune.config import DataSettings, RetrainSettings, TrainParams
-from fashion_tune.errors import UserError
-from fashion_tune.layout import ModelDir
+from fashion_tune import atomic, calibration, data, layout, training
+from fashion_tune.config import ConfigError, DataSettings, RetrainSettings, TrainParams
+from fashion_tune.errors import Interrupted, UserError
+from fashion_tune.layout import ModelDir, StudyDir
 from fashion_tune.model import compiled_model
-from fashion_tune.results import read_best_config
+from fashion_tune.records import Averaging, Calibration, RetrainRecord
+from fashion_tune.results import read_best_config, top_configs
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +49,44 @@ def data_settings_for(best: dict, given: Mapping[str, Any], seed: int) -> DataSe
     return DataSettings.layered(recorded, given, {"seed": seed})
 
 
-def retrain(config_path: Path, out: ModelDir, settings: RetrainSettings = RetrainSettings(), *,
-            members: Optional[Sequence[dict]] = None, patience: Optional[int] = None,
-            data_flags: Optional[Mapping[str, Any]] = None, verbose: Optional[int] = None) -> ModelDir:
-    """Train the configuration in config_path into `out` (or each of `members`, best_config-like
-    dicts, into out's member folders, averaged as one model); return it."""
+def run(study: Optional[str], config: Optional[str], results_dir: str, out: Optional[str],
+        flags: Mapping[str, Any], data_flags: Mapping[str, Any], patience: Optional[int] = None,
+        verbose: Optional[int] = None) -> ModelDir:
+    """The `retrain` command: the best configuration of --study (or the --config file), retrained
+    as its space file's `retrain:` rule says, overridden by `flags` (RetrainSettings values; None:
+    not given), into --out or where layout.retrain_dir_for says. With top K > 1 the study's K best
+    trials are the members. Ctrl-C is an Interrupted that names the backups the same command goes on from."""
+    config_path = layout.best_config_of(study, config, results_dir)
     best = read_best_config(config_path)
-    configs = list(members or [best])
+    try:
+        settings = RetrainSettings.layered(best.get("retrain") or {}, flags)
+    except ConfigError as e:
+        raise UserError(f"{config_path}: retrain: {e}") from None
     if patience is not None and patience < 1:
         raise UserError(f"--early-stopping is {patience}, must be >= 1 epoch")
-    params = [_params(config, settings) for config in configs]
+    members = [best]
+    if settings.top > 1:
+        if not study:
+            raise UserError(f"top {settings.top} (--top, or the space file's retrain: section) needs --study: "
+                            "its leaderboard ranks the trials; --config names one configuration")
+        members = top_configs(StudyDir.named(results_dir, study), settings.top)
+    folder = layout.retrain_dir_for(study, config, out, results_dir)
+    try:
+        return retrain(best, config_path, folder, settings, members, patience, data_flags, verbose)
+    except KeyboardInterrupt:
+        backups = ", ".join(str(f.backup) for f in _folders(folder, len(members)))
+        raise Interrupted("retrain stopped before its end; the same command goes on from its last finished "
+                          f"epoch (kept in {backups})") from None
+
+
+def retrain(best: dict, config_path: Path, out: ModelDir, settings: RetrainSettings, members: Sequence[dict],
+            patience: Optional[int] = None, data_flags: Optional[Mapping[str, Any]] = None,
+            verbose: Optional[int] = None) -> ModelDir:
+    """Train each of `members` (best_config-like dicts; one: `best`, read from config_path) into
+    `out` (an ensemble: into out's member folders, averaged as one model); return `out`."""
+    params = [_params(config, settings) for config in members]
     data_settings = data_settings_for(best, data_flags or {}, params[0].seed)
-    folders = [out] if len(configs) == 1 else [out.member(n) for n in range(1, len(configs) + 1)]
+    folders = _folders(out, len(members))
     for folder, member_params in zip(folders, params):
         _check_backup(folder.backup, {"params": member_params.to_dict(), "patience": patience,
                                       "calibrate": settings.calibrate, "data": dataclasses.asdict(data_settings)},
@@ -67,49 +94,56 @@ def retrain(config_path: Path, out: ModelDir, settings: RetrainSettings = Retrai
     splits = data.prepare(data_settings, validation=patience is not None or settings.calibrate)
     from fashion_tune import averaging  # Keras: only once the checks above have passed
 
-    log.info("retraining %s on %s for up to %d epochs%s; the saved model %s", _what(best, config_path, len(configs)),
-             splits.describe(), max(p.epochs for p in params),
-             f" (early stopping, patience {patience})" if patience else "", averaging.describe(settings.flip_tta, len(configs)))
+    log.info("retraining %s on %s for up to %d epochs%s; the saved model %s", _what(best, config_path, len(members)),
+             splits.describe(), max(p.epochs for p in params), f" (early stopping, patience {patience})" if patience
+             else "", averaging.describe(settings.flip_tta, len(members)))
     out.path.mkdir(parents=True, exist_ok=True)
-    trained, records = [], []
-    for number, (config, member_params, folder) in enumerate(zip(configs, params, folders), start=1):
-        model, record = _train(member_params, splits, folder, patience, verbose)
+    trained, runs = [], []
+    for number, (config, member_params, folder) in enumerate(zip(members, params, folders), start=1):
+        model, fitted = _train(member_params, splits, folder, patience, verbose)
         trained.append(model)
-        records.append({"trial_id": config.get("trial_id"), "value": config.get("value"), **record})
-        if len(configs) > 1:
-            log.info("member %d of %d (trial %s) trained in %.0f s", number, len(configs), config.get("trial_id"),
-                     record["seconds"])
+        runs.append({"trial_id": config.get("trial_id"), "value": config.get("value"), **fitted})
+        if len(members) > 1:
+            log.info("member %d of %d (trial %s) trained in %.0f s", number, len(members), config.get("trial_id"),
+                     fitted["seconds"])
     model = averaging.averaged(trained, settings.flip_tta)
     calibrated = None
     if settings.calibrate:
         model, calibrated = _calibrated(model, splits)
     atomic.save_model(model, out.model)
-    first, seconds = records[0], sum(r["seconds"] for r in records)
-    atomic.write_json(out.record, {
-        "study": best.get("study"),
-        "config": str(Path(config_path).resolve()),
-        "params": first["params"],
-        "epochs_budget": first["epochs_budget"],
-        "epochs_run": first["epochs_run"],
-        "chosen_epoch": first["chosen_epoch"],
-        "averaging": {"flip_tta": settings.flip_tta, "members": len(configs),
-                      "what": averaging.describe(settings.flip_tta, len(configs))},
-        "members": records if len(configs) > 1 else None,
-        "early_stopping": {"patience": patience, "holdout_fraction": data_settings.val_fraction} if patience else None,
-        "calibration": calibrated,
-        "train_images": int(len(splits.y_train)),
-        "subset": data_settings.subset,
-        "seconds": seconds,
-        "data": {"source": splits.source, "checksums": splits.checksums},
-        "final": first["final"],
-    })
+    record = _record(best, config_path, settings, runs, calibrated, patience, data_settings, splits)
+    record.write(out.record)
     for folder in folders:
         shutil.rmtree(folder.backup, ignore_errors=True)
-    log.info("model saved to %s (%d epochs in %.0f s)", out.model, sum(r["epochs_run"] for r in records), seconds)
+    log.info("model saved to %s (%d epochs in %.0f s)", out.model, sum(r["epochs_run"] for r in runs), record.seconds)
     return out
 
 
-def _calibrated(model, splits) -> tuple[object, dict]:
+def _folders(out: ModelDir, members: int) -> list[ModelDir]:
+    """Where each model trains: `out` itself, or an ensemble's member folders in it."""
+    return [out] if members == 1 else [out.member(n) for n in range(1, members + 1)]
+
+
+def _record(best: dict, config_path: Path, settings: RetrainSettings, runs: list[dict],
+            calibrated: Optional[Calibration], patience: Optional[int], data_settings: DataSettings,
+            splits: data.Splits) -> RetrainRecord:
+    """retrain.json: the first member's training, every member's when there are several."""
+    from fashion_tune import averaging
+
+    first = runs[0]
+    return RetrainRecord(
+        study=best.get("study"), config=str(Path(config_path).resolve()), params=first["params"],
+        epochs_budget=first["epochs_budget"], epochs_run=first["epochs_run"], chosen_epoch=first["chosen_epoch"],
+        averaging=Averaging(flip_tta=settings.flip_tta, members=len(runs),
+                            what=averaging.describe(settings.flip_tta, len(runs))),
+        members=tuple(runs) if len(runs) > 1 else None,
+        early_stopping={"patience": patience, "holdout_fraction": data_settings.val_fraction} if patience else None,
+        calibration=calibrated, train_images=int(len(splits.y_train)), subset=data_settings.subset,
+        seconds=sum(r["seconds"] for r in runs), data={"source": splits.source, "checksums": splits.checksums},
+        final=first["final"])
+
+
+def _calibrated(model, splits) -> tuple[object, Calibration]:
     """`model` with its confidence temperature-scaled on the held-out images, and the review
     threshold chosen on them (calibration.py); and what was fitted, for retrain.json."""
     from fashion_tune import batches
@@ -118,20 +152,20 @@ def _calibrated(model, splits) -> tuple[object, dict]:
     correct = probabilities.argmax(axis=1) == splits.y_val
     temperature = calibration.fit_temperature(probabilities, splits.y_val)
     scaled = calibration.rescaled(probabilities, temperature)
-    review = calibration.review_thresholds(scaled.max(axis=1), correct)["review"]
-    record = {
-        "temperature": temperature,
-        "held_out_images": int(len(splits.y_val)),
-        "ece_before": calibration.expected_calibration_error(probabilities.max(axis=1), correct)["ece"],
-        "ece_after": calibration.expected_calibration_error(scaled.max(axis=1), correct)["ece"],
-        "loss_before": calibration.negative_log_likelihood(probabilities, splits.y_val),
-        "loss_after": calibration.negative_log_likelihood(scaled, splits.y_val),
-        "review": {**review, "chosen_on": f"{len(splits.y_val):,} training images retrain held out"} if review else None,
-    }
+    chosen_on = f"{len(splits.y_val):,} training images retrain held out"
+    fitted = Calibration(
+        temperature=temperature,
+        held_out_images=int(len(splits.y_val)),
+        ece_before=calibration.expected_calibration_error(probabilities.max(axis=1), correct)["ece"],
+        ece_after=calibration.expected_calibration_error(scaled.max(axis=1), correct)["ece"],
+        loss_before=calibration.negative_log_likelihood(probabilities, splits.y_val),
+        loss_after=calibration.negative_log_likelihood(scaled, splits.y_val),
+        review=calibration.review_thresholds(scaled.max(axis=1), correct, chosen_on)["review"],
+    )
     log.info("calibrated on %d held-out images: temperature %.3f, calibration error %.4f -> %.4f; review threshold %s",
-             record["held_out_images"], temperature, record["ece_before"], record["ece_after"],
-             f"{review['threshold']:.2f}" if review else "none reaches the target")
-    return calibration.with_temperature(model, temperature), record
+             fitted.held_out_images, temperature, fitted.ece_before, fitted.ece_after,
+             f"{fitted.review.threshold:.2f}" if fitted.review else "none reaches the target")
+    return calibration.with_temperature(model, temperature), fitted
 
 
 def _params(config: dict, settings: RetrainSettings) -> TrainParams:

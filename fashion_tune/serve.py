@@ -80,7 +80,6 @@ class ModelService:
 
     def __init__(self, export: ExportDir, max_bytes: int = DEFAULT_MAX_BYTES):
         self.exported = ExportedModel(export)
-        self.card = self.exported.card
         self.max_bytes = max_bytes
 
     def decode(self, name: str, raw: bytes) -> np.ndarray:
@@ -94,10 +93,6 @@ class ModelService:
         except images.ImageError as e:
             raise RequestError(400, str(e)) from None
 
-    def classify(self, name: str, raw: bytes, include_input: bool = False) -> dict:
-        x = self.decode(name, raw)
-        return self.answer(name, x, self.predict(x[None])[0], include_input)
-
     def classify_many(self, uploads: list[tuple[str, bytes]], include_input: bool = False) -> list[dict]:
         """(name, bytes) pairs -> one result each: a classification or that file's error; one
         model call for all the usable images."""
@@ -110,25 +105,12 @@ class ModelService:
                 results.append({"file": name, "error": str(e), "status": e.status})
         if decoded:
             for (i, name, x), probs in zip(decoded, self.predict_each([x for _, _, x in decoded])):
-                results[i] = self.answer(name, x, probs, include_input)
+                results[i] = self.exported.answer(name, x, probs, include_input)
         return results
-
-    def answer(self, name: str, x: np.ndarray, probs: np.ndarray, include_input: bool) -> dict:
-        """One classified file's JSON; with the model input as a PNG data URL when asked."""
-        result = {"file": name, **self.describe(probs)}
-        if include_input:
-            result["model_input"] = images.to_data_url(x)
-        return result
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.exported.probabilities(x)
 
     def predict_each(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """Model inputs (28, 28, 1) each -> their probabilities, in one model call."""
-        return list(self.predict(np.stack(inputs)))
-
-    def describe(self, probs: np.ndarray) -> dict:
-        return self.exported.describe(probs)
+        return list(self.exported.probabilities(np.stack(inputs)))
 
     def check_size(self, size: int, name: str = "the upload") -> None:
         """413 when one image's bytes exceed the limit."""
@@ -249,11 +231,11 @@ def build_app(export: ExportDir, max_bytes: int):
 
         @app.get("/healthz")
         def healthz(self):
-            return {"status": "ok", "model": self.service.card.get("name")}
+            return {"status": "ok", "model": self.service.exported.card_json().get("name")}
 
         @app.get("/v1/model")
         def model_card(self):
-            return self.service.card
+            return self.service.exported.card_json()
 
         @app.post("/v1/classify")
         async def classify(self, request: Request):
@@ -262,7 +244,7 @@ def build_app(export: ExportDir, max_bytes: int):
             # Preprocessing on the event loop, per request, before joining a batch: in a thread it
             # measured slower on 2 cores (results/reference/benchmarks.md, 2026-11-22).
             x = self.service.decode(name, raw)
-            return self.service.answer(name, x, await self.predict_batched(x), include_input)
+            return self.service.exported.answer(name, x, await self.predict_batched(x), include_input)
 
         @app.post("/v1/classify/batch")
         async def classify_batch(self, request: Request):

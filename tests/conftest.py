@@ -13,6 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "search_spaces"
+REFERENCE_EXPORT = ROOT / "results" / "reference" / "model"
 # Where this project's machines (and CI) keep the official files; FASHION_TUNE_DATA wins.
 SHARED_DATA = ROOT.parent / "shared" / "data" / "fashion-mnist"
 
@@ -79,16 +80,20 @@ def constant_model(probabilities: np.ndarray):
 def unsure_bag_export(tmp_path):
     """An export folder whose model answers Bag with probability 0.7 for every image, and whose
     card asks for a person's review below 0.8: every answer is 'unsure'."""
-    import json
+    import dataclasses
 
     from fashion_tune.data import CLASS_NAMES
     from fashion_tune.layout import ExportDir
+    from fashion_tune.records import ModelCard
 
     probabilities = np.full(10, 0.3 / 9)
     probabilities[CLASS_NAMES.index("Bag")] = 0.7
     folder = ExportDir(tmp_path / "export")
     folder.path.mkdir()
     constant_model(probabilities).save(folder.model)
-    folder.card_json.write_text(json.dumps({"name": "unit", "classes": list(CLASS_NAMES),
-                                            "test_metrics": {"review": {"threshold": 0.8}}}))
+    # The reference model's card, but this model's name and review threshold.
+    card = ModelCard.read(REFERENCE_EXPORT / "model_card.json")
+    review = dataclasses.replace(card.review, threshold=0.8)
+    card = dataclasses.replace(card, name="unit", test_metrics=dataclasses.replace(card.test_metrics, review=review))
+    card.write(folder.card_json)
     return folder

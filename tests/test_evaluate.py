@@ -2,12 +2,14 @@
 filling an EvaluationDir, and the review threshold: chosen on the test images, or measured there
 when retrain chose it on held-out images."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 from fashion_tune.data import CLASS_NAMES
+from fashion_tune.records import Calibration, Review
 from tests.conftest import constant_model
 
 
@@ -62,12 +64,12 @@ def test_a_review_threshold_chosen_on_held_out_images_is_measured_on_the_test_se
     from fashion_tune.layout import EvaluationDir
 
     model, images, labels = known  # every answer Trouser, 0.6 sure; 30% right
-    chosen = {"threshold": 0.55, "coverage": 0.9, "accuracy": 0.985, "target_accuracy": 0.98,
-              "chosen_on": "500 training images retrain held out"}
-    calibrated = {"temperature": 0.8, "held_out_images": 500, "ece_before": 0.07, "ece_after": 0.02, "review": chosen}
+    chosen = Review(threshold=0.55, coverage=0.9, accuracy=0.985, target_accuracy=0.98,
+                    chosen_on="500 training images retrain held out")
+    calibrated = Calibration(temperature=0.8, held_out_images=500, ece_before=0.07, ece_after=0.02, loss_before=0.5,
+                             loss_after=0.4, review=chosen)
     out = EvaluationDir(tmp_path / "evaluation")
-    metrics = evaluate_model(model, images, labels, out, title="known", robustness_images=0,
-                             extra={"retrain": {"calibration": calibrated}})
+    metrics = evaluate_model(model, images, labels, out, title="known", robustness_images=0, calibration=calibrated)
     assert metrics["review"] == {"threshold": 0.55, "coverage": 1.0, "accuracy": pytest.approx(0.30),
                                  "target_accuracy": 0.98, "chosen_on": "500 training images retrain held out",
                                  "on_held_out": {"coverage": 0.9, "accuracy": 0.985}}
@@ -77,5 +79,5 @@ def test_a_review_threshold_chosen_on_held_out_images_is_measured_on_the_test_se
 
     # Held-out images on which no threshold reached the target: none is chosen on the test images either.
     metrics = evaluate_model(model, images, labels, out, title="known", robustness_images=0,
-                             extra={"retrain": {"calibration": {**calibrated, "review": None}}})
+                             calibration=dataclasses.replace(calibrated, review=None))
     assert metrics["review"] is None and "reaches 98% accuracy on the held-out images" in out.report.read_text()

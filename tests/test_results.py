@@ -11,6 +11,7 @@ from fashion_tune.config import DataSettings, SearchSettings
 from fashion_tune.errors import UserError
 from fashion_tune.layout import StudyDir
 from fashion_tune.space import load_space
+from tests.test_records import record_of
 
 SPACE = """\
 metric: {metric}
@@ -157,20 +158,10 @@ def test_a_resumed_studys_node_count_says_each_run_names_its_nodes_anew(make_stu
 
 
 def test_progress_is_every_epoch_in_order_with_the_best_so_far(make_study):
-    progress = results.search_progress(make_study(), "val_accuracy", "max", {"started_at": STARTED})
+    progress = results.search_progress(make_study(), "val_accuracy", "max", record_of(started_at=STARTED))
     assert [p.trial_epochs for p in progress] == list(range(1, 9))
     assert [p.best for p in progress] == [0.70, 0.80, 0.85, 0.85, 0.85, 0.85, 0.85, 0.90]
     assert progress[-1].trial_id == "healed" and progress[-1].minutes == pytest.approx(33 / 60)
-
-
-def test_minutes_leave_out_the_pauses_between_runs_of_a_study():
-    """A study interrupted at 10 s and resumed at 20 s has run 23 s at 33 s; a killed run (no end)
-    is taken to have lasted until the next began."""
-    record = {"started_at": STARTED, "runs": [[STARTED, STARTED + 10], [STARTED + 20, None], [STARTED + 40, None]]}
-    assert results.running_seconds(record, STARTED + 5) == 5
-    assert results.running_seconds(record, STARTED + 33) == 23
-    assert results.running_seconds(record, STARTED + 50) == 40
-    assert results.running_seconds({"started_at": STARTED}, STARTED + 33) == 33  # studies from before runs were kept
 
 
 def test_a_study_without_trials_says_so(make_study, tmp_path):

@@ -64,7 +64,7 @@ def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, 
 
 def test_a_time_budget_ends_the_study_as_finished_and_a_resume_spends_only_what_was_left(tmp_path, fashion_dir,
                                                                                          write_space):
-    from fashion_tune.results import running_seconds
+    from fashion_tune.records import StudyRecord
 
     budget_min = 1.0
     space = write_space(
@@ -88,23 +88,23 @@ def test_a_time_budget_ends_the_study_as_finished_and_a_resume_spends_only_what_
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-3000:]
-    first = json.loads((study / "study.json").read_text())
-    assert first["finished_at"] is None and "cut_by_time_budget" not in first
-    used_min = running_seconds(first, first["runs"][-1][1]) / 60
+    first = StudyRecord.read(study / "study.json")
+    assert first.finished_at is None and first.cut_by_time_budget is None
+    used_min = first.running_seconds(first.runs[-1][1]) / 60
     assert used_min < budget_min
 
     done = run_cli("search", "--resume", "budget", "--results-dir", results_dir)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"within the {budget_min - used_min:.1f} min left of its {budget_min:g}" in done.stderr
     assert f"time budget of {budget_min:g} min spent" in done.stderr
-    record = json.loads((study / "study.json").read_text())
-    assert record["finished_at"] and len(record["runs"]) == 2
+    record = StudyRecord.read(study / "study.json")
+    assert record.finished_at and len(record.runs) == 2
     # Both runs together: the budget, and the few seconds it takes to stop the trials and write the reports.
-    assert budget_min * 60 <= running_seconds(record, record["runs"][-1][1]) < budget_min * 60 + 30
+    assert budget_min * 60 <= record.running_seconds(record.runs[-1][1]) < budget_min * 60 + 30
     rows = read_leaderboard(study)
     assert 2 < len(rows) < 100
     assert {r["status"] for r in rows} <= {"completed", "stopped early", "cut by the time budget"}, rows
-    assert sorted(record["cut_by_time_budget"]) == sorted(r["trial_id"] for r in rows
+    assert sorted(record.cut_by_time_budget) == sorted(r["trial_id"] for r in rows
                                                           if r["status"] == "cut by the time budget")
     assert_optuna_study_matches_leaderboard(study)
     assert f"finished, when its time budget of {budget_min:g} min was spent" in (study / "summary.md").read_text()

@@ -277,11 +277,12 @@ def test_summary_tells_the_study(smoke):
 
 def test_search_progress_follows_every_reported_epoch(smoke):
     from fashion_tune.layout import StudyDir
+    from fashion_tune.records import StudyRecord
     from fashion_tune.results import search_progress
 
     _, study = smoke
-    record = json.loads((study / "study.json").read_text())
-    assert len(record["runs"]) == 1 and record["runs"][0][1] - record["runs"][0][0] == pytest.approx(record["wall_s"])
+    record = StudyRecord.read(study / "study.json")
+    assert len(record.runs) == 1 and record.runs[0][1] - record.runs[0][0] == pytest.approx(record.wall_s)
     progress = search_progress(StudyDir(study), "val_accuracy", "max", record)
     rows = read_leaderboard(study)
     assert [p.trial_epochs for p in progress] == list(range(1, sum(int(r["epochs_trained"]) for r in rows) + 1))

@@ -38,9 +38,16 @@ def decoded_data_url(url: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
 
 
+def classify(service: ModelService, name: str, raw: bytes, include_input: bool = False) -> dict:
+    """One upload through the steps of the service's POST /v1/classify: decode, the model, the answer
+    (there the model call is shared with concurrent requests: serve.build_app)."""
+    x = service.decode(name, raw)
+    return service.exported.answer(name, x, service.predict_each([x])[0], include_input)
+
+
 def test_classify_answers_with_the_card_s_review_threshold(export):
     service = ModelService(export, max_bytes=1_000_000)
-    answer = service.classify("bag.png", a_photo())
+    answer = classify(service, "bag.png", a_photo())
     assert (answer["file"], answer["category"]) == ("bag.png", "Bag")
     assert answer["probability"] == pytest.approx(0.7, abs=1e-5)
     assert answer["unsure"] is True and answer["unsure_below"] == 0.8  # 0.7 < the card's 0.8
@@ -50,8 +57,8 @@ def test_classify_answers_with_the_card_s_review_threshold(export):
 def test_without_a_card_the_default_threshold_applies(export):
     export.card_json.unlink()
     service = ModelService(export)
-    assert service.exported.unsure_below == DEFAULT_UNSURE_BELOW and service.card["classes"] == list(CLASS_NAMES)
-    assert service.classify("bag.png", a_photo())["unsure"] is False  # 0.7 >= 0.5
+    assert service.exported.unsure_below == DEFAULT_UNSURE_BELOW and service.exported.card_json()["classes"] == list(CLASS_NAMES)
+    assert classify(service, "bag.png", a_photo())["unsure"] is False  # 0.7 >= 0.5
 
 
 @pytest.mark.parametrize("raw, status, message", [
@@ -62,7 +69,7 @@ def test_without_a_card_the_default_threshold_applies(export):
 def test_unusable_uploads_are_refused_with_their_status(export, raw, status, message):
     service = ModelService(export, max_bytes=1_000)
     with pytest.raises(RequestError, match=message) as err:
-        service.classify("upload", raw)
+        service.decode("upload", raw)
     assert err.value.status == status
 
 
@@ -86,7 +93,7 @@ def test_a_multipart_request_is_judged_by_room_for_its_images(export):
 def test_a_blank_photo_is_no_garment_found_422(export, colour):
     service = ModelService(export)
     with pytest.raises(RequestError) as err:
-        service.classify("blank.png", png(Image.new("RGB", (120, 80), colour)))
+        service.decode("blank.png", png(Image.new("RGB", (120, 80), colour)))
     assert err.value.status == 422 and "blank.png" in str(err.value)
 
 
@@ -100,11 +107,11 @@ def test_no_garment_is_answered_422_for_that_file_and_the_batch_goes_on(export):
 
 def test_include_input_carries_the_28x28_image_the_model_saw(export):
     service = ModelService(export)
-    seen = decoded_data_url(service.classify("bag.png", a_photo(), include_input=True)["model_input"])
+    seen = decoded_data_url(classify(service, "bag.png", a_photo(), include_input=True)["model_input"])
     expected = service.decode("bag.png", a_photo())[..., 0] * 255
     assert seen.shape == (28, 28) and seen.dtype == np.uint8
     assert np.abs(seen - expected).max() <= 0.5 + 1e-4  # 8-bit rounding only
-    assert "model_input" not in service.classify("bag.png", a_photo())
+    assert "model_input" not in classify(service, "bag.png", a_photo())
 
 
 def test_include_input_in_a_batch_goes_with_each_classified_file(export):
@@ -140,4 +147,4 @@ def test_one_model_call_for_many_inputs_answers_each_in_its_place(export):
     batched = service.predict_each(inputs)
     assert len(batched) == 5
     for x, probs in zip(inputs, batched):
-        assert probs == pytest.approx(service.predict(x[None])[0], abs=1e-6)
+        assert probs == pytest.approx(service.exported.probabilities(x[None])[0], abs=1e-6)

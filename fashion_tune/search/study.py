@@ -9,6 +9,7 @@ the space file, and the reports results.py writes when it ends.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import logging
 import os
@@ -23,6 +24,7 @@ from fashion_tune.config import (PAUSING_SCHEDULERS, SCHEDULERS, DataSettings, S
                                  xla_conflict)
 from fashion_tune.errors import Interrupted, UserError
 from fashion_tune.layout import StudyDir
+from fashion_tune.records import SpaceRef, StudyRecord
 from fashion_tune.space import ParamSpec, SearchSpace, load_space
 
 log = logging.getLogger(__name__)
@@ -73,15 +75,10 @@ def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyD
         )
     # Absolute in the record, so --resume works from any folder; the command keeps what was typed.
     data_dir = str(Path(data_settings.data_dir).expanduser().resolve()) if data_settings.data_dir else None
-    record = {
-        "name": settings.name,
-        "settings": settings.to_dict(),
-        "data": {**data_settings.to_dict(), "data_dir": data_dir},
-        "space": {"path": space.path, "sha256": space.sha256, "metric": space.metric, "mode": space.mode},
-        "command": reproduce_command(settings, data_settings),
-        "started_at": time.time(),
-        "finished_at": None,
-    }
+    record = StudyRecord(
+        name=settings.name, settings=settings, data=dataclasses.replace(data_settings, data_dir=data_dir),
+        space=SpaceRef(path=space.path, sha256=space.sha256, metric=space.metric, mode=space.mode),
+        command=reproduce_command(settings, data_settings), started_at=time.time())
     data.locate(data_settings.data_dir)  # a wrong --data-dir: said at once (or the download done first)
     # Ray before the data are read: a cluster that cannot be reached or cannot run a trial says so
     # in seconds, and before anything is written.
@@ -89,7 +86,7 @@ def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyD
         splits = _prepare_data(data_settings)
         study.path.mkdir(parents=True)
         atomic.write_text(study.space_copy, space.text)
-        atomic.write_json(study.record, record)
+        record.write(study.record)
         return _run(settings, space, splits, study, record, restore=False)
 
 
@@ -111,16 +108,16 @@ def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, A
     study = study_dir(flags.get("results_dir") or SearchSettings.results_dir, name)
     if not study.record.is_file():
         raise UserError(f"--resume {name}: no study at {study.path} (no {study.record.name} there)")
-    record = results.read_study(study)
-    if record.get("finished_at"):
+    record = StudyRecord.read(study.record)
+    if record.finished:
         log.info("study %r already finished; nothing to resume (its reports are in %s)", name, study.path)
         return study
     where = {k: flags[k] for k in ("address", "connect_timeout") if flags.get(k) is not None}
-    settings = SearchSettings.from_config({**record["settings"], "address": None, **where})
+    settings = dataclasses.replace(record.settings, address=None, **where)
     # The space as it was when the study started, not whatever the original path holds now.
     space = load_space(study.space_copy)
     with ray_session(settings):
-        splits = _prepare_data(DataSettings.from_config(record["data"]))
+        splits = _prepare_data(record.data)
         return _run(settings, space, splits, study, record, restore=True)
 
 
@@ -182,15 +179,46 @@ def _prepare_data(settings: DataSettings) -> data.Splits:
     return splits
 
 
-def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, study: StudyDir, record: dict,
+def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, study: StudyDir, record: StudyRecord,
          restore: bool) -> StudyDir:
     """Fit the Tuner (new or restored), then record the end and write the reports."""
+    tuner = _tuner(settings, space, splits, study, restore)
+    record = record.with_killed_run_closed(results.last_report_time(study))
+    at_once = f"{settings.max_concurrent} at a time" if settings.max_concurrent else "as many at a time as fit"
+    log.info("study %s: %d trials of up to %d epochs, %s, %s%s", settings.name, settings.num_samples,
+             space.max_epochs, _strategy(settings), at_once, _budget_left(record))
+    log.info("watch it live: tensorboard --logdir %s", study.path)
+    # Each run's start and end: the summary's minutes, and the time budget, count the time the
+    # study ran, not its pauses.
+    record = record.with_run_started(time.time())
+    record.write(study.record)
+    grid = _fit(tuner, settings.name)
+    record = record.with_run_ended(time.time())
+    budget_spent = record.budget_spent(record.runs[-1][1])
+    cut = _cut_by_time_budget(study, settings.name) if budget_spent else None
+    ended = _ended_trials(study, settings.name, grid)
+    finished = ended >= settings.num_samples or budget_spent
+    if finished:
+        record = record.with_end(time.time(), cut)
+    record.write(study.record)
+    if len(grid):
+        report = results.write_reports(study)
+        if report.get("best_value") is not None:
+            log.info("best %s%s: %.4f", space.metric, "" if finished else " so far", report["best_value"])
+    log.info("%d of %d trials ended (%d failed%s); reports in %s", ended, settings.num_samples,
+             sum(1 for r in grid if r.error), f", {len(cut)} cut short by the time budget" if budget_spent else "",
+             study.path)
+    if not finished:
+        raise Interrupted(f"study {settings.name!r} stopped before its end; continue it with --resume {settings.name}")
+    return study
+
+
+def _tuner(settings: SearchSettings, space: SearchSpace, splits: data.Splits, study: StudyDir, restore: bool):
+    """The study's Tuner: restored from its folder, or made (and the study's HParams experiment written)."""
     import optuna
     from ray import tune
 
     from fashion_tune import hparams
-    from fashion_tune.search import time_budget
-    from fashion_tune.search.progress import InterruptInOurWords, UnreportedTrialsInOurWords
     from fashion_tune.search.trainable import train_trial
 
     trainable = tune.with_resources(
@@ -202,52 +230,33 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
         if not tune.Tuner.can_restore(str(study.path)):
             raise UserError(f"--resume {settings.name}: {study.path} holds no Tune state to resume from")
         map_moved_modules()
-        tuner = tune.Tuner.restore(str(study.path), trainable, resume_unfinished=True, resume_errored=False)
-    else:
-        tuner = _make_tuner(trainable, settings, space, study)
-        hparams.write_experiment(study.path, space)
-    time_budget.close_killed_run(record, results.last_report_time(study))
-    at_once = f"{settings.max_concurrent} at a time" if settings.max_concurrent else "as many at a time as fit"
-    log.info("study %s: %d trials of up to %d epochs, %s, %s%s", settings.name, settings.num_samples,
-             space.max_epochs, _strategy(settings), at_once, _budget_left(settings, record))
-    log.info("watch it live: tensorboard --logdir %s", study.path)
-    began = time.time()
-    # Each run's start and end: the summary's minutes, and the time budget, count the time the
-    # study ran, not its pauses.
-    record.setdefault("runs", []).append([began, None])
-    atomic.write_json(study.record, record)
-    our_words = [InterruptInOurWords(settings.name), UnreportedTrialsInOurWords()]
+        return tune.Tuner.restore(str(study.path), trainable, resume_unfinished=True, resume_errored=False)
+    hparams.write_experiment(study.path, space)
+    return _make_tuner(trainable, settings, space, study)
+
+
+def _fit(tuner, name: str):
+    """tuner.fit(), with Tune's words on an interrupt and on unstarted trials said our way (progress.py)."""
+    from fashion_tune.search.progress import InterruptInOurWords, UnreportedTrialsInOurWords
+
+    our_words = [InterruptInOurWords(name), UnreportedTrialsInOurWords()]
     for words in our_words:
         logging.getLogger(words.LOGGER).addFilter(words)
     try:
-        grid = tuner.fit()
+        return tuner.fit()
     finally:
         for words in our_words:
             logging.getLogger(words.LOGGER).removeFilter(words)
-    record["runs"][-1][1] = time.time()
-    record["wall_s"] = record.get("wall_s", 0.0) + record["runs"][-1][1] - began
-    failed = sum(1 for r in grid if r.error)
-    budget_spent = time_budget.spent(settings.time_budget_min, record, record["runs"][-1][1])
-    if budget_spent:
-        from fashion_tune.search.searcher import prune_cut_short
 
-        started = {folder.name for folder in study.trial_dirs()}  # a trial proposed but not started has none
-        record["cut_by_time_budget"] = [trial_id for trial_id in prune_cut_short(study.optuna_storage, settings.name)
-                                        if layout.trial_folder_name(trial_id) in started]
-    ended = _ended_trials(study, settings.name, grid)
-    finished = ended >= settings.num_samples or budget_spent
-    if finished:
-        record["finished_at"] = time.time()
-    atomic.write_json(study.record, record)
-    if len(grid):
-        report = results.write_reports(study)
-        if report.get("best_value") is not None:
-            log.info("best %s%s: %.4f", space.metric, "" if finished else " so far", report["best_value"])
-    log.info("%d of %d trials ended (%d failed%s); reports in %s", ended, settings.num_samples, failed,
-             f", {len(record['cut_by_time_budget'])} cut short by the time budget" if budget_spent else "", study.path)
-    if not finished:
-        raise Interrupted(f"study {settings.name!r} stopped before its end; continue it with --resume {settings.name}")
-    return study
+
+def _cut_by_time_budget(study: StudyDir, name: str) -> tuple[str, ...]:
+    """The trials the time budget stopped, told to Optuna as pruned (searcher.prune_cut_short); a
+    trial proposed but never started has no folder and is not among them."""
+    from fashion_tune.search.searcher import prune_cut_short
+
+    started = {folder.name for folder in study.trial_dirs()}
+    return tuple(trial_id for trial_id in prune_cut_short(study.optuna_storage, name)
+                 if layout.trial_folder_name(trial_id) in started)
 
 
 def _ended_trials(study: StudyDir, name: str, grid) -> int:
@@ -264,15 +273,16 @@ def _ended_trials(study: StudyDir, name: str, grid) -> int:
     return sum(1 for state in states.values() if state != "RUNNING")
 
 
-def _budget_left(settings: SearchSettings, record: dict) -> str:
+def _budget_left(record: StudyRecord) -> str:
     """The time budget, as the start line says it ("" without one)."""
-    if settings.time_budget_min is None:
+    budget = record.settings.time_budget_min
+    if budget is None:
         return ""
-    runs = record.get("runs", [])  # every earlier run closed (time_budget.close_killed_run)
-    used = results.running_seconds(record, runs[-1][1]) / 60 if runs else 0.0
+    # every earlier run closed (StudyRecord.with_killed_run_closed)
+    used = record.running_seconds(record.runs[-1][1]) / 60 if record.runs else 0.0
     if used < 0.05:
-        return f", within {settings.time_budget_min:g} min"
-    return f", within the {max(0.0, settings.time_budget_min - used):.1f} min left of its {settings.time_budget_min:g}"
+        return f", within {budget:g} min"
+    return f", within the {max(0.0, budget - used):.1f} min left of its {budget:g}"
 
 
 def _strategy(settings: SearchSettings) -> str:

@@ -2,7 +2,7 @@
 once the minutes are spent the study ends, as finished: trials still running stop where they are
 (their epochs so far count), and no new one starts.
 
-The minutes are the time the study ran, over all its runs (results.running_seconds): a study
+The minutes are the time the study ran, over all its runs (StudyRecord.running_seconds): a study
 interrupted at minute 20 of 35 and resumed has 15 left. Tune's own `TuneConfig(time_budget_s)`
 cannot count that way: `Tuner.restore` brings back the Tuner as it was first made, with its whole
 budget. So the stopper reads the study's record (study.json) when a run begins instead.
@@ -20,7 +20,7 @@ from typing import Optional
 from ray.tune import Stopper
 
 from fashion_tune.layout import StudyDir
-from fashion_tune.results import read_study, running_seconds
+from fashion_tune.records import StudyRecord
 
 log = logging.getLogger("fashion_tune.search")
 
@@ -31,7 +31,7 @@ class TimeBudget(Stopper):
     def __init__(self, minutes: float, study: StudyDir):
         self.minutes = minutes
         self.study = study
-        self._record: Optional[dict] = None  # read once a run, at its first check
+        self._record: Optional[StudyRecord] = None  # read once a run, at its first check
         self._said = False
 
     def __call__(self, trial_id: str, result: dict) -> bool:
@@ -39,8 +39,8 @@ class TimeBudget(Stopper):
 
     def stop_all(self) -> bool:
         if self._record is None:  # study.py writes this run's start into the record before fit()
-            self._record = read_study(self.study)
-        ended = spent(self.minutes, self._record, time.time())
+            self._record = StudyRecord.read(self.study.record)
+        ended = self._record.running_seconds(time.time()) >= self.minutes * 60
         if ended and not self._said:
             log.info("time budget of %s min spent: the trials still running stop where they are", f"{self.minutes:g}")
             self._said = True
@@ -49,18 +49,3 @@ class TimeBudget(Stopper):
     def __getstate__(self):
         # Pickled with the Tuner before the study runs; a resumed run reads the record afresh.
         return {**self.__dict__, "_record": None, "_said": False}
-
-
-def spent(minutes: Optional[float], record: dict, at: float) -> bool:
-    """Whether a study with this budget (None: none) had spent it by time `at`."""
-    return minutes is not None and running_seconds(record, at) >= minutes * 60
-
-
-def close_killed_run(record: dict, last_report: Optional[float]) -> None:
-    """A run the driver did not live to close (killed outright) is taken to have ended at the last
-    epoch any trial reported, not when the study is resumed: the time between was nobody's search."""
-    runs = record.get("runs", [])
-    if runs and runs[-1][1] is None:
-        start = runs[-1][0]
-        runs[-1][1] = max(start, last_report or start)
-        record["wall_s"] = record.get("wall_s", 0.0) + runs[-1][1] - start

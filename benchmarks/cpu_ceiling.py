@@ -75,8 +75,8 @@ def main() -> None:
     for child in children:
         child.wait()
     busy = samples["cpu"][2:-1]  # set aside: the imports and model builds, and the sample in which one ended
-    print(f"{args.processes} single-thread training processes fed {args.input}, {len(busy)} samples of 5 s: CPU busy mean "
-          f"{100 * statistics.mean(busy):.1f}%, min {100 * min(busy):.0f}%; every sample: "
+    print(f"{args.processes} single-thread training processes fed {args.input}, {len(busy)} samples of 5 s: CPU busy "
+          f"mean {100 * statistics.mean(busy):.1f}%, min {100 * min(busy):.0f}%; every sample: "
           + " ".join(f"{100 * b:.0f}" for b in busy))
 
 

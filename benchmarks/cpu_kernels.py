@@ -84,7 +84,8 @@ def main() -> None:
     for workload, (_, threads) in WORKLOADS.items():
         figures = alternate({"off": lambda: in_fresh_process(workload, args.steps, "0"),
                              "on": lambda: in_fresh_process(workload, args.steps, "1")}, args.pairs)
-        print(f"\n{workload} ({threads} thread{'s' * (threads > 1)}), oneDNN off -> on, median over {args.pairs} pairs:")
+        print(f"\n{workload} ({threads} thread{'s' * (threads > 1)}), oneDNN off -> on, "
+              f"median over {args.pairs} pairs:")
         for key in ("train_step_ms", "predict_batch_ms", "cpu_per_wall"):
             off, on = ([f[key] for f in figures[v]] for v in ("off", "on"))
             print(f"  {key:<17} off {statistics.median(off):8.1f}  on {statistics.median(on):8.1f}")

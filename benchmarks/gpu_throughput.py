@@ -26,9 +26,10 @@ def run_packing(trials_per_gpu: int, args, workdir: Path) -> dict:
     space = one_model_space(workdir / "one.yaml", args.epochs, num_samples=2 * trials_per_gpu)
     name = f"gpu{trials_per_gpu}"
     cpus = max(1, (os.cpu_count() or 2) // trials_per_gpu) if not args.address else 1
-    flags = ["--gpus-per-trial", str(1 / trials_per_gpu), "--cpus-per-trial", str(cpus)] \
-        + (["--mixed-precision"] if args.mixed_precision else []) \
-        + (["--address", args.address] if args.address else []) + (["--subset", str(args.subset)] if args.subset else [])
+    flags = (["--gpus-per-trial", str(1 / trials_per_gpu), "--cpus-per-trial", str(cpus)]
+             + (["--mixed-precision"] if args.mixed_precision else [])
+             + (["--address", args.address] if args.address else [])
+             + (["--subset", str(args.subset)] if args.subset else []))
     study = run_study(space, name, workdir, args.data_dir, *flags)
     rows = epoch_rows(workdir / name)
     steady = [r["epoch_time_s"] for r in rows if r["training_iteration"] > 1] or [r["epoch_time_s"] for r in rows]

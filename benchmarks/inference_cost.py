@@ -71,7 +71,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="inference_cost-"))
     shipped = load_model(args.model, compile=False)
     network = first_member(shipped) or shipped
-    built = {SHIPPED: shipped, **{name: averaged([network] * members, flip) for name, (members, flip) in VARIANTS.items()}}
+    built = {SHIPPED: shipped,
+             **{name: averaged([network] * members, flip) for name, (members, flip) in VARIANTS.items()}}
     exported, sizes = {}, {}
     for name, model in built.items():
         export = ExportDir(folder / name.replace(" ", "_").replace("+", "and").replace(",", ""))
@@ -92,7 +93,8 @@ def main() -> None:
                 singles.append(time.perf_counter() - began)
             began = time.perf_counter()
             model.probabilities(batch)
-            return {"single_ms": 1000 * statistics.median(singles), "batch_ms": 1000 * (time.perf_counter() - began) / len(batch)}
+            return {"single_ms": 1000 * statistics.median(singles),
+                    "batch_ms": 1000 * (time.perf_counter() - began) / len(batch)}
         return run
 
     figures = alternate({name: measure(model) for name, model in exported.items()}, args.pairs)

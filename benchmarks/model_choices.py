@@ -69,7 +69,8 @@ def runs_of(grid: dict) -> list[dict]:
         overrides = dict(overrides or {})
         epochs = overrides.pop("epochs", grid["epochs"])
         for seed in overrides.pop("seeds", grid["seeds"]):
-            runs.append({"variant": name, "seed": seed, "config": {**base, **overrides, "epochs": epochs, "seed": seed}})
+            runs.append({"variant": name, "seed": seed, "config": {**base, **overrides, "epochs": epochs,
+                                                                   "seed": seed}})
     return runs
 
 
@@ -104,7 +105,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="run only these variants")
     parser.add_argument("--out", default="model_choices.json", help="the summary, as JSON (rewritten as runs end)")
     parser.add_argument("--keep-probabilities", metavar="NPZ",
-                        help="also save every run's validation probabilities (plain and flipped) here, for other ensembles")
+                        help="also save every run's validation probabilities (plain and flipped) here, for other "
+                             "ensembles")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--probabilities", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -126,7 +128,8 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--data-dir", args.data_dir, "--run", json.dumps(run["config"]),
                    "--probabilities", str(run["file"])]
             cmd += ["--subset", str(args.subset)] if args.subset else []
-            running[i] = (run, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+            running[i] = (run, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                text=True))
         time.sleep(2)
         for i, (run, process) in list(running.items()):
             if process.poll() is None:

@@ -49,7 +49,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--subset", type=int, default=12000, help="training images (default 12000)")
-    parser.add_argument("--pairs", type=int, default=3, help="rounds over the node counts (at least 3 to judge the spread)")
+    parser.add_argument("--pairs", type=int, default=3,
+                        help="rounds over the node counts (at least 3 to judge the spread)")
     args = parser.parse_args()
     print(f"{args.trials} trials x {args.epochs} epochs of the default model, {args.subset} images, "
           f"{args.cpus_per_node} CPU per worker node and per trial; {args.pairs} rounds")

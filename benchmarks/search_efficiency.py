@@ -134,13 +134,15 @@ def over_seeds(runs: dict[int, dict[str, dict]]) -> dict[str, dict]:
         seeds = [s for s in runs if name in runs[s]]
         epochs = [runs[s][name]["trial_epochs"] for s in seeds]
         best = [runs[s][name]["best_val_accuracy"] for s in seeds]
-        row = {"seeds": seeds, "trial_epochs_mean": statistics.mean(epochs), "trial_epochs_range": [min(epochs), max(epochs)],
+        row = {"seeds": seeds, "trial_epochs_mean": statistics.mean(epochs),
+               "trial_epochs_range": [min(epochs), max(epochs)],
                "best_mean": statistics.mean(best), "best_range": [min(best), max(best)],
                "wall_min_mean": statistics.mean(runs[s][name]["wall_s"] for s in seeds) / 60}
         paired = [s for s in seeds if "tpe-full" in runs[s]]
         if paired and name != "tpe-full":
             full_epochs = statistics.mean(runs[s]["tpe-full"]["trial_epochs"] for s in paired)
-            row["fewer_trial_epochs_than_tpe_full"] = full_epochs / statistics.mean(runs[s][name]["trial_epochs"] for s in paired)
+            spent = statistics.mean(runs[s][name]["trial_epochs"] for s in paired)
+            row["fewer_trial_epochs_than_tpe_full"] = full_epochs / spent
             row["points_vs_tpe_full"] = 100 * statistics.mean(
                 runs[s][name]["best_val_accuracy"] - runs[s]["tpe-full"]["best_val_accuracy"] for s in paired)
         table[name] = row
@@ -170,7 +172,8 @@ def main() -> None:
     budget = load_space(space).max_epochs
 
     recorded = out / "search_efficiency.json"  # seeds measured before (another session) count too
-    runs = {int(seed): found for seed, found in json.loads(recorded.read_text())["runs"].items()} if recorded.is_file() else {}
+    recorded_runs = json.loads(recorded.read_text())["runs"] if recorded.is_file() else {}
+    runs = {int(seed): found for seed, found in recorded_runs.items()}
     for seed in args.seeds:
         runs[seed] = {**runs.get(seed, {}), **run_seed(seed, args.variants, space, budget, args)}
         curves = {name: tuple(zip(*s["curve"])) for name, s in runs[seed].items()}

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import ROOT, alternate, paired_ratios
 
 sys.path.insert(0, str(ROOT))
@@ -44,7 +43,8 @@ def sample_jpeg() -> bytes:
 
 def summary(latencies: list[float], wall: float) -> dict:
     ms = sorted(1000 * x for x in latencies)
-    return {"req_s": len(ms) / wall, "p50_ms": statistics.median(ms), "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))]}
+    return {"req_s": len(ms) / wall, "p50_ms": statistics.median(ms),
+            "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))]}
 
 
 def shown(figures: dict) -> str:
@@ -109,7 +109,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="replica counts to measure")
-    parser.add_argument("--pairs", type=int, default=3, help="rounds over the variants (at least 3 to judge the spread)")
+    parser.add_argument("--pairs", type=int, default=3,
+                        help="rounds over the variants (at least 3 to judge the spread)")
     args = parser.parse_args()
     from fashion_tune import serve
 

@@ -80,7 +80,8 @@ def main() -> None:
     print(f"training split in the object store: {size_mb:.0f} MB, put once by the driver in {put_s:.2f} s")
     print(f"median of {args.repeats} (default model, 1 TensorFlow thread):  new process  reused process")
     for step in STEPS:
-        print(f"  {step:<26} {statistics.median(r[step] for r in new):18.3f} s {statistics.median(r[step] for r in reused):12.3f} s")
+        new_s, reused_s = statistics.median(r[step] for r in new), statistics.median(r[step] for r in reused)
+        print(f"  {step:<26} {new_s:18.3f} s {reused_s:12.3f} s")
     totals = [statistics.median(sum(r[s] for s in STEPS) for r in runs) for runs in (new, reused)]
     print(f"  {'before the first epoch':<26} {totals[0]:18.3f} s {totals[1]:12.3f} s")
 

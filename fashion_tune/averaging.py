@@ -35,5 +35,6 @@ def averaged(members: Sequence, flip: bool, name: str = "fashion_averaged"):
 
 def describe(flip: bool, members: int) -> str:
     """What a model averages, in words (logs, model card)."""
-    parts = ([f"an ensemble of {members} models"] if members > 1 else []) + (["each image and its mirror image"] if flip else [])
+    parts = [f"an ensemble of {members} models"] if members > 1 else []
+    parts += ["each image and its mirror image"] if flip else []
     return "averages " + " over ".join(parts) if parts else "one model, no averaging"

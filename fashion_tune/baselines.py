@@ -119,8 +119,8 @@ def _write_table(out: BaselinesDir, rows: list[dict], data_settings: DataSetting
     atomic.write_text(out.table_csv, buffer.getvalue())
     trained_on = f"{data_settings.subset:,} training images" if data_settings.subset else "all 60,000 training images"
     lines = ["# Baselines against the tuned model", "",
-             f"Baselines trained on {trained_on} for {epochs} epochs (Adam, learning rate 1e-3, batch 128); every model "
-             "scored on the same 10,000 test images by the same evaluation code.", "",
+             f"Baselines trained on {trained_on} for {epochs} epochs (Adam, learning rate 1e-3, batch 128); every "
+             "model scored on the same 10,000 test images by the same evaluation code.", "",
              "| model | parameters | epochs | train time | test accuracy | macro F1 | test loss | ECE |",
              "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -r["test_accuracy"]):

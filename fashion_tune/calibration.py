@@ -93,10 +93,10 @@ def with_temperature(model, temperature: float, name: str = "fashion_calibrated"
     """`model` (images -> probabilities) with its probabilities rescaled by `temperature`, as one
     Keras model that saves, loads and exports like any other; the model is copied without its
     optimizer (model.inference_copy), which inference does not need."""
+    import keras
+
     from fashion_tune.keras_objects import Temperature  # Keras, started quietly
     from fashion_tune.model import inference_copy
-
-    import keras
 
     inputs = keras.Input(shape=model.input_shape[1:], name="image")
     outputs = Temperature(temperature, name="temperature")(inference_copy(model)(inputs))

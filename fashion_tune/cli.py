@@ -375,7 +375,8 @@ class Serve(Command):
     def add_arguments(self, parser):
         parser.add_argument("--model", help="export folder (default: the newest export)")
         add_results_dir(parser)
-        parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+        parser.add_argument("--host", default="127.0.0.1",
+                            help="address to listen on (default 127.0.0.1: this machine only)")
         parser.add_argument("--port", type=bounded(int, 1, 65535), default=8000, help="port (default 8000)")
         parser.add_argument("--replicas", type=bounded(int, 1), default=1,
                             help="model replicas (default 1); more on a cluster")
@@ -384,7 +385,8 @@ class Serve(Command):
         parser.add_argument("--address", help="Ray cluster to run on (default: local Ray)")
         parser.add_argument("--connect-timeout", type=bounded(float, 0, inclusive=False),
                             default=SearchSettings.connect_timeout,
-                            help=f"seconds to wait for the cluster at --address (default {SearchSettings.connect_timeout:g})")
+                            help=f"seconds to wait for the cluster at --address (default "
+                                 f"{SearchSettings.connect_timeout:g})")
 
     def run(self, args):
         from fashion_tune import serve

@@ -198,7 +198,8 @@ class TrainParams(_Validated):
     batch_norm: bool = True  # batch normalisation after every conv and the dense layer
     pooling: str = "max"  # down-sampling at the end of a block: "max" or "avg"
     conv_dropout: float = 0.0  # dropout rate after each conv block
-    head: str = "flatten"  # how the last block's maps reach the classifier: "flatten", or "global_average" (one mean per map)
+    # how the last block's maps reach the classifier: "flatten", or "global_average" (one mean per map)
+    head: str = "flatten"
     dense_units: int = 128  # units of the hidden dense layer before the classifier; 0: none
     dense_dropout: float = 0.3  # dropout rate before the classifier
     # --- the fitting (fashion_tune/model.py: compile_model; fashion_tune/search/trainable.py) ---
@@ -338,7 +339,7 @@ class SearchSettings(_Validated):
 
     RULES = {
         "name": Rule(
-            lambda v: v == "" or (v.replace("-", "").replace("_", "").replace(".", "").isalnum() and not v.startswith(".")),
+            lambda v: v == "" or (v.translate(str.maketrans("", "", "-_.")).isalnum() and not v.startswith(".")),
             "must use only letters, digits, '-', '_' and '.', and not start with '.'",
         ),
         "num_samples": _at_least(1),

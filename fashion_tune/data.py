@@ -140,7 +140,8 @@ def locate(data_dir: Optional[str] = None, download: bool = True, mirrors: Seque
     if _format_of(cache) is not None:
         return cache
     if not download:
-        raise DataError(f"no Fashion-MNIST files found; point --data-dir or {ENV_VAR} at a folder with {_expected_files()}")
+        raise DataError(f"no Fashion-MNIST files found; point --data-dir or {ENV_VAR} at a folder with "
+                        f"{_expected_files()}")
     try:
         fetch(cache, mirrors)
     except DataError as e:
@@ -235,7 +236,8 @@ def read_kaggle_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "r", encoding="utf-8") as f:
         header = f.readline().strip().split(",")
         if len(header) != 785 or header[0] != "label":
-            raise DataError(f"{path}: expected a header 'label,pixel1,...,pixel784' (785 columns), got {len(header)} columns")
+            raise DataError(f"{path}: expected a header 'label,pixel1,...,pixel784' (785 columns), "
+                            f"got {len(header)} columns")
         try:
             table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
         except ValueError as e:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,13 @@ from typing import Optional
 import numpy as np
 
 from fashion_tune import atomic, batches, data, plots, robustness
-from fashion_tune.calibration import (CALIBRATION_BINS, REVIEW_TARGET_ACCURACY, expected_calibration_error,
-                                       measured_on, review_thresholds)
+from fashion_tune.calibration import (
+    CALIBRATION_BINS,
+    REVIEW_TARGET_ACCURACY,
+    expected_calibration_error,
+    measured_on,
+    review_thresholds,
+)
 from fashion_tune.data import CLASS_NAMES
 from fashion_tune.layout import EvaluationDir, ModelDir
 from fashion_tune.model import load_model
@@ -177,7 +181,8 @@ def headline(metrics: dict) -> str:
 def _figures(scores: Scores, title: str, sample_seed: int) -> dict[str, bytes]:
     calib = scores.calibration
     return {
-        "confusion_matrix": plots.confusion_matrix(scores.counts, CLASS_NAMES, False, f"{title}: confusion matrix (counts)"),
+        "confusion_matrix": plots.confusion_matrix(scores.counts, CLASS_NAMES, False,
+                                                   f"{title}: confusion matrix (counts)"),
         "confusion_matrix_normalized": plots.confusion_matrix(scores.normalised, CLASS_NAMES, True,
                                                               f"{title}: confusion matrix (share of each true class)"),
         "misclassified": _misclassified_grid(scores, title),
@@ -266,7 +271,8 @@ def report_markdown(metrics: dict, report_text: str, calibration: Optional[Calib
               "## Confusion matrix", "", "Rows are the true class, columns the prediction "
               "(`confusion_matrix.csv`, `confusion_matrix_normalized.csv`).", "",
               "![confusion matrix](confusion_matrix.png)", "", "![row-normalised](confusion_matrix_normalized.png)", "",
-              "## Most confused pairs", "", "| true | predicted as | count | share of the true class |", "|---|---|---|---|"]
+              "## Most confused pairs", "", "| true | predicted as | count | share of the true class |",
+              "|---|---|---|---|"]
     lines += [f"| {p['true']} | {p['predicted']} | {p['count']} | {p['share_of_true_class']:.1%} |"
               for p in metrics["most_confused"]]
     lines += ["", "## The most confident mistakes", "",
@@ -301,7 +307,8 @@ def review_markdown(review: Optional[Review], calibrated: Optional[Calibration])
                  f"(target {review.target_accuracy:.0%}). `predict` and `serve` mark answers below it as unsure.")
     if review.chosen_on_test:
         lines.append("Chosen on these test images, the one choice made on them (retrain held no images out to "
-                     "choose it on; `retrain --calibrate` does): the accuracy above it is a slightly optimistic estimate.")
+                     "choose it on; `retrain --calibrate` does): the accuracy above it is a slightly optimistic "
+                     "estimate.")
     else:
         held = review.on_held_out
         lines.append(f"Chosen on {review.chosen_on} before the test set was seen (there {held.coverage:.1%} "

@@ -30,7 +30,8 @@ def export(model_dir: ModelDir, out: ExportDir, results_dir: str = "results", fo
     """Write `out` from the model of model_dir (its training record and evaluation, when there, go
     into the model card); record it as the newest export."""
     if out.path.exists() and any(out.path.iterdir()) and not force:
-        raise UserError(f"--out {out.path}: exists and is not empty; choose another folder or pass --force to replace it")
+        raise UserError(f"--out {out.path}: exists and is not empty; choose another folder or pass --force to "
+                        "replace it")
     model = inference_copy(load_model(model_dir.model, compile=False))  # the weights, without training state
     with atomic.staged_folder(out.path) as folder:
         staged = ExportDir(folder)
@@ -72,7 +73,8 @@ def model_card(model, model_dir: ModelDir) -> ModelCard:
         classes=tuple(CLASS_NAMES),
         input={"shape": [None, *IMAGE_SHAPE], "dtype": "float32", "range": [0.0, 1.0],
                "meaning": "grayscale, object light on a dark background, as in Fashion-MNIST"},
-        output={"shape": [None, len(CLASS_NAMES)], "meaning": "class probabilities (softmax), in the order of 'classes'"},
+        output={"shape": [None, len(CLASS_NAMES)],
+                "meaning": "class probabilities (softmax), in the order of 'classes'"},
         preprocessing=tuple(images.PREPROCESSING_STEPS),
         preprocessing_code="fashion_tune.images.to_model_input_from_bytes",
         max_input_pixels=images.MAX_PIXELS,

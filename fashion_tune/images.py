@@ -2,11 +2,12 @@
 
 Fashion-MNIST was made from clean pack-shots: trimmed to the object, the longest edge resized to
 28 pixels, sharpened, centred on a 28x28 canvas, negated (object light on dark) and converted to
-8-bit grayscale. We follow it, except the sharpening, which measurably cost accuracy here. Ordinary photos need more first: the background is modelled as a smooth surface
-(uneven light, vignetting, off-white or coloured), the object is what differs from it by more
-than noise, thin frames and specks are dropped, a tilt of up to 20 degrees is undone, and the
-object's contrast is measured against the local background, so a garment in a dim corner looks
-as it would in even light. This is the one implementation: `predict`, the web service and the
+8-bit grayscale. We follow it, except the sharpening, which measurably cost accuracy here.
+Ordinary photos need more first: the background is modelled as a smooth surface (uneven light,
+vignetting, off-white or coloured), the object is what differs from it by more than noise, thin
+frames and specks are dropped, a tilt of up to 20 degrees is undone, and the object's contrast
+is measured against the local background, so a garment in a dim corner looks as it would in even
+light. This is the one implementation: `predict`, the web service and the
 robustness tiers of `evaluate` all call to_model_input_from_bytes.
 """
 
@@ -336,7 +337,6 @@ def _upright(intensity: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nd
     tightest, when it is clearly tighter than upright's (pack-shots stand upright; shoes too have
     an upright box though their long axis slopes)."""
     from PIL import Image
-
     from scipy import ndimage
 
     rows, cols = np.nonzero(mask & ~ndimage.binary_erosion(mask))  # the outline decides the box

@@ -89,7 +89,8 @@ def _plots(stored, folder: Path, fanova_seed: int, with_importances: bool) -> di
     for title, name in FIGURES.items():
         if name == "param_importances" and not with_importances:
             continue
-        kwargs = {"evaluator": optuna.importance.FanovaImportanceEvaluator(seed=fanova_seed)} if name == "param_importances" else {}
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=fanova_seed)
+        kwargs = {"evaluator": evaluator} if name == "param_importances" else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental, every call
             drawn = getattr(plots, f"plot_{name}")(stored, **kwargs)
@@ -107,16 +108,19 @@ def markdown(found: Optional[Insights], study: StudyDir, shown_folder: Path) -> 
     if found is None:
         return lines + ["No optuna.db in this study (it ran before studies kept their Optuna study): no importances."]
     if found.importances:
-        lines += [f"Importance of each searched hyperparameter (shares summing to 1), from the {found.completed} trials that "
-                  f"ran their full budget (of {found.total}; stopped and failed trials left out). Two of Optuna's "
-                  "evaluators: where they agree, the ranking is worth acting on.", "",
+        lines += [f"Importance of each searched hyperparameter (shares summing to 1), from the {found.completed} "
+                  f"trials that ran their full budget (of {found.total}; stopped and failed trials left out). Two of "
+                  "Optuna's evaluators: where they agree, the ranking is worth acting on.", "",
                   "| hyperparameter | " + " | ".join(EVALUATORS) + " |", "|---|" + "---|" * len(EVALUATORS)]
         lines += [f"| {p} | " + " | ".join(f"{found.importances[e].get(p, 0.0):.2f}" for e in EVALUATORS) + " |"
                   for p in found.ranked()]
     else:
         lines.append(f"No importances: {found.why_no_importances}.")
     if found.figures:
-        links = " · ".join(f"[{title}]({path.relative_to(study.path).as_posix()})" for title, path in found.figures.items())
+        links = " · ".join(f"[{title}]({path.relative_to(study.path).as_posix()})"
+                           for title, path in found.figures.items())
         lines += ["", f"Optuna's plots: {links}"]
-    lines += ["", f"The whole study in Optuna's dashboard: `optuna-dashboard sqlite:///{shown_folder / study.optuna_db.name}`"]
+    lines += ["",
+              "The whole study in Optuna's dashboard: "
+              f"`optuna-dashboard sqlite:///{shown_folder / study.optuna_db.name}`"]
     return lines

@@ -79,7 +79,8 @@ def _conv_block(x, params: TrainParams, block: int):
 
     filters, shortcut = params.block_filters(block), x
     for conv in range(params.convs_per_block):
-        x = _conv_bn(x, params, filters, params.kernel_size, f"block{block + 1}_conv{conv + 1}", f"block{block + 1}_bn{conv + 1}")
+        x = _conv_bn(x, params, filters, params.kernel_size, f"block{block + 1}_conv{conv + 1}",
+                     f"block{block + 1}_bn{conv + 1}")
         if not (params.residual and conv == params.convs_per_block - 1):
             x = layers.Activation("relu")(x)
     if not params.residual:
@@ -250,5 +251,6 @@ def load_model(path: Path, compile: bool = True):
     try:
         model = keras.models.load_model(path, safe_mode=True, compile=compile)
     except Exception as e:  # Keras raises several types for a bad file; the user needs one line
-        raise UserError(f"{path}: cannot load it as a Keras model ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        why = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+        raise UserError(f"{path}: cannot load it as a Keras model ({why})") from None
     return with_training_state(model) if model.compiled else model  # trained on or evaluated, so its state too

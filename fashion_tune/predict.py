@@ -92,7 +92,8 @@ def format_text(predictions: list[Prediction], k: int) -> tuple[list[str], list[
             continue
         line = f"{p.file}: " + ", ".join(f"{name} {prob:.1%}" for name, prob in p.top(k))
         if p.answer["unsure"]:
-            line += f"  [unsure: below the model's review threshold of {p.answer['unsure_below']:.0%}; have a person check]"
+            line += (f"  [unsure: below the model's review threshold of {p.answer['unsure_below']:.0%}; "
+                     "have a person check]")
         out.append(line)
     return out, err
 

@@ -276,7 +276,8 @@ def _overview(study: StudyRecord, space: SearchSpace, trials: list[TrialRecord],
     scheduler = SCHEDULERS.get(study.settings.scheduler)
     stopper = f" by {scheduler}" if scheduler else ""
     wall = study.wall_s
-    status = "finished" if finished else f"not finished (interrupted or still running): resume with `--resume {study.name}`"
+    status = ("finished" if finished
+              else f"not finished (interrupted or still running): resume with `--resume {study.name}`")
     if study.cut_by_time_budget is not None:
         status += f", when its time budget of {study.settings.time_budget_min:g} min was spent"
     lines = [
@@ -290,7 +291,8 @@ def _overview(study: StudyRecord, space: SearchSpace, trials: list[TrialRecord],
         f"- Trials: {len(trials)} — {counts[COMPLETED]} completed, {counts[STOPPED]} stopped early{stopper}, "
         + (f"{counts[CUT]} {CUT}, " if counts[CUT] else "")
         + f"{counts[FAILED]} failed" + (f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""),
-        f"- Trial-epochs trained: {sum(t.epochs for t in trials)} (of {len(trials) * space.max_epochs} without early stopping)",
+        f"- Trial-epochs trained: {sum(t.epochs for t in trials)} "
+        f"(of {len(trials) * space.max_epochs} without early stopping)",
         f"- Ray nodes that ran trials: {len({n for t in trials for n in t.nodes})}" + _node_runs(study),
     ]
     recovered = [t for t in trials if t.failures and t.status != FAILED]
@@ -298,7 +300,8 @@ def _overview(study: StudyRecord, space: SearchSpace, trials: list[TrialRecord],
         lines.append(f"- Recovered from crashes (retried from their checkpoints): {len(recovered)} trials, "
                      f"{sum(t.failures for t in recovered)} crashes")
     if best is not None:
-        lines.append(f"- Best {space.metric}: **{best.best_value:.4f}** (trial `{best.trial_id}`, epoch {best.best_epoch})")
+        lines.append(f"- Best {space.metric}: **{best.best_value:.4f}** (trial `{best.trial_id}`, epoch "
+                     f"{best.best_epoch})")
     return lines
 
 
@@ -321,7 +324,8 @@ def _best_configuration(space: SearchSpace, best: TrialRecord) -> list[str]:
 
 def _progress_table(metric: str, progress: list[Progress]) -> list[str]:
     """Each new best as the search went on; nothing when no trial reported a value."""
-    improvements = [p for i, p in enumerate(progress) if p.best is not None and (i == 0 or p.best != progress[i - 1].best)]
+    improvements = [p for i, p in enumerate(progress)
+                    if p.best is not None and (i == 0 or p.best != progress[i - 1].best)]
     if not improvements:
         return []
     lines = ["", f"## Best {metric} as the search went on", "",
@@ -332,7 +336,7 @@ def _progress_table(metric: str, progress: list[Progress]) -> list[str]:
 
 def _leaderboard_table(space: SearchSpace, trials: list[TrialRecord]) -> list[str]:
     lines = ["", "## Leaderboard (top 10; all trials in leaderboard.csv)", "",
-             "| rank | trial | status | epochs | " + space.metric + " | " + " | ".join(p.name for p in space.params) + " |",
+             f"| rank | trial | status | epochs | {space.metric} | " + " | ".join(p.name for p in space.params) + " |",
              "|" + "---|" * (5 + len(space.params))]
     for rank, t in enumerate(trials[:10], 1):
         value = f"{t.best_value:.4f}" if t.best_value is not None else "—"

@@ -116,7 +116,9 @@ def render_off_centre(image: np.ndarray, rng) -> bytes:
 def render_light_on_dark(image: np.ndarray, rng) -> bytes:
     side = int(rng.integers(200, 401))
     coverage = _centred(_coverage(image, round(side * rng.uniform(0.65, 0.9))), side)
-    photo = _paint(coverage, _hsv(rng, saturation=(0.0, 0.5), value=(0.0, 0.2)), _hsv(rng, saturation=(0.0, 0.4), value=(0.75, 1.0)))
+    dark = _hsv(rng, saturation=(0.0, 0.5), value=(0.0, 0.2))
+    light = _hsv(rng, saturation=(0.0, 0.4), value=(0.75, 1.0))
+    photo = _paint(coverage, dark, light)
     photo = photo + rng.normal(0, 0.01, photo.shape).astype(np.float32)
     return _jpeg(photo, int(rng.integers(75, 96)))
 
@@ -197,7 +199,8 @@ def process_pool(workers: int | None = None):
     return ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
 
 
-def measure(model, images: np.ndarray, labels: np.ndarray, count: int, seed: int = 0, workers: int | None = None) -> dict:
+def measure(model, images: np.ndarray, labels: np.ndarray, count: int, seed: int = 0,
+            workers: int | None = None) -> dict:
     """Accuracy of `model` under every tier on the first `count` test images (all when count >=
     len(images)): {"images", "seed", "raw_accuracy", "tiers": {name: {...}}}; and the examples."""
     from fashion_tune import batches

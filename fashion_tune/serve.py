@@ -29,7 +29,8 @@ through the model in one call (Ray Serve's @serve.batch); a multi-file request c
 once itself.
 """
 
-
+# No `from __future__ import annotations` here, unlike the other modules: FastAPI reads the routes'
+# annotations (request: Request) at run time, and Request is imported inside build_app.
 import errno
 import logging
 import signal
@@ -40,9 +41,9 @@ from typing import Optional
 import numpy as np
 
 from fashion_tune import images, ray_start
+from fashion_tune.classifier import ExportedModel
 from fashion_tune.errors import UserError
 from fashion_tune.layout import ExportDir
-from fashion_tune.classifier import ExportedModel
 
 log = logging.getLogger(__name__)
 

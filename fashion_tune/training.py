@@ -134,7 +134,8 @@ def _early_stopping(patience: int, backup_dir: Optional[Path]):
     class EarlyStopping(keras.callbacks.EarlyStopping):
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs)
-            losses = [float(row["val_loss"]) for _, row in sorted(_backup_rows(backup_dir).items())] if backup_dir else []
+            rows = sorted(_backup_rows(backup_dir).items()) if backup_dir else []
+            losses = [float(row["val_loss"]) for _, row in rows]
             if not losses:
                 return
             best_epoch = int(np.argmin(losses))

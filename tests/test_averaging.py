@@ -88,7 +88,8 @@ def test_the_saved_model_of_an_augmented_model_serves_without_augmenting(members
     for _ in range(3):
         assert np.allclose(served.serve(tf.constant(x)).numpy(), members[0].predict(x, verbose=0), atol=1e-5)
     # Each weight stored once (ExportArchive.track stored Keras's variables beside the endpoint's: twice the size).
-    stored = sum(int(np.prod(shape)) for _, shape in tf.train.list_variables(str(tmp_path / "saved_model" / "variables" / "variables")))
+    variables = tf.train.list_variables(str(tmp_path / "saved_model" / "variables" / "variables"))
+    stored = sum(int(np.prod(shape)) for _, shape in variables)
     assert members[0].count_params() <= stored < 1.01 * members[0].count_params() + 10
 
 

@@ -16,7 +16,8 @@ def test_calibration_error_and_review_threshold_of_known_cases():
     assert calibration.expected_calibration_error(confidence, overconfident)["ece"] == pytest.approx(0.15, abs=0.01)
     review = calibration.review_thresholds(confidence, calibrated, chosen_on="these images")["review"]
     assert review.accuracy >= 0.98 and review.threshold >= 0.95 and review.chosen_on == "these images"
-    assert calibration.accepted_at(1.01, confidence, calibrated) == {"threshold": 1.01, "coverage": 0.0, "accuracy": None}
+    assert calibration.accepted_at(1.01, confidence, calibrated) == {"threshold": 1.01, "coverage": 0.0,
+                                                                     "accuracy": None}
 
 
 def softmax(z):

@@ -67,7 +67,8 @@ def test_bad_data_dir_writes_no_study(tmp_path, capsys):
         (["--name", "../escape"], "argument --name: '../escape' must use only letters"),
         (["--connect-timeout", "0"], "argument --connect-timeout: 0 must be > 0"),
         (["--cpus-per-trial", "64"], "--cpus-per-trial is 64, but this machine offers Ray"),
-        (["--scheduler", "sha"], "argument --scheduler: invalid choice: 'sha' (choose from 'asha', 'halving', 'hyperband', 'none')"),
+        (["--scheduler", "sha"],
+         "argument --scheduler: invalid choice: 'sha' (choose from 'asha', 'halving', 'hyperband', 'none')"),
         # smoke.yaml sets max_concurrent: a paused trial would hold its slot for ever.
         (["--scheduler", "halving"], f"{SPACES / 'smoke.yaml'}: search.max_concurrent is 2, but --scheduler halving "
                                      "pauses trials"),
@@ -127,7 +128,8 @@ def test_a_cluster_address_that_never_answers_gives_up_after_the_connect_timeout
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         port = listener.getsockname()[1]
-        line, seconds, stderr_lines = _unreachable_search(tmp_path, fashion_dir, f"127.0.0.1:{port}", "--connect-timeout", "3")
+        line, seconds, stderr_lines = _unreachable_search(tmp_path, fashion_dir, f"127.0.0.1:{port}",
+                                                          "--connect-timeout", "3")
     assert f"the Ray cluster at --address 127.0.0.1:{port} did not let Ray join within 3 s" in line
     assert stderr_lines == 1  # and no warning from Ray's C++ client every second meanwhile
     assert seconds < 25, seconds
@@ -194,7 +196,8 @@ def test_retrain_settings_that_cannot_work_are_refused_before_any_data(tmp_path,
 CHANGED = {
     "space": "quick", "name": "round-trip", "results_dir": "/tmp/studies", "num_samples": 7, "max_concurrent": 2,
     "cpus_per_trial": 0.5, "gpus_per_trial": 0.25, "grace_period": 2, "reduction_factor": 4, "searcher": "random",
-    "scheduler": "none", "tpe_startup_trials": 3, "max_failures": 1, "time_budget_min": 34.5, "seed": 9, "mixed_precision": True,
+    "scheduler": "none", "tpe_startup_trials": 3, "max_failures": 1, "time_budget_min": 34.5, "seed": 9,
+    "mixed_precision": True,
     "jit_compile": True, "address": "ray://head:10001", "connect_timeout": 5.0,
 }
 CHANGED_DATA = {"data_dir": "/data/fashion mnist", "subset": 500, "val_fraction": 0.2}

@@ -39,7 +39,8 @@ def test_bad_values_name_field_value_and_rule(field, value, message):
 def test_from_config_coerces_numpy_and_rejects_unknown_keys():
     import numpy as np
 
-    params = TrainParams.from_config({"filters": np.int64(16), "learning_rate": np.float64(0.01), "batch_norm": np.bool_(False)})
+    params = TrainParams.from_config({"filters": np.int64(16), "learning_rate": np.float64(0.01),
+                                      "batch_norm": np.bool_(False)})
     assert (params.filters, params.learning_rate, params.batch_norm) == (16, 0.01, False)
     assert type(params.filters) is int and type(params.batch_norm) is bool
     with pytest.raises(ConfigError, match="unknown TrainParams key 'filtres'"):
@@ -80,7 +81,8 @@ def test_augmentation_is_off_unless_asked_for_and_old_configs_still_load():
     reference = json.loads((ROOT / "tests" / "data" / "reference_2026-11-21.json").read_text())["params"]
     params = TrainParams.from_config(reference)
     assert params.augment is True
-    assert (params.rotation, params.zoom, params.translation, params.contrast, params.brightness, params.erasing) == (0,) * 6
+    assert (params.rotation, params.zoom, params.translation, params.contrast, params.brightness,
+            params.erasing) == (0,) * 6
     assert {"rotation", "zoom", "translation", "contrast", "brightness", "erasing"} <= set(params.to_dict())
 
 

@@ -92,7 +92,8 @@ def test_corrupted_file_gives_checksum_error(fashion_dir, tmp_path):
     raw = bytearray(target.read_bytes())
     raw[100] ^= 0xFF
     target.write_bytes(bytes(raw))
-    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte\.gz: checksum mismatch .*delete it and download it again"):
+    with pytest.raises(DataError,
+                       match=r"train-labels-idx1-ubyte\.gz: checksum mismatch .*delete it and download it again"):
         data.load(str(folder))
 
 
@@ -139,7 +140,8 @@ def test_download_rejects_a_corrupt_mirror_and_leaves_nothing(fashion_dir, mirro
     (root / "train-labels-idx1-ubyte.gz").write_bytes(b"tampered")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv(data.ENV_VAR, raising=False)
-    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte\.gz .*checksum mismatch.*--data-dir or set FASHION_TUNE_DATA"):
+    with pytest.raises(DataError,
+                       match=r"train-labels-idx1-ubyte\.gz .*checksum mismatch.*--data-dir or set FASHION_TUNE_DATA"):
         data.locate(mirrors=[url])
     cache = tmp_path / "keras" / "datasets" / "fashion-mnist"
     assert not list(cache.glob("*.part")) and not (cache / "train-labels-idx1-ubyte.gz").exists()

@@ -47,7 +47,8 @@ def trial_rows(study):
 def start_search(space, study_args, *extra):
     """`search` in a session of its own: the local Ray it starts (GCS, raylet, trial workers) shares
     that session id, so the test can end exactly those processes, and no other Ray on the machine."""
-    return subprocess.Popen([sys.executable, "-m", "fashion_tune", "search", "--space", str(space), *map(str, study_args),
+    return subprocess.Popen([sys.executable, "-m", "fashion_tune", "search", "--space", str(space), *map(str,
+                                                                                                         study_args),
                              *map(str, extra)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
@@ -219,7 +220,8 @@ def test_a_study_submitted_as_a_ray_job_to_a_token_protected_head(tmp_path, fash
                                 cwd=ROOT, env=no_token, capture_output=True, text=True, timeout=120)
         last = joined.stderr.strip().splitlines()[-1]
         assert joined.returncode == 2 and last.startswith(
-            f"fashion-tune: error: the Ray cluster at --address 127.0.0.1:{gcs_port} did not let Ray join within 5 s"), last
+            f"fashion-tune: error: the Ray cluster at --address 127.0.0.1:{gcs_port} did not let Ray join within 5 s"
+        ), last
         assert "export RAY_AUTH_MODE=token" in last
         assert not results.exists()
         done = submit(token_env)

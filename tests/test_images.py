@@ -3,8 +3,8 @@
 The measure: Pearson correlation between the 28x28 model input and the original test image,
 the best over shifts of up to one pixel (centring an odd-sized object is a coin toss of half a
 pixel, and fine checks and stripes decorrelate under it), over the first IMAGES test images.
-Every condition must stay close on average and never fall apart on a single image. What is not a usable image, or shows no
-garment, gets one line naming the file.
+Every condition must stay close on average and never fall apart on a single image. What is not a
+usable image, or shows no garment, gets one line naming the file.
 """
 
 import io
@@ -103,7 +103,8 @@ def test_each_photo_condition_gives_the_original_back(originals, condition):
     scores = [correlation(images.to_model_input_from_bytes(render(o, i), condition), o)
               for i, o in enumerate(originals)]
     assert np.mean(scores) >= MEAN_AT_LEAST and min(scores) >= EACH_AT_LEAST, (
-        f"{condition}: mean correlation {np.mean(scores):.3f}, worst {min(scores):.3f} (image {int(np.argmin(scores))})")
+        f"{condition}: mean correlation {np.mean(scores):.3f}, worst {min(scores):.3f} "
+        f"(image {int(np.argmin(scores))})")
 
 
 def test_uneven_light_keeps_the_garment_large_and_the_background_black(originals):

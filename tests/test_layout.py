@@ -53,7 +53,8 @@ def test_a_trained_model_is_a_study_s_or_a_file_s(tmp_path):
     model = tmp_path / "mine.keras"
     model.write_bytes(b"")
     given = layout.trained_model(None, str(model), str(tmp_path))
-    assert (given.model, given.record, given.evaluation.path) == (model, tmp_path / "retrain.json", tmp_path / "evaluation")
+    assert (given.model, given.record, given.evaluation.path) == (model, tmp_path / "retrain.json",
+                                                                  tmp_path / "evaluation")
 
 
 def write_export(folder: Path) -> ExportDir:

@@ -51,7 +51,8 @@ def test_parameter_count_of_a_small_model_is_exact():
 def test_layers_follow_the_parameters():
     from fashion_tune.model import build_model
 
-    model = build_model(TrainParams(conv_blocks=3, filters=16, filter_growth=2.0, convs_per_block=2, pooling="avg", augment=True))
+    model = build_model(TrainParams(conv_blocks=3, filters=16, filter_growth=2.0, convs_per_block=2, pooling="avg",
+                                    augment=True))
     convs = [layer for layer in model.layers if layer.name.startswith("block") and "_conv" in layer.name]
     assert [c.filters for c in convs] == [16, 16, 32, 32, 64, 64]
     assert any(layer.name == "block3_pool" and type(layer).__name__ == "AveragePooling2D" for layer in model.layers)
@@ -214,7 +215,8 @@ def test_augment_still_builds_what_the_reference_model_was_trained_with():
 
     reference = json.loads((ROOT / "tests" / "data" / "reference_2026-11-21.json").read_text())
     built = build_model(TrainParams.from_config(reference["params"]))
-    assert [layer.name for layer in built.layers[:4]] == reference["layers"] == ["image", "shift", "flip", "block1_conv1"]
+    assert [layer.name for layer in built.layers[:4]] == reference["layers"] == ["image", "shift", "flip",
+                                                                                 "block1_conv1"]
     for name, saved in reference["augmentation_layer_configs"].items():
         assert layer_config(built, name) == saved
 
@@ -267,7 +269,8 @@ def shifted(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """x moved dy pixels down and dx right, the uncovered edge black."""
     out = np.zeros_like(x)
     h, w = x.shape[:2]
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = x[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = x[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx,
+                                                                                                                  0)]
     return out
 
 
@@ -279,7 +282,8 @@ def test_padded_crops_move_each_image_by_whole_pixels_up_to_the_padding():
     cropped = np.asarray(crop(x, training=True))
     moves = []
     for before, after in zip(x, cropped):  # each image is its original shifted, not blurred
-        found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4) if np.array_equal(shifted(before, dy, dx), after)]
+        found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4) if np.array_equal(shifted(before, dy, dx),
+                                                                                          after)]
         assert found, "an image was not a whole-pixel shift of its original within 3 pixels"
         moves.append(found[0])
     assert len(set(moves)) > 10  # drawn per image, not once per batch

@@ -91,7 +91,8 @@ def test_an_interrupted_retrain_goes_on_from_its_last_finished_epoch(tmp_path, f
     assert 1 <= finished < 8 and not (out / "model.keras").exists()
 
     other = subprocess.run([*command, "--epochs", "9"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert other.returncode == 2 and "holds an unfinished retrain with other settings (epochs)" in other.stderr, other.stderr
+    assert other.returncode == 2, other.stderr
+    assert "holds an unfinished retrain with other settings (epochs)" in other.stderr, other.stderr
 
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -138,7 +139,8 @@ def test_evaluate_writes_every_figure_and_consistent_numbers(study):
     assert robust["images"] == 100 and set(robust["tiers"]) == set(robustness.TIER_NAMES)
     for name, tier in robust["tiers"].items():
         assert 0.3 < tier["accuracy"] <= 1 and tier["drop"] == pytest.approx(robust["raw_accuracy"] - tier["accuracy"])
-        assert f"| {name} |" in report and f"(robustness_{name}.png)" in report and (out / f"robustness_{name}.png").is_file()
+        assert f"| {name} |" in report and f"(robustness_{name}.png)" in report
+        assert (out / f"robustness_{name}.png").is_file()
         assert f"robustness/{name}" in tags and f"evaluation/robustness_{name}" in tags
 
 
@@ -161,7 +163,8 @@ def test_export_reloads_to_the_same_predictions(study, tmp_path, fashion_dir, ca
     assert card["test_metrics"]["accuracy"] == metrics["accuracy"]
     assert card["config"]["filters"] == 8 and card["input"]["shape"] == [None, 28, 28, 1]
     assert card["training_data"]["checksums"] and card["libraries"]["tensorflow"]
-    assert card["training"]["calibration"]["temperature"] > 0 and "temperature-scaled" in (out / "model_card.md").read_text()
+    assert card["training"]["calibration"]["temperature"] > 0
+    assert "temperature-scaled" in (out / "model_card.md").read_text()
     assert "## Input and preprocessing" in (out / "model_card.md").read_text()
     assert (results / "LATEST_EXPORT").read_text().strip() == str(out.resolve())
     # A second export to the same folder is refused rather than overwriting it.
@@ -223,7 +226,8 @@ def test_predict_classifies_files_and_folders_and_reports_broken_ones(study, tmp
         p = by_file[name]
         assert len(p["top"]) == 2 and sum(p["probabilities"].values()) == pytest.approx(1, abs=1e-4)
     # text output: one line a classified file on stdout, one error line on stderr
-    main(["predict", str(photos / "plain.png"), str(photos / "broken.jpg"), "--model", str(folder / "retrain" / "model.keras")])
+    main(["predict", str(photos / "plain.png"), str(photos / "broken.jpg"), "--model",
+          str(folder / "retrain" / "model.keras")])
     captured = capsys.readouterr()
     assert captured.out.startswith(f"{photos / 'plain.png'}: ") and len(captured.out.splitlines()) == 1
     assert captured.err.strip().splitlines() == [captured.err.strip()] and "broken.jpg" in captured.err
@@ -247,7 +251,8 @@ def test_predict_uses_the_committed_reference_model_before_any_export(tmp_path, 
 def test_baselines_compare_presets_with_the_study(study, tmp_path, fashion_dir):
     results, _ = study
     out = tmp_path / "baselines"
-    assert main(["baselines", "--epochs", "1", "--subset", "1000", "--out", str(out), "--study", "s", "--robustness-images", "0",
+    assert main(["baselines", "--epochs", "1", "--subset", "1000", "--out", str(out), "--study", "s",
+                 "--robustness-images", "0",
                  "--results-dir", str(results), "--data-dir", str(fashion_dir)]) == 0
     with open(out / "baselines.csv") as f:
         rows = {r["model"]: r for r in csv.DictReader(f)}

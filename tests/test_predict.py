@@ -13,7 +13,6 @@ from PIL import Image
 from fashion_tune.cli import main
 
 
-
 @pytest.fixture
 def export(unsure_bag_export):
     return unsure_bag_export
@@ -33,7 +32,8 @@ def photos(tmp_path):
 def test_no_garment_is_an_error_line_and_unsure_answers_are_marked(export, photos, capsys):
     assert main(["predict", str(photos), "--model", str(export.path)]) == 1  # one file could not be classified
     out, err = capsys.readouterr()
-    assert out.startswith(f"{photos / 'bag.jpg'}: Bag 70.0%") and "[unsure: below the model's review threshold of 80%" in out
+    assert out.startswith(f"{photos / 'bag.jpg'}: Bag 70.0%")
+    assert "[unsure: below the model's review threshold of 80%" in out
     assert err.strip().endswith(f"fashion-tune: error: {photos / 'blank.png'}: no garment found (the image is blank, "
                                 "uniform or noise)")
 

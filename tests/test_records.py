@@ -8,8 +8,7 @@ import pytest
 
 from fashion_tune.config import DataSettings, SearchSettings
 from fashion_tune.errors import UserError
-from fashion_tune.records import (CHOSEN_ON_TEST, Calibration, ModelCard, RetrainRecord, Review, SpaceRef,
-                                  StudyRecord)
+from fashion_tune.records import CHOSEN_ON_TEST, Calibration, ModelCard, RetrainRecord, Review, SpaceRef, StudyRecord
 from tests.conftest import ROOT
 
 T0 = 1_800_000_000.0

@@ -61,7 +61,8 @@ def make_study(tmp_path):
         write_trial(study, "short", {"learning_rate": 5e-3, "filters": 16}, [(0.60, 1.1)], start=10)
         write_trial(study, "nan", {"learning_rate": 9.9e-3, "filters": 64}, [(0.10, 2.3)], failed_at=[20], start=15)
         # crashed after epoch 1, retried from its checkpoint, and ran on to its budget
-        write_trial(study, "healed", {"learning_rate": 1.05e-4, "filters": 64}, [(0.65, 1.0), (0.75, 0.7), (0.90, 0.55)],
+        write_trial(study, "healed", {"learning_rate": 1.05e-4, "filters": 64}, [(0.65, 1.0), (0.75, 0.7), (0.90,
+                                                                                                            0.55)],
                     failed_at=[32], start=30)
         return study
 
@@ -151,7 +152,8 @@ def test_a_resumed_studys_node_count_says_each_run_names_its_nodes_anew(make_stu
     study.record.write_text(json.dumps({**record, "runs": [[STARTED, STARTED + 20], [STARTED + 30, STARTED + 60]]}))
     trial = study.path / "trial_healed" / "result.json"
     rows = [json.loads(line) for line in trial.read_text().splitlines()]
-    trial.write_text("".join(json.dumps({**r, "node_id": "node-b" if i else r["node_id"]}) + "\n" for i, r in enumerate(rows)))
+    trial.write_text("".join(json.dumps({**r, "node_id": "node-b" if i else r["node_id"]}) + "\n"
+                             for i, r in enumerate(rows)))
     results.write_reports(study)
     assert ("- Ray nodes that ran trials: 2 (over 2 runs of the search: each run's Ray names its nodes anew)"
             in study.summary.read_text())

@@ -12,10 +12,20 @@ import time
 import pytest
 
 from tests.conftest import ROOT
-from tests.test_search import (assert_epochs_intact, assert_optuna_study_matches_leaderboard, read_leaderboard,
-                               run_cli, without_concurrency_limit)
+from tests.test_search import (
+    assert_epochs_intact,
+    assert_optuna_study_matches_leaderboard,
+    read_leaderboard,
+    run_cli,
+    without_concurrency_limit,
+)
 
 pytestmark = pytest.mark.slow
+
+
+def reported_epochs(study) -> int:
+    """Epochs every trial of the study has reported so far (lines of their result.json)."""
+    return sum(len(f.read_text().splitlines()) for f in study.glob("trial_*/result.json"))
 
 
 def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, write_space):
@@ -42,7 +52,8 @@ def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, 
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-3000:]
     assert "--resume cut" in err and "Tuner.restore" not in err and "Stop signal received" not in err
-    assert "Failed to fetch metrics" not in err  # a trial caught before its first epoch: the leaderboard says unfinished
+    # a trial caught before its first epoch: the leaderboard says unfinished
+    assert "Failed to fetch metrics" not in err
     assert "fashion_tune: interrupted: saving the study's state for --resume cut" in err
     # The count names the trials that ran their one epoch, not those Tune cut short.
     ended = sum(1 for f in study.glob("trial_*/result.json") if f.read_text().strip())
@@ -124,7 +135,7 @@ def test_an_interrupted_halving_study_resumes_to_its_end(tmp_path, fashion_dir, 
          "--scheduler", "halving"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300  # interrupt once some trials wait at the first rung and others have ended
-    while time.time() < deadline and sum(len(f.read_text().splitlines()) for f in study.glob("trial_*/result.json")) < 5:
+    while time.time() < deadline and reported_epochs(study) < 5:
         time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=300)
@@ -162,7 +173,7 @@ def test_a_study_begun_before_the_search_wing_resumes_after_it(tmp_path, fashion
          "--scheduler", "halving"],
         cwd=old, env={**os.environ, "PYTHONPATH": str(old)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline and sum(len(f.read_text().splitlines()) for f in study.glob("trial_*/result.json")) < 3:
+    while time.time() < deadline and reported_epochs(study) < 3:
         time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=300)

@@ -56,4 +56,5 @@ def test_tier_inputs_are_the_same_with_worker_processes(originals):
         pooled, missing_pooled = robustness.tier_inputs(1, originals, seed=0, pool=pool)
     finally:
         pool.shutdown()
-    assert alone.shape == (12, 28, 28, 1) and np.array_equal(alone, pooled) and np.array_equal(missing_alone, missing_pooled)
+    assert alone.shape == (12, 28, 28, 1) and np.array_equal(alone, pooled) and np.array_equal(missing_alone,
+                                                                                               missing_pooled)

@@ -194,7 +194,8 @@ def test_the_top_trials_retrain_into_one_flip_averaged_ensemble_that_ships(smoke
     assert np.allclose(model.predict(x, verbose=0), model.predict(x[:, :, ::-1], verbose=0), atol=1e-6)
     # evaluate (as export, predict and serve) loads it as any model; its SavedModel: test_averaging.py
     done = run_cli("evaluate", "--model", out / "model.keras", "--data-dir", fashion_dir, "--robustness-images", 0)
-    assert done.returncode == 0 and json.loads((out / "evaluation" / "metrics.json").read_text())["accuracy"] > 0.4  # learnt (chance: 0.1)
+    # learnt (chance: 0.1)
+    assert done.returncode == 0 and json.loads((out / "evaluation" / "metrics.json").read_text())["accuracy"] > 0.4
 
 
 def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):
@@ -231,8 +232,10 @@ def test_tensorboard_events_hold_each_trials_curves_and_hparams(smoke):
                           "ran_full_budget"}
     assert {n for n, info in infos.items() if info.differs} == {"learning_rate", "conv_blocks", "filters", "batch_norm",
                                                                  "optimizer"}
-    assert (infos["epochs_trained"].domain_interval.min_value, infos["epochs_trained"].domain_interval.max_value) == (1, 3)
-    assert (infos["learning_rate"].domain_interval.min_value, infos["learning_rate"].domain_interval.max_value) == (1e-4, 1e-2)
+    assert (infos["epochs_trained"].domain_interval.min_value,
+            infos["epochs_trained"].domain_interval.max_value) == (1, 3)
+    assert (infos["learning_rate"].domain_interval.min_value,
+            infos["learning_rate"].domain_interval.max_value) == (1e-4, 1e-2)
     assert [v.number_value for v in infos["filters"].domain_discrete.values] == [8, 16]
     assert {m.name.tag for m in experiment.metric_infos} == set(METRICS)
 

@@ -32,7 +32,8 @@ def exported(tmp_path_factory, fashion_dir):
     (results / "s").mkdir()
     params = {"conv_blocks": 1, "filters": 8, "dense_units": 32, "batch_size": 64, "epochs": 2, "learning_rate": 3e-3}
     (results / "s" / "best_config.json").write_text(json.dumps({"study": "s", "params": params}))
-    for argv in (["retrain", "--study", "s", "--subset", "3000"], ["evaluate", "--study", "s", "--robustness-images", "0"]):
+    for argv in (["retrain", "--study", "s", "--subset", "3000"], ["evaluate", "--study", "s", "--robustness-images",
+                                                                   "0"]):
         assert main([*argv, "--results-dir", str(results), "--data-dir", str(fashion_dir)]) == 0
     assert main(["export", "--study", "s", "--results-dir", str(results), "--out", str(results / "export")]) == 0
     return results / "export"
@@ -156,7 +157,8 @@ def huge_png() -> bytes:
     ("over the size limit", dict(data=b"\0" * 1_200_000, headers={"Content-Type": "image/png"}), 413, "over the limit"),
     ("over the limit, multipart", dict(files={"file": ("big.png", b"\0" * 1_200_000)}), 413, "over the limit"),
     ("just under the limit, multipart", dict(files={"file": ("big.png", b"\0" * 1_000_000)}), 400, "not an image"),
-    ("decompression bomb", dict(data=bomb_png(), headers={"Content-Type": "image/png"}), 400, "over the limit of 40,000,000"),
+    ("decompression bomb", dict(data=bomb_png(), headers={"Content-Type": "image/png"}), 400,
+     "over the limit of 40,000,000"),
     ("a bomb past Pillow's own guard", dict(data=huge_png(), headers={"Content-Type": "image/png"}), 400,
      "more pixels than the limit of 40,000,000"),
     ("no file field", dict(files={"other": ("x.png", b"x")}), 400, "field named 'file'"),
@@ -276,7 +278,8 @@ def test_model_card_and_health(service):
 
 def chromium_or_skip():
     """Debian's chromium and chromedriver: installed here if missing (as root, as CI runs), else skip."""
-    if not (shutil.which("chromium") and shutil.which("chromedriver")) and os.geteuid() == 0 and shutil.which("apt-get"):
+    installed = shutil.which("chromium") and shutil.which("chromedriver")
+    if not installed and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], env=env, capture_output=True)
@@ -302,7 +305,8 @@ def test_the_page_classifies_an_uploaded_photo_in_a_real_browser(service, photos
         assert "What is this product?" in browser.page_source
         browser.find_element(By.ID, "files").send_keys(str(photos / "photo.jpg"))
         category = WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".result .category"))
-        expected = requests.post(f"{service}/v1/classify", files={"file": ("photo.jpg", (photos / "photo.jpg").read_bytes())}).json()
+        expected = requests.post(f"{service}/v1/classify", files={"file": ("photo.jpg",
+                                                                           (photos / "photo.jpg").read_bytes())}).json()
         assert category[0].text == f"{expected['category']} {100 * expected['probability']:.1f}%"
         assert len(browser.find_elements(By.CSS_SELECTOR, ".result .bar")) == 10
         assert browser.find_element(By.CSS_SELECTOR, ".result img").get_attribute("alt") == "photo.jpg"

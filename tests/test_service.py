@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion_tune.data import CLASS_NAMES
 from fashion_tune.classifier import DEFAULT_UNSURE_BELOW
+from fashion_tune.data import CLASS_NAMES
 from fashion_tune.serve import ModelService, RequestError, flag
-
 
 
 @pytest.fixture
@@ -57,7 +56,8 @@ def test_classify_answers_with_the_card_s_review_threshold(export):
 def test_without_a_card_the_default_threshold_applies(export):
     export.card_json.unlink()
     service = ModelService(export)
-    assert service.exported.unsure_below == DEFAULT_UNSURE_BELOW and service.exported.card_json()["classes"] == list(CLASS_NAMES)
+    assert service.exported.unsure_below == DEFAULT_UNSURE_BELOW
+    assert service.exported.card_json()["classes"] == list(CLASS_NAMES)
     assert classify(service, "bag.png", a_photo())["unsure"] is False  # 0.7 >= 0.5
 
 

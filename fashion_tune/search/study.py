@@ -20,8 +20,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from fashion_tune import atomic, data, layout, ray_start, results
-from fashion_tune.config import (PAUSING_SCHEDULERS, SCHEDULERS, DataSettings, SearchSettings, TrainParams, flag_of,
-                                 xla_conflict)
+from fashion_tune.config import (
+    PAUSING_SCHEDULERS,
+    SCHEDULERS,
+    DataSettings,
+    SearchSettings,
+    TrainParams,
+    flag_of,
+    xla_conflict,
+)
 from fashion_tune.errors import Interrupted, UserError
 from fashion_tune.layout import StudyDir
 from fashion_tune.records import SpaceRef, StudyRecord
@@ -146,11 +153,12 @@ def _check_budget(settings: SearchSettings, space: SearchSpace, flags: Mapping[s
     if settings.scheduler in PAUSING_SCHEDULERS and settings.max_concurrent:
         # Tune's concurrency limit counts a paused trial as running: a bracket waiting for its peers
         # would wait for trials that are never started.
-        where = "--max-concurrent" if flags.get("max_concurrent") is not None else f"{space.path}: search.max_concurrent"
+        given = flags.get("max_concurrent") is not None
+        where = "--max-concurrent" if given else f"{space.path}: search.max_concurrent"
         raise UserError(
-            f"{where} is {settings.max_concurrent}, but --scheduler {settings.scheduler} pauses trials at each rung until "
-            "their peers arrive, and a paused trial counts as running: leave max_concurrent unset (trials at once "
-            "then follow --cpus-per-trial and --gpus-per-trial), or use --scheduler asha"
+            f"{where} is {settings.max_concurrent}, but --scheduler {settings.scheduler} pauses trials at each rung "
+            "until their peers arrive, and a paused trial counts as running: leave max_concurrent unset (trials at "
+            "once then follow --cpus-per-trial and --gpus-per-trial), or use --scheduler asha"
         )
     if settings.grace_period > space.max_epochs:
         where = "--grace-period" if flags.get("grace_period") is not None else f"{space.path}: search.grace_period"
@@ -356,7 +364,8 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
 # module path. A study begun before they moved into this package (fashion_tune 0.1.0 before
 # 2026-12-06) names their old paths: resuming it maps each onto its module here first.
 MOVED = {f"fashion_tune.{name}": f"fashion_tune.search.{name}"
-         for name in ("trainable", "searcher", "schedulers", "time_budget", "progress", "trial_events", "trial_records")}
+         for name in ("trainable", "searcher", "schedulers", "time_budget", "progress", "trial_events",
+                      "trial_records")}
 
 
 def map_moved_modules() -> None:

@@ -48,7 +48,8 @@ def train_trial(config: dict, splits: Splits) -> None:
     configure_tensorflow(threads=max(1, round(cpus)))
     import keras
 
-    keras.backend.clear_session(free_memory=True)  # the previous trial's model, graphs and layer names, in a reused process
+    # the previous trial's model, graphs and layer names, in a reused process
+    keras.backend.clear_session(free_memory=True)
     model, first_epoch = _restore_or_build(params, len(splits.y_train))
     model.fit(
         **batches.for_fit(splits.x_train, splits.y_train, params.batch_size, splits.validation),

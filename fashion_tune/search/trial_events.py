@@ -43,7 +43,8 @@ class TrialScalars(TBXLoggerCallback):
         """The trial's HParams session (its values and last metrics), without an experiment of its own."""
         from tensorboardX.summary import hparams
 
-        values = {k: v for k, v in flatten_dict(trial.evaluated_params).items() if isinstance(v, (bool, int, float, str))}
+        values = {k: v for k, v in flatten_dict(trial.evaluated_params).items()
+                  if isinstance(v, (bool, int, float, str))}
         epochs = (trial.last_result or {}).get(TRAINING_ITERATION, 0)
         values.update({EPOCHS_TRAINED: epochs, RAN_FULL_BUDGET: epochs >= self.max_epochs})
         _, session_start, session_end = hparams(hparam_dict=values, metric_dict=result)

@@ -36,6 +36,8 @@ from fashion_tune.records import CHOSEN_ON_TEST, Calibration, RetrainRecord, Rev
 
 log = logging.getLogger(__name__)
 
+ROBUSTNESS_FIGURE = "robustness_"  # + the tier's name: its example strip
+
 @dataclass
 class Scores:
     """A model's answers on labelled images, and every figure derived from them: no files."""
@@ -138,7 +140,7 @@ def write_evaluation(scores: Scores, metrics: dict, out: EvaluationDir, sample_s
     out.path.mkdir(parents=True, exist_ok=True)
     figures = _figures(scores, metrics["title"], sample_seed)
     for tier, (photos, inputs, predicted) in (strips or {}).items():
-        figures[f"robustness_{tier}"] = plots.photo_strip(
+        figures[ROBUSTNESS_FIGURE + tier] = plots.photo_strip(
             photos, inputs, [CLASS_NAMES[p] for p in predicted], f"{metrics['title']}: robustness tier '{tier}' "
             "(top: the photo; bottom: what the model saw, and its answer)")
     for name, png in figures.items():
@@ -250,6 +252,8 @@ def _write_tensorboard(folder: Path, metrics: dict, figures: dict) -> None:
 
 
 def report_markdown(metrics: dict, report_text: str, calibration: Optional[Calibration] = None) -> str:
+    """report.md: the numbers and the figures (linked by their names in the evaluation folder) together."""
+    figure, table = EvaluationDir.figure_name, EvaluationDir.table_name
     review = Review.from_json(metrics["review"]) if metrics["review"] else None
     lines = [
         f"# Evaluation: {metrics['title']}",
@@ -269,18 +273,19 @@ def report_markdown(metrics: dict, report_text: str, calibration: Optional[Calib
         lines.append(f"| parameters | {metrics['parameters']:,} |")
     lines += ["", "## Per class", "", "```", report_text.rstrip(), "```", "",
               "## Confusion matrix", "", "Rows are the true class, columns the prediction "
-              "(`confusion_matrix.csv`, `confusion_matrix_normalized.csv`).", "",
-              "![confusion matrix](confusion_matrix.png)", "", "![row-normalised](confusion_matrix_normalized.png)", "",
+              f"(`{table('confusion_matrix')}`, `{table('confusion_matrix_normalized')}`).", "",
+              f"![confusion matrix]({figure('confusion_matrix')})", "",
+              f"![row-normalised]({figure('confusion_matrix_normalized')})", "",
               "## Most confused pairs", "", "| true | predicted as | count | share of the true class |",
               "|---|---|---|---|"]
     lines += [f"| {p['true']} | {p['predicted']} | {p['count']} | {p['share_of_true_class']:.1%} |"
               for p in metrics["most_confused"]]
     lines += ["", "## The most confident mistakes", "",
               "Would a person make them too? Many are ambiguous at 28x28 pixels (shirt, T-shirt, pullover, coat).", "",
-              "![misclassified](misclassified.png)", "",
+              f"![misclassified]({figure('misclassified')})", "",
               "## Certainty", "", "Class probabilities for random test images (green: true class; red: a wrong top "
-              "prediction).", "", "![certainty](certainty.png)", "",
-              "### Calibration", "", "![reliability diagram](reliability.png)", "",
+              "prediction).", "", f"![certainty]({figure('certainty')})", "",
+              "### Calibration", "", f"![reliability diagram]({figure('reliability')})", "",
               "| confidence at least | share of images | their accuracy |", "|---|---|---|"]
     for row in metrics["thresholds"]:
         acc = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "—"
@@ -330,5 +335,5 @@ def robustness_markdown(measured: Optional[dict]) -> list[str]:
         lines.append(f"| {name} | {tier['description']} | {tier['accuracy']:.4f} | {-tier['drop']:+.4f} | "
                      f"{tier['no_garment_found']} |")
     for name in measured["tiers"]:
-        lines += ["", f"![{name}](robustness_{name}.png)"]
+        lines += ["", f"![{name}]({EvaluationDir.figure_name(ROBUSTNESS_FIGURE + name)})"]
     return lines

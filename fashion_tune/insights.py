@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from fashion_tune import atomic, plots
 from fashion_tune.layout import StudyDir
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,9 @@ def analyse(study: StudyDir, name: str, seed: int) -> Optional[Insights]:
 
 
 def _plots(stored, folder: Path, fanova_seed: int, with_importances: bool) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plots.pyplot()  # matplotlib drawing to files (Agg), before Optuna's plots import it
     import optuna
-    from optuna.visualization import matplotlib as plots
+    from optuna.visualization import matplotlib as optuna_plots
 
     folder.mkdir(parents=True, exist_ok=True)
     made = {}
@@ -93,11 +91,9 @@ def _plots(stored, folder: Path, fanova_seed: int, with_importances: bool) -> di
         kwargs = {"evaluator": evaluator} if name == "param_importances" else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental, every call
-            drawn = getattr(plots, f"plot_{name}")(stored, **kwargs)
-        figure = (drawn.flat[0] if hasattr(drawn, "flat") else drawn).figure
+            drawn = getattr(optuna_plots, f"plot_{name}")(stored, **kwargs)
         path = folder / f"{name}.png"
-        figure.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(figure)
+        atomic.write_bytes(path, plots.png_bytes((drawn.flat[0] if hasattr(drawn, "flat") else drawn).figure))
         made[title] = path
     return made
 

@@ -1,4 +1,5 @@
-"""Where everything lives: the one owner of every file and folder name fashion_tune reads or writes.
+"""Where everything lives: the one owner of the file and folder names fashion_tune reads or writes
+(Tune's own, inside a trial folder, are Tune's; a study's records are records.py's to read and write).
 
     <results_dir>/
       LATEST_EXPORT            the export predict and serve use by default (written by export)
@@ -10,7 +11,8 @@
         optuna.db              the Optuna study (SQLite): trials, states, values per epoch (search/searcher.py)
         leaderboard.csv, best_config.json, summary.md          (results.py)
         insights/              hyperparameter importances and Optuna's plots (insights.py)
-        retrain/               ModelDir: model.keras, history.csv, retrain.json, tensorboard/
+        retrain/               ModelDir: model.keras, history.csv, retrain.json, tensorboard/;
+                               backup/ (BackupDir) while a retrain is unfinished
                                (an ensemble: member<i>/ with each member's history.csv, tensorboard/)
         evaluation/            EvaluationDir: metrics.json, report.md, figures, tensorboard/
         lr_find/               lr_find.csv, lr_find.png
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from fashion_tune import atomic
 from fashion_tune.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -83,11 +86,39 @@ class EvaluationDir:
     classification_report = _inside("classification_report.txt")
     tensorboard = _inside(TENSORBOARD_DIR)
 
+    @staticmethod
+    def figure_name(name: str) -> str:
+        """A figure's file name, as report.md links it (beside the report)."""
+        return f"{name}.png"
+
+    @staticmethod
+    def table_name(name: str) -> str:
+        return f"{name}.csv"
+
     def figure(self, name: str) -> Path:
-        return self.path / f"{name}.png"
+        return self.path / self.figure_name(name)
 
     def table(self, name: str) -> Path:
-        return self.path / f"{name}.csv"
+        return self.path / self.table_name(name)
+
+
+@dataclass(frozen=True)
+class BackupDir:
+    """An unfinished training's state, kept after every epoch so the same command goes on from it
+    (training.fit); removed once the model is saved (retrain.py)."""
+
+    path: Path
+    history = _inside("history.csv")  # Keras's CSVLogger rows, an epoch each
+    best_weights = _inside("best_weights.npz")  # with early stopping: the best epoch's weights
+    training_of = _inside("training.json")  # the training it is the state of (retrain checks it)
+
+    def epoch_model(self, epoch: int) -> Path:
+        """The whole model (weights and optimizer) after `epoch`."""
+        return self.path / f"epoch_{epoch}.keras"
+
+    def epoch_models(self) -> dict[int, Path]:
+        """The models the folder holds, by epoch."""
+        return {int(p.stem.split("_")[1]): p for p in self.path.glob("epoch_*.keras")}
 
 
 @dataclass(frozen=True)
@@ -98,7 +129,10 @@ class ModelDir(_ModelFolder):
     record = _inside("retrain.json")
     history = _inside("history.csv")
     tensorboard = _inside(TENSORBOARD_DIR)
-    backup = _inside("backup")  # an unfinished training's state (training.fit); removed once the model is saved
+
+    @property
+    def backup(self) -> BackupDir:
+        return BackupDir(self.path / "backup")
 
     @property
     def evaluation(self) -> EvaluationDir:
@@ -260,5 +294,5 @@ def record_latest_export(results_dir: str, export: ExportDir) -> Path:
     """Point <results_dir>/LATEST_EXPORT at `export`: predict and serve use it from now on."""
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     pointer = Path(results_dir) / LATEST_EXPORT
-    pointer.write_text(str(export.path.resolve()) + "\n")
+    atomic.write_text(pointer, str(export.path.resolve()) + "\n")
     return pointer

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
@@ -24,13 +24,13 @@ def _pyplot():
 def png_bytes(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return buffer.getvalue()
 
 
 def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], normalised: bool, title: str) -> bytes:
     """Rows: true class; columns: predicted class; each cell annotated."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 8))
     image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1 if normalised else None)
     fig.colorbar(image, ax=ax, fraction=0.046)
@@ -51,7 +51,7 @@ def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], normalised:
 
 def image_grid(images: np.ndarray, captions: Sequence[str], title: str, columns: int = 6) -> bytes:
     """A grid of 28x28 images with a caption under each."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = max(1, int(np.ceil(len(images) / columns)))
     fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.5 * rows), squeeze=False)
     for ax in axes.flat:
@@ -67,7 +67,7 @@ def photo_strip(photos: Sequence[bytes], inputs: np.ndarray, captions: Sequence[
     """Encoded photos in a row, each above the 28x28 model input made of it and a caption."""
     from PIL import Image
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(photos), figsize=(1.8 * len(photos), 4.2), squeeze=False)
     for column, (photo, x, caption) in enumerate(zip(photos, inputs, captions)):
         top, bottom = axes[0, column], axes[1, column]
@@ -84,7 +84,7 @@ def probability_bars(images: np.ndarray, probabilities: np.ndarray, labels: np.n
                      class_names: Sequence[str], title: str) -> bytes:
     """Each image beside a bar chart of its class probabilities; the true class in green,
     a wrong top prediction in red."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(images)
     fig, axes = plt.subplots(n, 2, figsize=(8, 1.6 * n), squeeze=False, gridspec_kw={"width_ratios": [1, 3]})
     for row, (image, probs, label) in enumerate(zip(images, probabilities, labels)):
@@ -109,7 +109,7 @@ def reliability_diagram(bin_confidence: np.ndarray, bin_accuracy: np.ndarray, bi
                         ece: float, title: str) -> bytes:
     """Accuracy against confidence per bin (a calibrated model lies on the diagonal), and how
     many predictions fall in each bin."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     edges = np.linspace(0, 1, len(bin_counts) + 1)
     centres = (edges[:-1] + edges[1:]) / 2
@@ -130,7 +130,7 @@ def reliability_diagram(bin_confidence: np.ndarray, bin_accuracy: np.ndarray, bi
 
 
 def loss_vs_learning_rate(rates: np.ndarray, losses: np.ndarray, suggestion: float, title: str) -> bytes:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(rates, losses)
     ax.set_xscale("log")
@@ -144,7 +144,7 @@ def loss_vs_learning_rate(rates: np.ndarray, losses: np.ndarray, suggestion: flo
 
 def best_so_far_curves(curves: dict, metric: str, title: str) -> bytes:
     """For each study: the best metric reached against the trial-epochs spent to reach it."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = ["-", "--", ":", "-."]  # curves often overlap early (same seed, same first trials)
     for i, (name, (epochs, best)) in enumerate(curves.items()):

@@ -32,7 +32,7 @@ import numpy as np
 from fashion_tune import atomic, calibration, data, layout, training
 from fashion_tune.config import ConfigError, DataSettings, RetrainSettings, TrainParams
 from fashion_tune.errors import Interrupted, UserError
-from fashion_tune.layout import ModelDir, StudyDir
+from fashion_tune.layout import BackupDir, ModelDir, StudyDir
 from fashion_tune.model import compiled_model
 from fashion_tune.records import Averaging, Calibration, RetrainRecord
 from fashion_tune.results import read_best_config, top_configs
@@ -74,7 +74,7 @@ def run(study: Optional[str], config: Optional[str], results_dir: str, out: Opti
     try:
         return retrain(best, config_path, folder, settings, members, patience, data_flags, verbose)
     except KeyboardInterrupt:
-        backups = ", ".join(str(f.backup) for f in _folders(folder, len(members)))
+        backups = ", ".join(str(f.backup.path) for f in _folders(folder, len(members)))
         raise Interrupted("retrain stopped before its end; the same command goes on from its last finished "
                           f"epoch (kept in {backups})") from None
 
@@ -114,7 +114,7 @@ def retrain(best: dict, config_path: Path, out: ModelDir, settings: RetrainSetti
     record = _record(best, config_path, settings, runs, calibrated, patience, data_settings, splits)
     record.write(out.record)
     for folder in folders:
-        shutil.rmtree(folder.backup, ignore_errors=True)
+        shutil.rmtree(folder.backup.path, ignore_errors=True)
     log.info("model saved to %s (%d epochs in %.0f s)", out.model, sum(r["epochs_run"] for r in runs), record.seconds)
     return out
 
@@ -184,29 +184,26 @@ def _train(params: TrainParams, splits, folder: ModelDir, patience: Optional[int
     model = compiled_model(params, len(splits.y_train))
     folder.path.mkdir(parents=True, exist_ok=True)
     result = training.fit(model, params, splits, patience=patience, tensorboard_dir=folder.tensorboard,
-                          backup_dir=folder.backup, verbose=verbose)
+                          backup=folder.backup, verbose=verbose)
     training.write_history(folder.history, result.history)
     return result.model, {"params": params.to_dict(), "epochs_budget": params.epochs, "epochs_run": result.epochs_run,
                    "chosen_epoch": result.chosen_epoch, "seconds": result.seconds, "final": result.final}
 
 
-BACKUP_OF = "training.json"  # in a backup folder: the training it is the state of
-
-
-def _check_backup(backup: Path, training_of: dict, epochs: int) -> None:
+def _check_backup(backup: BackupDir, training_of: dict, epochs: int) -> None:
     """Go on from a backup of this same training (say so), refuse one of another, or start one."""
-    recorded = backup / BACKUP_OF
+    recorded = backup.training_of
     if recorded.is_file():
         before = json.loads(recorded.read_text())
         if before != training_of:
             changed = [k for k in sorted({*before["params"], *training_of["params"]})
                        if before["params"].get(k) != training_of["params"].get(k)]
             changed += [k for k in ("patience", "calibrate", "data") if before.get(k) != training_of[k]]
-            raise UserError(f"{backup}: holds an unfinished retrain with other settings ({', '.join(changed)}); "
+            raise UserError(f"{backup.path}: holds an unfinished retrain with other settings ({', '.join(changed)}); "
                             "remove that folder to start afresh, or give --out another folder")
         done, _ = training.last_backup(backup)
         if done:
-            log.info("going on from epoch %d of %d (the unfinished retrain in %s)", done, epochs, backup)
+            log.info("going on from epoch %d of %d (the unfinished retrain in %s)", done, epochs, backup.path)
         return
-    backup.mkdir(parents=True, exist_ok=True)
+    backup.path.mkdir(parents=True, exist_ok=True)
     atomic.write_json(recorded, training_of)

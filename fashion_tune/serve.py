@@ -193,32 +193,11 @@ async def uploads_from(request, service: ModelService, field: Optional[str]) -> 
 def build_app(export: ExportDir, max_bytes: int):
     """The FastAPI app on a Ray Serve deployment (not yet bound: call .bind())."""
     from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import HTMLResponse
     from ray import serve
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = FastAPI(title="fashion_tune", description="Classify product photos into 10 clothing categories.")
-
-    @app.exception_handler(RequestError)
-    async def request_error(request, error: RequestError):
-        return JSONResponse({"error": str(error)}, status_code=error.status)
-
-    # FastAPI's own answers (an unknown path, a wrong method, an unreadable request) in our one shape.
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request, error: StarletteHTTPException):
-        what = f"{request.method} {request.url.path}"
-        message = {404: f"{what}: no such endpoint; the service answers {ENDPOINTS}",
-                   405: f"{what}: method not allowed; the service answers {ENDPOINTS}"}.get(
-                       error.status_code, f"{what}: {error.detail}")
-        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request, error: RequestValidationError):
-        first = error.errors()[0] if error.errors() else {}
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        return JSONResponse({"error": f"{request.method} {request.url.path}: {where}: {first.get('msg', 'invalid')}"},
-                            status_code=422)
+    answer_errors_in_one_shape(app)
 
     @serve.deployment(name="classifier", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=MAX_ONGOING_REQUESTS)
     @serve.ingress(app)
@@ -263,14 +242,39 @@ def build_app(export: ExportDir, max_bytes: int):
     return Classifier
 
 
+def answer_errors_in_one_shape(app) -> None:
+    """Every error the app answers, ours and FastAPI's own (an unknown path, a wrong method, an
+    unreadable request), as {"error": "..."} with its status."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(RequestError)
+    async def request_error(request, error: RequestError):
+        return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, error: StarletteHTTPException):
+        what = f"{request.method} {request.url.path}"
+        message = {404: f"{what}: no such endpoint; the service answers {ENDPOINTS}",
+                   405: f"{what}: method not allowed; the service answers {ENDPOINTS}"}.get(
+                       error.status_code, f"{what}: {error.detail}")
+        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, error: RequestValidationError):
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return JSONResponse({"error": f"{request.method} {request.url.path}: {where}: {first.get('msg', 'invalid')}"},
+                            status_code=422)
+
+
 def serve_forever(export: ExportDir, host: str, port: int, replicas: int, max_mb: float,
                   address: Optional[str] = None, connect_timeout: float = 30.0) -> None:
     """Run the service until interrupted (Ctrl-C or SIGTERM): local Ray, or the cluster at `address`."""
     import ray
     from ray import serve
 
-    if max_mb <= 0:
-        raise UserError(f"--max-mb is {max_mb}, must be > 0")
     export = ExportDir(export.path.resolve(), export.model_name)  # the replicas may start in another folder
     if address:  # the HTTP proxy listens on the cluster's head, not necessarily here
         ray_start.join_cluster(address, connect_timeout)

@@ -23,6 +23,7 @@ import numpy as np
 from fashion_tune import atomic, batches
 from fashion_tune.config import TrainParams
 from fashion_tune.data import Splits
+from fashion_tune.layout import BackupDir
 from fashion_tune.model import load_model
 
 
@@ -41,18 +42,16 @@ class FitResult:
 
 
 EPOCH_SECONDS = "epoch_seconds"  # the history's column of each epoch's wall time
-BACKUP_HISTORY = "history.csv"  # in a backup folder, beside epoch_<n>.keras
-BACKUP_BEST_WEIGHTS = "best_weights.npz"  # in a backup folder, with early stopping: the best epoch's weights
 
 
 def fit(model, params: TrainParams, splits: Splits, *, patience: Optional[int] = None,
-        tensorboard_dir: Optional[Path] = None, backup_dir: Optional[Path] = None,
+        tensorboard_dir: Optional[Path] = None, backup: Optional[BackupDir] = None,
         verbose: Optional[int] = None) -> FitResult:
     """Train a compiled model for params.epochs on splits' training arrays.
 
     Its validation slice, when it has one, is scored every epoch; with `patience`, training stops
     when that loss has not improved for `patience` epochs and the best epoch's weights are kept.
-    With backup_dir, the model (weights and optimizer) and the history are saved there after every
+    With a backup folder, the model (weights and optimizer) and the history are saved there after every
     epoch, and a fit that finds them goes on from the last saved epoch with that model instead of
     `model` (the caller checks that the backup is of the same training, and removes the folder
     once it has kept the result). FitResult.model is the model trained.
@@ -60,29 +59,29 @@ def fit(model, params: TrainParams, splits: Splits, *, patience: Optional[int] =
     import keras
 
     initial_epoch = 0
-    if backup_dir is not None:
-        backup_dir.mkdir(parents=True, exist_ok=True)
-        initial_epoch, saved = last_backup(backup_dir)
+    if backup is not None:
+        backup.path.mkdir(parents=True, exist_ok=True)
+        initial_epoch, saved = last_backup(backup)
         if saved is not None:
             model = load_model(saved)
-            _keep_history(backup_dir, initial_epoch)  # rows of epochs after the saved one are trained again
+            _keep_history(backup, initial_epoch)  # rows of epochs after the saved one are trained again
     callbacks = [_epoch_clock()]
     if tensorboard_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=0))
-    if backup_dir is not None:
-        callbacks += [keras.callbacks.CSVLogger(str(backup_dir / BACKUP_HISTORY), append=True), _saver(backup_dir)]
+    if backup is not None:
+        callbacks += [keras.callbacks.CSVLogger(str(backup.history), append=True), _saver(backup)]
     if patience is not None:
         if splits.validation is None:
             raise ValueError("early stopping needs a validation slice")
         # After the saver: a best epoch's weights are backed up only once its model is, so the
         # backup never holds the best weights of an epoch that a resumed fit trains again.
-        callbacks.append(_early_stopping(patience, backup_dir))
+        callbacks.append(_early_stopping(patience, backup))
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line an epoch in logs
     history = model.fit(**batches.for_fit(splits.x_train, splits.y_train, params.batch_size, splits.validation),
                         epochs=params.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose).history
-    if backup_dir is not None:
-        history = _backup_history(backup_dir)
+    if backup is not None:
+        history = _backup_history(backup)
     history = {k: [float(v) for v in vs] for k, vs in history.items()}
     epochs_run = len(history["loss"])
     chosen = epochs_run
@@ -91,40 +90,40 @@ def fit(model, params: TrainParams, splits: Splits, *, patience: Optional[int] =
     return FitResult(history, epochs_run, chosen, sum(history[EPOCH_SECONDS]), model)
 
 
-def last_backup(backup_dir: Path) -> tuple[int, Optional[Path]]:
+def last_backup(backup: BackupDir) -> tuple[int, Optional[Path]]:
     """The last epoch a backup folder holds a model of, and that model (0, None: none)."""
-    saved = {int(p.stem.split("_")[1]): p for p in backup_dir.glob("epoch_*.keras")}
+    saved = backup.epoch_models()
     return (max(saved), saved[max(saved)]) if saved else (0, None)
 
 
-def _backup_rows(backup_dir: Path) -> dict:
+def _backup_rows(backup: BackupDir) -> dict:
     """Keras's CSVLogger rows by epoch (0-based, as it writes them), an epoch's last row winning."""
-    path = backup_dir / BACKUP_HISTORY
+    path = backup.history
     if not path.is_file():
         return {}
     with path.open(newline="") as f:
         return {int(row["epoch"]): row for row in csv.DictReader(f)}
 
 
-def _keep_history(backup_dir: Path, epochs: int) -> None:
-    rows = [row for epoch, row in sorted(_backup_rows(backup_dir).items()) if epoch < epochs]
+def _keep_history(backup: BackupDir, epochs: int) -> None:
+    rows = [row for epoch, row in sorted(_backup_rows(backup).items()) if epoch < epochs]
     out = io.StringIO()
     if rows:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    atomic.write_text(backup_dir / BACKUP_HISTORY, out.getvalue())
+    atomic.write_text(backup.history, out.getvalue())
 
 
-def _backup_history(backup_dir: Path) -> dict:
-    rows = _backup_rows(backup_dir)
+def _backup_history(backup: BackupDir) -> dict:
+    rows = _backup_rows(backup)
     epochs = sorted(rows)
     # Keras's CSVLogger writes NA in val_ columns of its own making when a fit has no validation data.
     keys = [key for key, value in rows[epochs[0]].items() if key != "epoch" and value != "NA"]
     return {key: [float(rows[e][key]) for e in epochs] for key in keys}
 
 
-def _early_stopping(patience: int, backup_dir: Optional[Path]):
+def _early_stopping(patience: int, backup: Optional[BackupDir]):
     """Keras's EarlyStopping on the held-out loss, keeping the best epoch's weights. With a backup
     folder it also keeps them there, and a fit that goes on from the backup goes on from them too:
     the best loss so far, its weights and the epochs waited since (Keras's own would start afresh
@@ -134,15 +133,15 @@ def _early_stopping(patience: int, backup_dir: Optional[Path]):
     class EarlyStopping(keras.callbacks.EarlyStopping):
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs)
-            rows = sorted(_backup_rows(backup_dir).items()) if backup_dir else []
+            rows = sorted(_backup_rows(backup).items()) if backup else []
             losses = [float(row["val_loss"]) for _, row in rows]
             if not losses:
                 return
             best_epoch = int(np.argmin(losses))
             if best_epoch == len(losses) - 1:  # the epoch the fit goes on from: the model holds its weights
                 self.best_weights = self.model.get_weights()
-            elif (backup_dir / BACKUP_BEST_WEIGHTS).is_file():
-                with np.load(backup_dir / BACKUP_BEST_WEIGHTS) as saved:
+            elif backup.best_weights.is_file():
+                with np.load(backup.best_weights) as saved:
                     self.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
             else:  # a backup from before the best weights were kept: start afresh, as Keras does
                 return
@@ -150,15 +149,15 @@ def _early_stopping(patience: int, backup_dir: Optional[Path]):
 
         def on_epoch_end(self, epoch, logs=None):
             super().on_epoch_end(epoch, logs)
-            if backup_dir is not None and self.best_epoch == epoch:  # a new best (or the first epoch)
+            if backup is not None and self.best_epoch == epoch:  # a new best (or the first epoch)
                 weights = io.BytesIO()
                 np.savez(weights, *self.best_weights)
-                atomic.write_bytes(backup_dir / BACKUP_BEST_WEIGHTS, weights.getvalue())
+                atomic.write_bytes(backup.best_weights, weights.getvalue())
 
     return EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
 
 
-def _saver(backup_dir: Path):
+def _saver(backup: BackupDir):
     import keras
 
     class Saver(keras.callbacks.Callback):
@@ -166,9 +165,9 @@ def _saver(backup_dir: Path):
         removed, so the folder always holds one complete model to go on from."""
 
         def on_epoch_end(self, epoch, logs=None):
-            atomic.save_model(self.model, backup_dir / f"epoch_{epoch + 1}.keras")
-            for older in backup_dir.glob("epoch_*.keras"):
-                if older.stem != f"epoch_{epoch + 1}":
+            atomic.save_model(self.model, backup.epoch_model(epoch + 1))
+            for done, older in backup.epoch_models().items():
+                if done != epoch + 1:
                     older.unlink()
 
     return Saver()

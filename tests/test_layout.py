@@ -176,3 +176,17 @@ def test_the_readme_layout_names_every_module():
     missing = sorted(path.relative_to(PACKAGE).as_posix() for path in modules().values()
                      if path.name not in named and path.name not in ("__init__.py",))
     assert not missing, f"README.md's Layout section lacks {missing}"
+
+
+LONGEST = 60  # lines a function may have without saying why in its docstring ("Long because ...")
+
+
+def test_no_function_is_longer_than_60_lines_without_a_reason():
+    long = []
+    for module, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > LONGEST and "Long because" not in (ast.get_docstring(node) or ""):
+                    long.append(f"{module}.{node.name} ({lines} lines)")
+    assert not long, long

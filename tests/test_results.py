@@ -176,3 +176,20 @@ def test_a_study_without_trials_says_so(make_study, tmp_path):
         (folder / "params.json").unlink()
     with pytest.raises(UserError, match="the study has no trials yet"):
         results.write_reports(full)
+
+
+def test_report_runs_without_ray_or_tensorflow(make_study):
+    """`fashion-tune report`, as its --help promises: the reports are rewritten in a process that never
+    imports Ray, TensorFlow or Keras."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    study = make_study()
+    code = ("import sys\nfrom fashion_tune.cli import main\n"
+            f"assert main(['report', '--study', 'unit', '--results-dir', {str(study.path.parent)!r}]) == 0\n"
+            "heavy = [m for m in ('ray', 'tensorflow', 'keras') if m in sys.modules]\nassert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "# Study `unit`" in done.stdout and study.leaderboard.is_file()

@@ -1,6 +1,7 @@
 """Where things live (layout.py) and how the package's modules stand on each other."""
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -190,3 +191,25 @@ def test_no_function_is_longer_than_60_lines_without_a_reason():
                 if lines > LONGEST and "Long because" not in (ast.get_docstring(node) or ""):
                     long.append(f"{module}.{node.name} ({lines} lines)")
     assert not long, long
+
+
+def test_the_committed_results_name_no_machine_s_folders():
+    """A committed study reads the same on any clone (results/publish.py makes it so): no JSON value
+    under results/ is an absolute path, and no text names a home or a machine's work folder."""
+    def absolute_paths(value):
+        if isinstance(value, dict):
+            return [p for v in value.values() for p in absolute_paths(v)]
+        if isinstance(value, list):
+            return [p for v in value for p in absolute_paths(v)]
+        return [value] if isinstance(value, str) and re.match(r"^/[^/\s]+/", value) else []
+
+    found = []
+    for path in sorted((ROOT / "results").rglob("*")):
+        if path.suffix == ".json":  # a JSON document, or JSON lines (a trial's result.json)
+            values = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] \
+                if path.name == "result.json" else json.loads(path.read_text())
+            found += [f"{path.relative_to(ROOT)}: {p}" for p in absolute_paths(values)]
+        if path.suffix in (".json", ".md", ".csv", ".yaml"):
+            found += [f"{path.relative_to(ROOT)}: {m}" for m in re.findall(r"/(?:work|root|home|Users)/[\w./-]*",
+                                                                           path.read_text())]
+    assert not found, found[:10]

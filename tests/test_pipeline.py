@@ -10,6 +10,7 @@ from PIL import Image
 
 from fashion_tune import data, images, layout, robustness
 from fashion_tune.cli import main
+from fashion_tune.layout import ModelDir
 from fashion_tune.training import last_backup
 from tests.conftest import ROOT
 
@@ -79,7 +80,7 @@ def test_an_interrupted_retrain_goes_on_from_its_last_finished_epoch(tmp_path, f
     command = [sys.executable, "-m", "fashion_tune", "retrain", "--config", str(config), "--out", str(out),
                "--subset", "3000", "--data-dir", str(fashion_dir)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    backup_rows = out / "backup" / "history.csv"
+    backup_rows = ModelDir(out).backup.history
     deadline = time.time() + 300
     while time.time() < deadline and not (backup_rows.is_file() and len(backup_rows.read_text().splitlines()) >= 3):
         time.sleep(0.1)
@@ -87,7 +88,7 @@ def test_an_interrupted_retrain_goes_on_from_its_last_finished_epoch(tmp_path, f
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-3000:]
     assert "the same command goes on from its last finished epoch" in err.strip().splitlines()[-1]
-    finished, _ = last_backup(out / "backup")  # the CSV's last row may be of an epoch whose model was not saved
+    finished, _ = last_backup(ModelDir(out).backup)  # the CSV's last row may be of an epoch whose model was not saved
     assert 1 <= finished < 8 and not (out / "model.keras").exists()
 
     other = subprocess.run([*command, "--epochs", "9"], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -76,7 +76,8 @@ def test_an_interrupted_retrain_goes_on_from_its_last_finished_epoch(tmp_path, f
     import time
 
     config, out = tmp_path / "best_config.json", tmp_path / "model"
-    config.write_text(json.dumps({"study": "s", "params": {**SMALL, "epochs": 8}, "value": 0.8}))
+    epochs = 20  # enough that Ctrl-C after the third lands before the end, on a fast host too (0.5 s an epoch)
+    config.write_text(json.dumps({"study": "s", "params": {**SMALL, "epochs": epochs}, "value": 0.8}))
     command = [sys.executable, "-m", "fashion_tune", "retrain", "--config", str(config), "--out", str(out),
                "--subset", "3000", "--data-dir", str(fashion_dir)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -89,19 +90,19 @@ def test_an_interrupted_retrain_goes_on_from_its_last_finished_epoch(tmp_path, f
     assert process.returncode == 130, err[-3000:]
     assert "the same command goes on from its last finished epoch" in err.strip().splitlines()[-1]
     finished, _ = last_backup(ModelDir(out).backup)  # the CSV's last row may be of an epoch whose model was not saved
-    assert 1 <= finished < 8 and not (out / "model.keras").exists()
+    assert 1 <= finished < epochs and not (out / "model.keras").exists()
 
-    other = subprocess.run([*command, "--epochs", "9"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    other = subprocess.run([*command, "--epochs", str(epochs + 1)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert other.returncode == 2, other.stderr
     assert "holds an unfinished retrain with other settings (epochs)" in other.stderr, other.stderr
 
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"going on from epoch {finished} of 8" in done.stderr
+    assert f"going on from epoch {finished} of {epochs}" in done.stderr
     record = json.loads((out / "retrain.json").read_text())
     with open(out / "history.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["epoch"]) for r in rows] == list(range(1, 9)) and record["epochs_run"] == 8
+    assert [int(r["epoch"]) for r in rows] == list(range(1, epochs + 1)) and record["epochs_run"] == epochs
     assert record["seconds"] == pytest.approx(sum(float(r["epoch_seconds"]) for r in rows))
     assert float(rows[finished]["loss"]) < 0.8 * float(rows[0]["loss"])  # went on, did not start over
     assert (out / "model.keras").is_file() and not (out / "backup").exists()

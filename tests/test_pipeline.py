@@ -92,7 +92,8 @@ def test_an_interrupted_retrain_goes_on_from_its_last_finished_epoch(tmp_path, f
     finished, _ = last_backup(ModelDir(out).backup)  # the CSV's last row may be of an epoch whose model was not saved
     assert 1 <= finished < epochs and not (out / "model.keras").exists()
 
-    other = subprocess.run([*command, "--epochs", str(epochs + 1)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    other = subprocess.run([*command, "--epochs", str(epochs + 1)], cwd=ROOT, capture_output=True, text=True,
+                           timeout=120)
     assert other.returncode == 2, other.stderr
     assert "holds an unfinished retrain with other settings (epochs)" in other.stderr, other.stderr
 

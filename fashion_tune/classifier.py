@@ -5,6 +5,7 @@ through ExportedModel.answer, so a photo gets the same answer from either.
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import numpy as np
@@ -15,7 +16,7 @@ from fashion_tune.layout import ExportDir
 from fashion_tune.model import load_model
 from fashion_tune.records import ModelCard
 
-DEFAULT_UNSURE_BELOW = 0.5  # used when the model card carries no review threshold
+log = logging.getLogger(__name__)
 
 
 class ExportedModel:
@@ -25,7 +26,11 @@ class ExportedModel:
         self.card: Optional[ModelCard] = ModelCard.read(export.card_json)  # None: a bare .keras file
         self.model = load_model(export.model)
         review = self.card.review if self.card else None
-        self.unsure_below = review.threshold if review else DEFAULT_UNSURE_BELOW
+        # No threshold is invented where the card has none: no answer is then marked unsure.
+        self.unsure_below: Optional[float] = review.threshold if review else None
+        if review is None:
+            log.info("%s: no review threshold (%s), so no answer is marked unsure", export.model,
+                     "the model card was written before an evaluation" if self.card else "no model card beside it")
         # One traced graph for any batch size: an eager call of the reference model took 19.5 ms
         # for one image and this 1.9 ms (the service's replica, 2 cores); predict() sets up more.
         import tensorflow as tf
@@ -51,7 +56,7 @@ class ExportedModel:
             "file": name,
             "category": CLASS_NAMES[order[0]],
             "probability": top,
-            "unsure": top < self.unsure_below,  # below the card's review threshold: a person should check
+            "unsure": self.unsure_below is not None and top < self.unsure_below,  # a person should check
             "unsure_below": self.unsure_below,
             "probabilities": {CLASS_NAMES[i]: float(probs[i]) for i in order},
         }

@@ -40,6 +40,9 @@ BAND = 0.08  # the border band the background is first fitted to, as a share of 
 FIT_SIZE = 40  # the background surface is fitted on a copy this small: smooth, so nothing is lost
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, what Pillow's convert("L") uses
 DISK = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+# An object stands out at a coarser scale too: over at least CORE_PIXELS pixels (at WORK_SIZE) once
+# smoothed with a Gaussian of CORE_SIGMA pixels (images._has_core).
+CORE_SIGMA, CORE_PIXELS = 2.0, 4
 
 # What fashion_mnist_style does, step by step: the model card lists these for a model's users.
 PREPROCESSING_STEPS = (
@@ -50,7 +53,8 @@ PREPROCESSING_STEPS = (
     "every pixel that matches it (uneven light, vignetting, off-white and coloured backgrounds)",
     f"the object: pixels whose colour differs from the background surface by more than {MIN_CONTRAST:.0%} and "
     f"{NOISE_MARGIN:g} noise deviations; specks removed, parts closed; frames and components under 5% of the "
-    "largest dropped; no object (or one under 4% of the photo's size) is 'no garment found'",
+    "largest dropped; no object, one that does not stand out at a coarser scale too (noise), or one under 4% "
+    "of the photo's size is 'no garment found'",
     "intensity: darkness relative to the local background luminance (lightness, when the object is lighter "
     "than its background), zero outside the object",
     "undo a tilt of up to 20 degrees (the rotation giving the tightest bounding box)",
@@ -281,13 +285,16 @@ def _object_mask(rgb: np.ndarray, background: np.ndarray, name: str) -> tuple[np
     distance = ndimage.gaussian_filter(np.abs(rgb - background).max(axis=-1), 1.0)
     height, width = distance.shape
     # The smoothing above cuts the noise in `distance` to about a quarter of the pixels'.
-    mask = distance > max(MIN_CONTRAST, NOISE_MARGIN * 0.28 * _noise_level(rgb))
+    threshold = max(MIN_CONTRAST, NOISE_MARGIN * 0.28 * _noise_level(rgb))
+    mask = distance > threshold
     mask = ndimage.binary_opening(mask, DISK)
     mask = ndimage.binary_closing(mask, DISK, iterations=2, border_value=0) | mask
     labels, count = ndimage.label(mask)
     boxes = ndimage.find_objects(labels)
     areas = ndimage.sum_labels(mask, labels, range(1, count + 1)) if count else []
     parts = [i for i in range(count) if not _is_frame(boxes[i], areas[i], height, width)]
+    if not _has_core(rgb - background, labels, parts, threshold):
+        raise NoGarmentFound(f"{name}: no garment found (the image is blank, uniform or noise)")
     largest = max((areas[i] for i in parts), default=0)
     keep = np.isin(labels, [i + 1 for i in parts if areas[i] >= 0.05 * largest])
     if not keep.any():
@@ -299,6 +306,21 @@ def _object_mask(rgb: np.ndarray, background: np.ndarray, name: str) -> tuple[np
         raise NoGarmentFound(f"{name}: no garment found (the only object is {extent / max(height, width):.0%} "
                              f"of the photo's size, under {MIN_OBJECT_SHARE:.0%})")
     return keep, strong if strong.any() else keep
+
+
+def _has_core(residual: np.ndarray, labels: np.ndarray, parts: list[int], threshold: float) -> bool:
+    """Whether any of the parts stands out at a coarser scale too, each colour channel's difference
+    from the background smoothed with its sign: a garment, darker or lighter than its background
+    throughout, does; fine noise, lighter and darker by turns (colour noise, a white page sprinkled
+    with black specks), averages out, however many blobs it leaves at the finer scale."""
+    from scipy import ndimage
+
+    if not parts:
+        return False
+    # Channels first: numpy reduces a leading axis of 3 several times faster than a trailing one.
+    smoothed = ndimage.gaussian_filter(np.moveaxis(residual, -1, 0), (0.0, CORE_SIGMA, CORE_SIGMA))
+    core_pixels = np.bincount(labels[(np.abs(smoothed) > threshold).any(axis=0)], minlength=labels.max() + 1)
+    return bool(np.any(core_pixels[[i + 1 for i in parts]] >= CORE_PIXELS))
 
 
 def _noise_level(rgb: np.ndarray) -> float:

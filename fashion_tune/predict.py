@@ -68,7 +68,7 @@ def classify(paths, export: ExportDir, include_input: bool = False) -> list[Pred
 
 def write_inputs(predictions: list[Prediction], folder: Path) -> list[Path]:
     """Each classified photo's model input as <folder>/<photo name>.png (28x28, 8-bit); a name
-    that two photos share gets -2, -3, ..."""
+    that two photos share gets -2, -3, ..., and a line that says which photo it is."""
     folder.mkdir(parents=True, exist_ok=True)
     written, taken = [], set()
     for prediction in predictions:
@@ -77,6 +77,8 @@ def write_inputs(predictions: list[Prediction], folder: Path) -> list[Path]:
         stem, n = Path(prediction.file).stem, 1
         while (name := stem + (f"-{n}" if n > 1 else "") + ".png") in taken:
             n += 1
+        if n > 1:  # said, so nobody takes shoe-2.png for a second view of the first shoe.png
+            log.info("%s: its model input is %s (%s.png is another photo's)", prediction.file, folder / name, stem)
         taken.add(name)
         atomic.write_bytes(folder / name, images.to_png(prediction.model_input))
         written.append(folder / name)

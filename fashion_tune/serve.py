@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # per image
 MAX_BATCH_FILES = 32
-MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around each file
+MULTIPART_OVERHEAD = 64 * 1024  # room for a form's boundaries and part headers around its files
 RAW_TYPES = ("image/", "application/octet-stream")
 FLAG_VALUES = {"true": True, "1": True, "false": False, "0": False}
 ENDPOINTS = "GET /, POST /v1/classify, POST /v1/classify/batch, GET /v1/model, GET /healthz"
@@ -117,9 +117,10 @@ class ModelService:
         """413 when one image's bytes exceed the limit."""
         self._refuse_over(size, self.max_bytes, name)
 
-    def check_form_size(self, size: int, images: int) -> None:
-        """413 when a multipart request is larger than `images` images at the limit could make it."""
-        self._refuse_over(size, images * (self.max_bytes + MULTIPART_OVERHEAD), "the request")
+    def check_form_size(self, size: int) -> None:
+        """413 when a multipart request is over the limit (--max-mb is the request's, however many
+        files it carries), with room for the form's own headers."""
+        self._refuse_over(size, self.max_bytes + MULTIPART_OVERHEAD, "the request")
 
     @staticmethod
     def _refuse_over(size: int, limit: int, name: str) -> None:
@@ -152,13 +153,13 @@ async def read_body(request, check_size) -> bytes:
     return bytes(body)
 
 
-async def read_form(request, service: ModelService, images: int):
-    """The multipart form of a request whose body fits `images` images (else 413, read no further);
-    more than MAX_BATCH_FILES files is a 400 in our words."""
+async def read_form(request, service: ModelService):
+    """The multipart form of a request within the size limit (else 413, read no further); more than
+    MAX_BATCH_FILES files is a 400 in our words."""
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
 
-    body = await read_body(request, lambda size: service.check_form_size(size, images))
+    body = await read_body(request, service.check_form_size)
 
     async def replay():
         return {"type": "http.request", "body": body, "more_body": False}
@@ -177,8 +178,8 @@ async def uploads_from(request, service: ModelService, field: Optional[str]) -> 
     or, for one image, the raw body; 400, 413 or 415 otherwise."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        # The whole request first (room for one image, or a full batch); each image again in decode().
-        form = await read_form(request, service, 1 if field else MAX_BATCH_FILES)
+        # The whole request first, within the limit; each image again in decode().
+        form = await read_form(request, service)
         files = [(v.filename or key, await v.read()) for key, v in form.multi_items()
                  if hasattr(v, "read") and (field is None or key == field)]
         if not files:
@@ -293,7 +294,11 @@ def serve_forever(export: ExportDir, host: str, port: int, replicas: int, max_mb
         log.info("serving %s on http://%s:%d/ with %d replica(s); Ctrl-C stops it", export.path, host, port, replicas)
         serve.run(app, blocking=True, logging_config=quiet)
     finally:
-        serve.shutdown()
+        if address:  # a cluster's Serve outlives this driver unless told to stop
+            serve.shutdown()
+        # A local Ray of our own stops with everything in it. Serve's own shutdown of it raced its
+        # controller's graceful stop: Ray printed a "(raylet) Task ServeController.graceful_shutdown
+        # failed" line in raw colour codes, and a stop sometimes took 37 s.
         ray.shutdown()
 
 

@@ -57,6 +57,19 @@ def test_show_writes_what_the_model_saw(export, photos, tmp_path, capsys):
     assert seen.shape == (28, 28) and seen[14, 0] == 0 and seen[14, 14] > 200 and seen.max() == 255  # light on black
 
 
+def test_show_says_which_photo_a_renamed_model_input_is(export, photos, tmp_path, caplog):
+    """Two photos named alike once became shoe.png and shoe-2.png without a word (issue 34)."""
+    other = tmp_path / "more"
+    other.mkdir()
+    (other / "bag.jpg").write_bytes((photos / "bag.jpg").read_bytes())
+    shown = tmp_path / "seen"
+    with caplog.at_level("INFO", logger="fashion_tune"):
+        assert main(["predict", str(photos / "bag.jpg"), str(other / "bag.jpg"), "--model", str(export.path),
+                     "--show", str(shown)]) == 0
+    assert sorted(p.name for p in shown.iterdir()) == ["bag-2.png", "bag.png"]
+    assert f"{other / 'bag.jpg'}: its model input is {shown / 'bag-2.png'}" in caplog.text
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--include-input"], "--include-input adds the model inputs to --json output"),
     (["--top", "0"], "argument --top: 0 must be >= 1"),

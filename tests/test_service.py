@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion_tune.classifier import DEFAULT_UNSURE_BELOW
 from fashion_tune.data import CLASS_NAMES
 from fashion_tune.serve import ModelService, RequestError, flag
 
@@ -53,12 +52,14 @@ def test_classify_answers_with_the_card_s_review_threshold(export):
     assert list(answer["probabilities"])[0] == "Bag" and sum(answer["probabilities"].values()) == pytest.approx(1)
 
 
-def test_without_a_card_the_default_threshold_applies(export):
+def test_without_a_card_no_threshold_is_invented(export):
+    """Issue 34: a model without a card once got a review threshold of 50% that nobody chose."""
     export.card_json.unlink()
     service = ModelService(export)
-    assert service.exported.unsure_below == DEFAULT_UNSURE_BELOW
+    assert service.exported.unsure_below is None
     assert service.exported.card_json()["classes"] == list(CLASS_NAMES)
-    assert classify(service, "bag.png", a_photo())["unsure"] is False  # 0.7 >= 0.5
+    answer = classify(service, "bag.png", a_photo())
+    assert answer["unsure"] is False and answer["unsure_below"] is None
 
 
 @pytest.mark.parametrize("raw, status, message", [
@@ -81,11 +82,14 @@ def test_a_batch_answers_each_file_and_keeps_going(export):
     assert answers[1]["status"] == 400 and "broken.png" in answers[1]["error"] and "category" not in answers[1]
 
 
-def test_a_multipart_request_is_judged_by_room_for_its_images(export):
+def test_the_size_limit_is_the_request_s_however_many_files_it_carries(export):
+    """Issue 34: the limit was applied per file, so 32 files of 600 KB passed --max-mb 1."""
+    from fashion_tune.serve import MULTIPART_OVERHEAD
+
     service = ModelService(export, max_bytes=1_000)
-    service.check_form_size(3 * 1_000, images=3)  # three images at the limit fit
+    service.check_form_size(1_000 + MULTIPART_OVERHEAD)  # one image at the limit, in its form, fits
     with pytest.raises(RequestError, match="the request: .* over the limit") as err:
-        service.check_form_size(10_000_000, images=1)
+        service.check_form_size(3 * 1_000 + MULTIPART_OVERHEAD)  # three images at the limit do not
     assert err.value.status == 413
 
 

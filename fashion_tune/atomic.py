@@ -47,13 +47,21 @@ def staged_folder(dest: Path) -> Iterator[Path]:
     """Build a folder's contents in a staging folder beside `dest`; on success it replaces `dest`
     (and whatever was there), on failure it is removed and `dest` is left as it was."""
     dest = Path(dest)
-    staging = dest.with_name(f".{dest.name}.partial")
+    staging, replaced = dest.with_name(f".{dest.name}.partial"), dest.with_name(f".{dest.name}.replaced")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         yield staging
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(staging, dest)
+        if not dest.exists():
+            os.replace(staging, dest)
+            return
+        shutil.rmtree(replaced, ignore_errors=True)
+        os.replace(dest, replaced)  # moved aside, not deleted, until the new one is in place
+        try:
+            os.replace(staging, dest)
+        except BaseException:
+            os.replace(replaced, dest)
+            raise
+        shutil.rmtree(replaced)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -141,4 +141,7 @@ def resolve_names(names: Optional[Sequence[str]]) -> list[str]:
     unknown = [n for n in names if n not in PRESETS]
     if unknown:
         raise UserError(f"unknown baseline {unknown[0]!r}; presets: {', '.join(PRESETS)}")
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice:
+        raise UserError(f"--only: {twice} is given twice; each preset trains once")
     return names

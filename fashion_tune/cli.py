@@ -23,6 +23,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from fashion_tune import layout, quiet_tensorflow
 from fashion_tune.config import DataSettings, RetrainSettings, SearchSettings, flag_of
+from fashion_tune.data import TEST_IMAGES
 from fashion_tune.errors import Interrupted, UserError
 
 log = logging.getLogger("fashion_tune")
@@ -106,7 +107,7 @@ def bounded(kind, low, high=None, inclusive=True):
 
 
 def add_robustness_images(parser) -> None:
-    parser.add_argument("--robustness-images", type=bounded(int, 0), default=None, metavar="N",
+    parser.add_argument("--robustness-images", type=bounded(int, 0, TEST_IMAGES), default=None, metavar="N",
                         help="test images rendered as product photos per robustness tier (default: all 10,000; "
                              "0: skip the tiers)")
 
@@ -180,7 +181,10 @@ class Report(Command):
     def run(self, args):
         from fashion_tune import results
 
-        print(results.write_reports(layout.StudyDir.named(args.results_dir, args.study))["summary_md"])
+        study = layout.StudyDir.named(args.results_dir, args.study)
+        if study.path.is_dir():
+            layout.check_writable(study.path, "--study")
+        print(results.write_reports(study)["summary_md"])
         return 0
 
 
@@ -281,7 +285,7 @@ class Predict(Command):
         parser.add_argument("--json", action="store_true", help="print JSON")
         parser.add_argument("--include-input", action="store_true",
                             help="with --json: add each model input (28x28) as a PNG data URL")
-        parser.add_argument("--show", metavar="DIR", type=Path,
+        parser.add_argument("--show", metavar="DIR",
                             help="write what the model saw, each photo's 28x28 model input, as DIR/<photo name>.png")
 
     def run(self, args):
@@ -289,12 +293,12 @@ class Predict(Command):
 
         if args.include_input and not args.json:
             raise UserError("--include-input adds the model inputs to --json output; add --json, or use --show DIR")
-        if args.show and args.show.exists() and not args.show.is_dir():
-            raise UserError(f"--show {args.show}: is a file; give a folder for the model inputs")
+        if args.show is not None:
+            layout.check_output(args.show, "--show", reads=args.images)
         exported = layout.resolve_export(args.model, args.results_dir)
         predictions = predict.classify(args.images, exported, include_input=args.include_input)
         if args.show:
-            written = predict.write_inputs(predictions, args.show)
+            written = predict.write_inputs(predictions, Path(args.show))
             log.info("wrote %d model input(s) to %s", len(written), args.show)
         if args.json:
             print(predict.format_json(predictions, args.top, exported))
@@ -328,6 +332,7 @@ class Baselines(Command):
         from fashion_tune import baselines
 
         out = layout.BaselinesDir.for_command(args.out, args.results_dir)
+        layout.check_output(out.path, "--out" if args.out else "--results-dir")
         rows = baselines.run_baselines(baselines.resolve_names(args.only), args.epochs,
                                        DataSettings.layered(given(args, DataSettings)), out,
                                        studies=args.study or (), results_dir=args.results_dir,
@@ -411,6 +416,9 @@ COMMANDS: dict[str, type[Command]] = {
 
 # ----------------------------------------------------------------------------- the entry point
 
+# The commands' arguments that name a file or folder.
+PATHS = ("out", "show", "results_dir", "model", "config", "data_dir", "space", "resume", "study")
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, with a mistake told in one line (the usage block is what --help is for)."""
@@ -442,6 +450,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help (0), or a mistake argparse has told (2)
         return e.code
+    empty = next((name for name in PATHS if getattr(args, name, None) == ""), None)
+    if empty:  # Path("") is the current folder: an empty path is a mistake, not a place
+        print(f"fashion-tune: error: --{empty.replace('_', '-')} is empty; give a path", file=sys.stderr)
+        return 2
     if args.debug:  # dependencies' start-up lines too, here and in Ray's worker processes
         os.environ[quiet_tensorflow.DEBUG_ENV] = "1"
     logging.basicConfig(
@@ -464,3 +476,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("fashion-tune: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a file or folder the checks before the work did not foresee: one line still
+        if args.debug:
+            raise
+        print(f"fashion-tune: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return 2

@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from fashion_tune import atomic, batches, data, plots, robustness
+from fashion_tune import atomic, batches, data, layout, plots, robustness
 from fashion_tune.calibration import (
     CALIBRATION_BINS,
     REVIEW_TARGET_ACCURACY,
@@ -136,21 +136,24 @@ def evaluate_model(model, images: np.ndarray, labels: np.ndarray, out: Evaluatio
 def write_evaluation(scores: Scores, metrics: dict, out: EvaluationDir, sample_seed: int = 0,
                      strips: Optional[dict] = None, calibration: Optional[Calibration] = None) -> None:
     """metrics.json, report.md, the classification report, the confusion matrices as CSV, every
-    figure as PNG (robustness strips too, when given), and all of it in TensorBoard."""
-    out.path.mkdir(parents=True, exist_ok=True)
+    figure as PNG (robustness strips too, when given), and all of it in TensorBoard: built beside
+    `out` and put in its place whole, so an interrupted evaluation leaves the last one as it was and
+    nothing of an earlier one stays beside a new one."""
     figures = _figures(scores, metrics["title"], sample_seed)
     for tier, (photos, inputs, predicted) in (strips or {}).items():
         figures[ROBUSTNESS_FIGURE + tier] = plots.photo_strip(
             photos, inputs, [CLASS_NAMES[p] for p in predicted], f"{metrics['title']}: robustness tier '{tier}' "
             "(top: the photo; bottom: what the model saw, and its answer)")
-    for name, png in figures.items():
-        atomic.write_bytes(out.figure(name), png)
-    atomic.write_text(out.table("confusion_matrix"), _matrix_csv(scores.counts.astype(int), "{}"))
-    atomic.write_text(out.table("confusion_matrix_normalized"), _matrix_csv(scores.normalised, "{:.4f}"))
-    atomic.write_text(out.classification_report, scores.report_text)
-    _write_tensorboard(out.tensorboard, metrics, figures)
-    atomic.write_json(out.metrics, metrics)
-    atomic.write_text(out.report, report_markdown(metrics, scores.report_text, calibration))
+    with atomic.staged_folder(out.path) as staging:
+        staged = EvaluationDir(staging)
+        for name, png in figures.items():
+            atomic.write_bytes(staged.figure(name), png)
+        atomic.write_text(staged.table("confusion_matrix"), _matrix_csv(scores.counts.astype(int), "{}"))
+        atomic.write_text(staged.table("confusion_matrix_normalized"), _matrix_csv(scores.normalised, "{:.4f}"))
+        atomic.write_text(staged.classification_report, scores.report_text)
+        _write_tensorboard(staged.tensorboard, metrics, figures)
+        atomic.write_json(staged.metrics, metrics)
+        atomic.write_text(staged.report, report_markdown(metrics, scores.report_text, calibration))
 
 
 def evaluate(model_dir: ModelDir, out: Optional[Path] = None, data_dir: Optional[str] = None,
@@ -158,12 +161,14 @@ def evaluate(model_dir: ModelDir, out: Optional[Path] = None, data_dir: Optional
     """The `evaluate` command: the model of model_dir on the full test set, written to `out` (by
     default the model's evaluation folder). The test images are read from --data-dir, else from
     the folder its retraining read, else the usual places."""
+    evaluation = EvaluationDir(Path(out)) if out else model_dir.evaluation
+    layout.check_output(evaluation.path, "--out" if out else "the evaluation folder", reads=[model_dir.model])
     record = RetrainRecord.read(model_dir.record)
     model = load_model(model_dir.model)
     recorded_source = record.data.get("source") if record else None
     dataset = data.load(data_dir or data.recorded_folder(recorded_source, "its retraining"))
-    evaluation = EvaluationDir(Path(out)) if out else model_dir.evaluation
-    extra = {"model": str(model_dir.model.resolve()), "parameters": int(model.count_params()),
+    extra = {"model": str(model_dir.model.resolve()), "model_sha256": data.file_sha256(model_dir.model),
+             "parameters": int(model.count_params()),
              "test_data": {"source": dataset.source, "checksums": dataset.checksums}}
     if record is not None:
         extra["retrain"] = record.to_json()
@@ -237,8 +242,6 @@ def _matrix_csv(matrix: np.ndarray, fmt: str) -> str:
 def _write_tensorboard(folder: Path, metrics: dict, figures: dict) -> None:
     import tensorflow as tf
 
-    for old in folder.glob("events.out.tfevents.*"):  # a new evaluation replaces the last, in TensorBoard too
-        old.unlink()
     writer = tf.summary.create_file_writer(str(folder))
     with writer.as_default():
         for key in ("accuracy", "loss", "macro_f1", "macro_precision", "macro_recall"):

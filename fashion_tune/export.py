@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from fashion_tune import atomic, images, layout
-from fashion_tune.data import CLASS_NAMES, IMAGE_SHAPE
+from fashion_tune.data import CLASS_NAMES, IMAGE_SHAPE, file_sha256
 from fashion_tune.errors import UserError
 from fashion_tune.layout import ExportDir, ModelDir
 from fashion_tune.model import inference_copy, load_model
@@ -28,10 +28,15 @@ LIBRARIES = ("tensorflow", "keras", "ray", "optuna", "numpy", "scikit-learn", "p
 
 def export(model_dir: ModelDir, out: ExportDir, results_dir: str = "results", force: bool = False) -> ExportDir:
     """Write `out` from the model of model_dir (its training record and evaluation, when there, go
-    into the model card); record it as the newest export."""
+    into the model card); record it as the newest export. Refused, before anything is written: an
+    --out that is not an earlier export (--force replaces only those), a results folder that
+    cannot be written, and an evaluation that is not of this model (it was trained again since)."""
+    layout.check_output(out.path, "--out", reads=[model_dir.model], replace=force)
     if out.path.exists() and any(out.path.iterdir()) and not force:
         raise UserError(f"--out {out.path}: exists and is not empty; choose another folder or pass --force to "
                         "replace it")
+    layout.check_writable(results_dir, "--results-dir")  # where LATEST_EXPORT goes
+    _check_evaluation_is_of(model_dir)
     model = inference_copy(load_model(model_dir.model, compile=False))  # the weights, without training state
     with atomic.staged_folder(out.path) as folder:
         staged = ExportDir(folder)
@@ -43,6 +48,24 @@ def export(model_dir: ModelDir, out: ExportDir, results_dir: str = "results", fo
     layout.record_latest_export(results_dir, out)
     log.info("exported to %s (.keras, SavedModel, model card); predict uses it by default", out.path)
     return out
+
+
+def _check_evaluation_is_of(model_dir: ModelDir) -> None:
+    """The evaluation beside the model must be of this model, or the card would ship another's figures
+    (accuracy, review threshold): evaluate records the model file's checksum; evaluations written
+    before it did are matched by the retrain record they quote."""
+    metrics_path = model_dir.evaluation.metrics
+    if not metrics_path.is_file():
+        return
+    metrics = json.loads(metrics_path.read_text())
+    if "model_sha256" in metrics:
+        same = metrics["model_sha256"] == file_sha256(model_dir.model)
+    else:
+        retrain = RetrainRecord.read(model_dir.record)
+        same = metrics.get("retrain") == (retrain.to_json() if retrain else None)
+    if not same:
+        raise UserError(f"{metrics_path}: scores an earlier model ({model_dir.model} was trained again since); "
+                        f"evaluate it again first (`fashion-tune evaluate`), so its card carries its own figures")
 
 
 def write_saved_model(model, path: Path) -> None:

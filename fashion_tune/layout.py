@@ -8,6 +8,8 @@
         space.yaml             the space file as it was when the study started
         trial_<id>/            Tune's folder for each trial: params.json, result.json, error.txt,
                                checkpoint_*/ (CheckpointDir: model.keras, state.json)
+        tuner.pkl, experiment_state-*.json, searcher-state-*.pkl   Tune's state, for --resume
+        .search.lock           held while a search runs the study
         optuna.db              the Optuna study (SQLite): trials, states, values per epoch (search/searcher.py)
         leaderboard.csv, best_config.json, summary.md          (results.py)
         insights/              hyperparameter importances and Optuna's plots (insights.py)
@@ -27,9 +29,10 @@ the LATEST_EXPORT pointer. No Ray, no TensorFlow.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from fashion_tune import atomic
 from fashion_tune.errors import UserError
@@ -41,6 +44,8 @@ TENSORBOARD_DIR = "tensorboard"
 SAVED_MODEL_DIR = "saved_model"  # an export's TensorFlow SavedModel, for TF Serving
 # Tune's own names inside a trial folder.
 TRIAL_PARAMS, TRIAL_RESULTS, TRIAL_ERROR = "params.json", "result.json", "error.txt"
+# Tune's own state of an experiment (a study's folder): the pickled Tuner, and its snapshots of the run.
+TUNER_STATE, EXPERIMENT_STATES, SEARCHER_STATES = "tuner.pkl", "experiment_state-*.json", "searcher-state-*.pkl"
 LATEST_EXPORT = "LATEST_EXPORT"
 BASELINES_DIR = "baselines"
 # The reference study's export, committed with the repository: what a newcomer classifies with
@@ -199,6 +204,12 @@ class StudyDir:
     summary = _inside("summary.md")
     optuna_db = _inside("optuna.db")
     insights = _inside("insights")
+    lock = _inside(".search.lock")  # held by the search that runs the study (search/resumable.py)
+    tuner_state = _inside(TUNER_STATE)
+
+    def experiment_states(self) -> list[Path]:
+        """Tune's snapshots of the run (what --resume restores from)."""
+        return sorted(self.path.glob(EXPERIMENT_STATES))
 
     @property
     def optuna_storage(self) -> str:
@@ -223,6 +234,66 @@ class StudyDir:
         if not self.path.is_dir():
             return []
         return sorted(folder for folder in self.path.iterdir() if (folder / TRIAL_PARAMS).is_file())
+
+
+# ----------------------------------------------------------------------------- what a command may write
+
+
+def is_study(folder: Path) -> bool:
+    return (Path(folder) / "study.json").is_file()
+
+
+def is_export(folder: Path) -> bool:
+    """An export folder (export.py): its model card and model are there."""
+    export = ExportDir(Path(folder))
+    return export.card_json.is_file() and export.model.is_file()
+
+
+def check_output(path: Path | str, flag: str, reads: Sequence[Path] = (), replace: bool = False) -> Path:
+    """The folder a command is about to write (create, or fill, or with `replace` build anew in place
+    of what is there), checked before any work: one UserError naming the flag and the rule when the
+    path, or a folder above it, is a file; when it cannot be written (a read-only folder); and, where
+    the folder exists, when it is a study, holds studies (the results folder), holds the folder the
+    command runs in, or holds what the command `reads` (its source). Returns the path."""
+    path = check_writable(path, flag)
+    where = path.expanduser().resolve()
+    if where.is_dir() and any(where.iterdir()):
+        _refuse_what_it_holds(where, path, flag, reads, replace)
+    return path
+
+
+def check_writable(path: Path | str, flag: str) -> Path:
+    """A folder a command writes in (or will create): one UserError when it, or a folder above it, is
+    a file, or when it cannot be written (a read-only folder). Returns the path."""
+    if str(path) == "":
+        raise UserError(f"{flag} is empty; give a folder")
+    path = Path(path)
+    where = path.expanduser().resolve()
+    existing = next(p for p in (where, *where.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: {existing} is not writable (a read-only folder, or another user's)")
+    return path
+
+
+def _refuse_what_it_holds(where: Path, path: Path, flag: str, reads: Sequence[Path], replace: bool) -> None:
+    if is_study(where):
+        raise UserError(f"{flag} {path}: is a study folder; give a folder of its own")
+    studies = [child.name for child in where.iterdir() if child.is_dir() and is_study(child)]
+    if studies or (where / LATEST_EXPORT).is_file():
+        raise UserError(f"{flag} {path}: holds studies ({', '.join(studies[:3]) or LATEST_EXPORT}); give a folder of "
+                        "its own")
+    cwd = Path.cwd().resolve()
+    if cwd == where or where in cwd.parents:
+        raise UserError(f"{flag} {path}: holds the current folder; give another folder")
+    for read in reads:
+        held = Path(read).expanduser().resolve()
+        if held == where or where in held.parents:
+            raise UserError(f"{flag} {path}: holds {read}, which this command reads; give another folder")
+    if replace and not is_export(where):
+        raise UserError(f"{flag} {path}: --force replaces only an earlier export (a folder with {MODEL_FILE} and "
+                        "model_card.json); this one is not: give another folder")
 
 
 # ----------------------------------------------------------------------------- what a command names

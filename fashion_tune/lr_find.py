@@ -48,10 +48,7 @@ def lr_find(params: TrainParams, data_settings: DataSettings, out: LrFindDir, mi
     rates, losses = np.array(sweep.rates), np.array(sweep.smoothed)
     if len(rates) < 5:
         raise UserError(f"the loss diverged after {len(rates)} batches; lower --min-lr")
-    lowest = int(np.argmin(losses))
-    # Steepest fall of the loss against log(learning rate), before the lowest point.
-    slopes = np.gradient(losses[: lowest + 1], np.log(rates[: lowest + 1])) if lowest >= 2 else np.array([0.0])
-    steepest = int(np.argmin(slopes)) if lowest >= 2 else 0
+    steepest, lowest = steepest_fall(rates, losses)
     suggestion = float(rates[steepest])
     out.path.mkdir(parents=True, exist_ok=True)
     table = io.StringIO()
@@ -61,11 +58,27 @@ def lr_find(params: TrainParams, data_settings: DataSettings, out: LrFindDir, mi
     atomic.write_text(out.table, table.getvalue())
     atomic.write_bytes(out.plot, plots.loss_vs_learning_rate(rates, losses, suggestion, "learning-rate range test"))
     result = {"suggestion": suggestion, "lowest_loss_rate": float(rates[lowest]),
-              "range": [suggestion / 10, float(rates[lowest])], "steps": len(rates), "diverged": sweep.diverged,
-              "plot": out.plot}
+              "range": [max(suggestion / 10, float(rates[0])), float(rates[lowest])],  # within what was swept
+              "steps": len(rates), "diverged": sweep.diverged, "plot": out.plot}
     log.info("suggested learning_rate %.2e (steepest fall); lowest loss at %.2e; curve in %s",
              suggestion, result["lowest_loss_rate"], out.plot)
     return result
+
+
+def steepest_fall(rates: np.ndarray, losses: np.ndarray) -> tuple[int, int]:
+    """The step where the smoothed loss falls fastest against log(learning rate), before its lowest
+    point, and that lowest point's step. The first tenth of the sweep is left out: there the loss
+    falls fast at any rate (the network's first steps, and the moving average warming up), and the
+    sweep's own first rate would be suggested (and a range below what was swept)."""
+    lowest = int(np.argmin(losses))
+    start = min(len(rates) // 10, lowest)
+    steepest = start
+    if lowest - start >= 2:
+        steepest += int(np.argmin(np.gradient(losses[start: lowest + 1], np.log(rates[start: lowest + 1]))))
+    if steepest == start and start < lowest:
+        log.warning("the loss fell fastest at the start of the sweep (%.1e): the best rate may lie lower; "
+                    "try a lower --min-lr", rates[start])
+    return steepest, lowest
 
 
 def run(study: Optional[str], config: Optional[str], results_dir: str, out: Optional[str],
@@ -77,6 +90,8 @@ def run(study: Optional[str], config: Optional[str], results_dir: str, out: Opti
         config_path = layout.best_config_of(study, config, results_dir)
         params = TrainParams.from_config(read_best_config(config_path)["params"])
     folder = layout.lr_find_dir_for(study, config_path, out, results_dir, time.strftime("%Y%m%d-%H%M%S"))
+    reads = [config_path] if config_path else []
+    layout.check_output(folder.path, "--out" if out else "the lr_find folder", reads=reads)
     return lr_find(params, DataSettings.layered(data_flags), folder, **sweep)
 
 

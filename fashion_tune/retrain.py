@@ -57,6 +57,8 @@ def run(study: Optional[str], config: Optional[str], results_dir: str, out: Opti
     not given), into --out or where layout.retrain_dir_for says. With top K > 1 the study's K best
     trials are the members. Ctrl-C is an Interrupted that names the backups the same command goes on from."""
     config_path = layout.best_config_of(study, config, results_dir)
+    folder = layout.retrain_dir_for(study, config, out, results_dir)
+    layout.check_output(folder.path, "--out" if out else "the retrain folder", reads=[config_path])
     best = read_best_config(config_path)
     try:
         settings = RetrainSettings.layered(best.get("retrain") or {}, flags)
@@ -69,8 +71,8 @@ def run(study: Optional[str], config: Optional[str], results_dir: str, out: Opti
         if not study:
             raise UserError(f"top {settings.top} (--top, or the space file's retrain: section) needs --study: "
                             "its leaderboard ranks the trials; --config names one configuration")
-        members = top_configs(StudyDir.named(results_dir, study), settings.top)
-    folder = layout.retrain_dir_for(study, config, out, results_dir)
+        asked_by = "--top" if flags.get("top") is not None else f"{config_path}: retrain.top (the space file's rule)"
+        members = top_configs(StudyDir.named(results_dir, study), settings.top, asked_by)
     try:
         return retrain(best, config_path, folder, settings, members, patience, data_flags, verbose)
     except KeyboardInterrupt:

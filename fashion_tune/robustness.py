@@ -13,6 +13,7 @@ from __future__ import annotations
 import colorsys
 import io
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -194,9 +195,14 @@ def examples(tier_index: int, images: np.ndarray, seed: int, count: int = EXAMPL
 
 
 def process_pool(workers: int | None = None):
-    """Worker processes for rendering: spawned, so they start without the parent's TensorFlow."""
+    """Worker processes for rendering: spawned, so they start without the parent's TensorFlow, and
+    deaf to Ctrl-C, which reaches the whole process group: the command alone hears it, stops, and
+    says so (exit 130), rather than a worker dying mid-task under it."""
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
-    return ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+    if workers == 1:
+        return None
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=signal.signal,
+                               initargs=(signal.SIGINT, signal.SIG_IGN))
 
 
 def measure(model, images: np.ndarray, labels: np.ndarray, count: int, seed: int = 0,

@@ -81,3 +81,22 @@ def test_a_review_threshold_chosen_on_held_out_images_is_measured_on_the_test_se
     metrics = evaluate_model(model, images, labels, out, title="known", robustness_images=0,
                              calibration=dataclasses.replace(calibrated, review=None))
     assert metrics["review"] is None and "reaches 98% accuracy on the held-out images" in out.report.read_text()
+
+
+def test_a_new_evaluation_replaces_the_folder_whole(known, tmp_path):
+    """Re-run with --robustness-images 0, an evaluation once left the last one's tier pictures beside
+    a report saying "not measured" (issue 34): the folder is built beside the old one and replaces it."""
+    from fashion_tune import robustness
+    from fashion_tune.evaluate import score, write_evaluation
+    from fashion_tune.layout import EvaluationDir
+
+    model, images, labels = known
+    scores = score(model, images, labels)
+    out = EvaluationDir(tmp_path / "evaluation")
+    strip = (robustness.examples(0, images, seed=0, count=2), scores.x[:2], scores.predicted[:2])
+    write_evaluation(scores, {"title": "known", **scores.metrics(), "robustness": None}, out,
+                     strips={"packshot": strip})
+    assert out.figure("robustness_packshot").is_file()
+    write_evaluation(scores, {"title": "known", **scores.metrics()}, out)
+    assert not list(out.path.glob("robustness_*.png")) and "Not measured" in out.report.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evaluation"]  # no staging folder left beside it

@@ -3,6 +3,8 @@ baselines and lr-find, with real TensorFlow on a real Fashion-MNIST subset, thro
 
 import csv
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,6 +109,34 @@ def test_an_interrupted_retrain_goes_on_from_its_last_finished_epoch(tmp_path, f
     assert record["seconds"] == pytest.approx(sum(float(r["epoch_seconds"]) for r in rows))
     assert float(rows[finished]["loss"]) < 0.8 * float(rows[0]["loss"])  # went on, did not start over
     assert (out / "model.keras").is_file() and not (out / "backup").exists()
+
+
+def test_an_interrupted_evaluation_leaves_the_last_one_whole_and_says_so(study, tmp_path, fashion_dir):
+    """Ctrl-C while the robustness tiers render: exit 130 (it was once swallowed, exit 0), and the
+    evaluation folder exactly as the last evaluation left it (it was written file by file) (issue 34)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_mistakes import fingerprint
+
+    results, folder = study
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    before = fingerprint(copy / "s")
+    process = subprocess.Popen([sys.executable, "-m", "fashion_tune", "evaluate", "--study", "s", "--results-dir",
+                                str(copy), "--data-dir", str(fashion_dir)], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None and not children.read_text().split():
+        time.sleep(0.2)  # until the tiers render, in worker processes of its own
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert fingerprint(copy / "s") == before
 
 
 def test_evaluate_writes_every_figure_and_consistent_numbers(study):

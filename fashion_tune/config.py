@@ -312,7 +312,8 @@ class SearchSettings(_Validated):
     name: str = setting("", "study name; results go to RESULTS_DIR/NAME", default_text="<space>-<timestamp>")
     results_dir: str = setting("results", "where studies live; on a cluster a path every node sees")
     num_samples: int = setting(30, "trials to run", in_space=True)
-    max_concurrent: Optional[int] = setting(None, "trials at once", default_text="as many as the resources allow",
+    max_concurrent: Optional[int] = setting(None, "trials at once; 0: no limit (overrides a space file's)",
+                                            default_text="as many as the resources allow",
                                             in_space=True)
     cpus_per_trial: float = setting(1.0, "CPUs per trial, also TensorFlow's threads", in_space=True)
     gpus_per_trial: float = setting(0.0, "GPUs per trial, may be fractional: 0.25 packs four on a GPU", in_space=True)
@@ -343,7 +344,7 @@ class SearchSettings(_Validated):
             "must use only letters, digits, '-', '_' and '.', and not start with '.'",
         ),
         "num_samples": _at_least(1),
-        "max_concurrent": _at_least(1),
+        "max_concurrent": _at_least(0),
         "cpus_per_trial": _positive(),
         "gpus_per_trial": _at_least(0),
         "connect_timeout": _positive(),

@@ -19,6 +19,7 @@ which the summary and the time budget count) lives with the StudyRecord. No Ray,
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import types
 import typing
@@ -130,17 +131,54 @@ class StudyRecord(_Record):
     runs: tuple[Run, ...] = ()
     wall_s: float = 0.0  # seconds the runs took, together
     cut_by_time_budget: Optional[tuple[str, ...]] = None  # the trials the time budget stopped (None: it ended none)
+    # The study's name in optuna.db where it differs from `name`: a study copied or moved under another
+    # name keeps its Optuna study (None: the same).
+    optuna_study: Optional[str] = None
+    # sha256 of what the study is (seal_of): set when it starts, checked at every read, so a hand-edited
+    # setting (num_samples, the metric, a searched range) is refused, not silently half-applied. None:
+    # a study begun before studies were sealed.
+    sealed: Optional[str] = None
 
     @classmethod
     def read(cls, path: Path) -> "StudyRecord":
-        """A study's record (layout.StudyDir.record); a folder without one is not a study."""
+        """A study's record (layout.StudyDir.record); a folder without one is not a study, and an
+        edited one is refused."""
         path = Path(path)
         if not path.is_file():
             raise UserError(f"{path.parent}: not a study folder (no {path.name})")
-        return cls.from_json(_read_json(path), str(path))
+        record = cls.from_json(_read_json(path), str(path))
+        if record.sealed is not None and record.sealed != record.seal_of():
+            raise UserError(f"{path}: its settings, data or space were edited since the study started (they no longer "
+                            "match its seal); a study runs and reports with what it began with: restore the file")
+        return record
 
     def write(self, path: Path) -> None:
         atomic.write_json(path, self.to_json())
+
+    def seal_of(self) -> str:
+        """sha256 of what makes the study what it is: its settings, data and space, less where it lives
+        and runs (name, folders, cluster address), which may change when it is copied or moved."""
+        where = {"name", "results_dir", "address", "connect_timeout"}
+        what = {"settings": {k: v for k, v in self.settings.to_dict().items() if k not in where},
+                "data": {k: v for k, v in self.data.to_dict().items() if k != "data_dir"},
+                "space": {k: v for k, v in self.space.to_json().items() if k != "path"},
+                "started_at": self.started_at}
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+    def sealed_now(self) -> "StudyRecord":
+        return dataclasses.replace(self, sealed=self.seal_of())
+
+    @property
+    def optuna_name(self) -> str:
+        """The study's name in its optuna.db."""
+        return self.optuna_study or self.name
+
+    def renamed(self, name: str) -> "StudyRecord":
+        """The record of this study copied or moved under another name: its Optuna study keeps its own."""
+        if name == self.name:
+            return self
+        return dataclasses.replace(self, name=name, settings=dataclasses.replace(self.settings, name=name),
+                                   optuna_study=self.optuna_name)
 
     @property
     def finished(self) -> bool:

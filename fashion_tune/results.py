@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import re
 import time
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from fashion_tune import atomic, hparams, insights
+from fashion_tune import atomic, hparams, insights, layout
 from fashion_tune.config import SCHEDULERS, ConfigError, TrainParams
 from fashion_tune.errors import UserError
 from fashion_tune.layout import TRIAL_ERROR, TRIAL_PARAMS, TRIAL_RESULTS, StudyDir
@@ -27,6 +28,11 @@ from fashion_tune.records import StudyRecord
 from fashion_tune.space import SearchSpace, load_space
 
 COMPLETED, STOPPED, FAILED, UNFINISHED = "completed", "stopped early", "failed", "unfinished"
+# A trial whose record of its epochs is damaged (result.json: unreadable lines), or whose folder is
+# gone while Optuna's ledger says it reported epochs: listed, never silently left out or re-ranked.
+DAMAGED, MISSING = "records damaged", "folder missing"
+log = logging.getLogger(__name__)
+
 CUT = "cut by the time budget"  # running when the study's --time-budget-min was spent (search/time_budget.py)
 
 
@@ -76,12 +82,30 @@ def optuna_states(study: StudyDir, name: str) -> dict[str, str]:
     return {t.user_attrs.get("trial_id"): t.state.name for t in stored.get_trials(deepcopy=False)}
 
 
+def _missing_trials(study: StudyDir, name: str, found: set[str]) -> list[TrialRecord]:
+    """Trials Optuna's ledger says reported epochs, whose folders are gone (deleted, or not copied)."""
+    if not study.optuna_db.is_file():
+        return []
+    import optuna
+
+    stored = optuna.load_study(study_name=name, storage=study.optuna_storage)
+    lost = [t for t in stored.get_trials(deepcopy=False)
+            if t.intermediate_values and t.user_attrs.get("trial_id") not in found]
+    return [TrialRecord(trial_id=t.user_attrs.get("trial_id", str(t.number)), status=MISSING,
+                        epochs=max(t.intermediate_values), best_value=None, best_epoch=None, val_loss=None,
+                        val_accuracy=None, config=dict(t.params),
+                        error=f"its folder {layout.trial_folder_name(t.user_attrs.get('trial_id', '?'))} is gone")
+            for t in lost]
+
+
 def read_trials(study: StudyDir, metric: str, mode: str, max_epochs: int, finished: bool) -> list[TrialRecord]:
-    """Every trial folder of the study, ranked best first (failed and empty trials last)."""
-    record = StudyRecord.read(study.record)
-    states = optuna_states(study, record.name)
+    """Every trial of the study, ranked best first (failed, damaged and empty trials last): each trial
+    folder, and each trial Optuna's ledger says reported epochs whose folder is gone."""
+    record = read_record(study)
+    states = optuna_states(study, record.optuna_name)
     cut = set(record.cut_by_time_budget or ())
     trials = [_read_trial(folder, metric, mode, max_epochs, finished, states, cut) for folder in study.trial_dirs()]
+    trials += _missing_trials(study, record.optuna_name, {t.trial_id for t in trials})
     sign = -1 if mode == "max" else 1
     trials.sort(key=lambda t: (t.best_value is None, sign * (t.best_value or 0.0), t.trial_id))
     return trials
@@ -91,6 +115,7 @@ def _read_trial(folder: Path, metric: str, mode: str, max_epochs: int, finished:
                 states: dict[str, str], cut: set[str]) -> TrialRecord:
     rows = _read_json_lines(folder / TRIAL_RESULTS)
     trial_id = str(rows[0]["trial_id"]) if rows else folder.name.split("_")[-1]
+    damaged = _damaged(folder / TRIAL_RESULTS)
     error_text = (folder / TRIAL_ERROR).read_text() if (folder / TRIAL_ERROR).is_file() else ""
     failure_times = _FAILURE_HEADER.findall(error_text)
     # Tune keeps error.txt after a retry succeeds: the trial failed only if no result came
@@ -101,6 +126,8 @@ def _read_trial(folder: Path, metric: str, mode: str, max_epochs: int, finished:
     epochs = max((int(r.get("training_iteration", 0)) for r in rows), default=0)
     if failed:
         status = FAILED
+    elif damaged:
+        status = DAMAGED
     elif epochs >= max_epochs:
         status = COMPLETED
     elif trial_id in cut:
@@ -120,7 +147,7 @@ def _read_trial(folder: Path, metric: str, mode: str, max_epochs: int, finished:
         val_loss=best.get("val_loss") if best else None,
         val_accuracy=best.get("val_accuracy") if best else None,
         config=json.loads((folder / TRIAL_PARAMS).read_text()),
-        error=error_summary(error_text) if failed else "",
+        error=error_summary(error_text) if failed else damaged,
         nodes=tuple(dict.fromkeys(r["node_id"] for r in rows if r.get("node_id"))),
         failures=len(failure_times),
     )
@@ -158,21 +185,42 @@ def last_report_time(study: StudyDir) -> Optional[float]:
     return max(stamps, default=None)
 
 
-def write_reports(study: StudyDir) -> dict:
-    """Write leaderboard.csv, best_config.json and summary.md; return what they say."""
-    record = StudyRecord.read(study.record)
+def read_record(study: StudyDir) -> StudyRecord:
+    """The study's record, named as its folder now is (a study copied or moved under another name is
+    reported under that name; its Optuna study keeps its own: StudyRecord.renamed)."""
+    return StudyRecord.read(study.record).renamed(study.path.name)
+
+
+def read_space(study: StudyDir, record: StudyRecord) -> SearchSpace:
+    """The study's copy of its space file, refused when it changed since the study started: the
+    metric, mode and ranges the study ran with are the ones its reports and its resume use."""
     space = load_space(study.space_copy)
+    if space.sha256 != record.space.sha256:
+        raise UserError(f"{study.space_copy}: changed since the study started (sha256 {space.sha256[:12]}…, recorded "
+                        f"{record.space.sha256[:12]}…); a study is reported and continued with the space it began "
+                        "with: restore the file")
+    return space
+
+
+def write_reports(study: StudyDir) -> dict:
+    """Write leaderboard.csv, best_config.json and summary.md; return what they say. A study that
+    finished before any trial started (its time budget spent by the start-up) gets a summary saying so."""
+    record = read_record(study)
+    space = read_space(study, record)
     finished = record.finished
     trials = read_trials(study, space.metric, space.mode, space.max_epochs, finished)
-    if not trials:
+    if not trials and record.cut_by_time_budget is None:  # a budget spent by the start-up ends a study without any
         raise UserError(f"{study.path}: the study has no trials yet")
-    best = trials[0] if trials[0].best_value is not None else None
+    best = trials[0] if trials and trials[0].best_value is not None else None
+    for trial in trials:
+        if trial.status in (DAMAGED, MISSING):
+            log.warning("trial %s: %s", trial.trial_id, trial.error)
 
     atomic.write_text(study.leaderboard, leaderboard_csv(trials, [p.name for p in space.params]))
     if best is not None:
         atomic.write_json(study.best_config, best_config(record, space, best))
     progress = search_progress(study, space.metric, space.mode, record)
-    found = insights.analyse(study, record.name, record.settings.seed)
+    found = insights.analyse(study, record.optuna_name, record.settings.seed)
     summary = summary_markdown(record, space, trials, best, finished, progress, found, study)
     atomic.write_text(study.summary, summary)
     if found and found.ranked():
@@ -210,15 +258,15 @@ def best_config(study: StudyRecord, space: SearchSpace, best: TrialRecord) -> di
     }
 
 
-def top_configs(study: StudyDir, k: int) -> list[dict]:
+def top_configs(study: StudyDir, k: int, asked_by: str = "--top") -> list[dict]:
     """The k best trials' configurations, best first, each as best_config.json has the best's:
-    an ensemble's members (`retrain --top k`)."""
-    record = StudyRecord.read(study.record)
-    space = load_space(study.space_copy)
+    an ensemble's members (`retrain --top k`). asked_by: where k came from, for the error."""
+    record = read_record(study)
+    space = read_space(study, record)
     ranked = [t for t in read_trials(study, space.metric, space.mode, space.max_epochs, record.finished)
-              if t.best_value is not None]
+              if t.best_value is not None and t.status not in (DAMAGED, MISSING)]
     if len(ranked) < k:
-        raise UserError(f"--top {k}: study {record.name} has {len(ranked)} trial(s) with a result; "
+        raise UserError(f"{asked_by} is {k}, but study {record.name} has {len(ranked)} trial(s) with a result; "
                         f"choose at most {len(ranked)}")
     return [best_config(record, space, trial) for trial in ranked[:k]]
 
@@ -258,6 +306,11 @@ def summary_markdown(study: StudyRecord, space: SearchSpace, trials: list[TrialR
     failed = [t for t in trials if t.status == FAILED]
     if failed:
         lines += ["", "## Failed trials", ""] + [f"- `{t.trial_id}`: {t.error}" for t in failed]
+    damaged = [t for t in trials if t.status in (DAMAGED, MISSING)]
+    if damaged:
+        lines += ["", "## Trials whose records are damaged or gone", "",
+                  "Ranked last: what remains of them cannot be compared with the others.", ""]
+        lines += [f"- `{t.trial_id}` ({t.status}): {t.error}" for t in damaged]
     lines += [
         "",
         "## Notes",
@@ -272,10 +325,14 @@ def summary_markdown(study: StudyRecord, space: SearchSpace, trials: list[TrialR
 
 def _overview(study: StudyRecord, space: SearchSpace, trials: list[TrialRecord], best: Optional[TrialRecord],
               finished: bool) -> list[str]:
-    counts = {s: sum(t.status == s for t in trials) for s in (COMPLETED, STOPPED, CUT, FAILED, UNFINISHED)}
+    counts = {s: sum(t.status == s for t in trials)
+              for s in (COMPLETED, STOPPED, CUT, FAILED, UNFINISHED, DAMAGED, MISSING)}
     scheduler = SCHEDULERS.get(study.settings.scheduler)
     stopper = f" by {scheduler}" if scheduler else ""
-    wall = study.wall_s
+    # The minutes the time budget counts: from the command's start (Ray and the data included), less
+    # the pauses between runs; a study from before runs were kept has only the runs' own seconds.
+    ran_until = study.runs[-1][1] if study.runs else None
+    wall = study.running_seconds(ran_until) if ran_until else study.wall_s
     status = ("finished" if finished
               else f"not finished (interrupted or still running): resume with `--resume {study.name}`")
     if study.cut_by_time_budget is not None:
@@ -290,11 +347,14 @@ def _overview(study: StudyRecord, space: SearchSpace, trials: list[TrialRecord],
         f"- Ranked by: {space.metric} ({space.mode})",
         f"- Trials: {len(trials)} — {counts[COMPLETED]} completed, {counts[STOPPED]} stopped early{stopper}, "
         + (f"{counts[CUT]} {CUT}, " if counts[CUT] else "")
-        + f"{counts[FAILED]} failed" + (f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""),
+        + f"{counts[FAILED]} failed" + "".join(f", {counts[s]} {s}" for s in (UNFINISHED, DAMAGED, MISSING)
+                                               if counts[s]),
         f"- Trial-epochs trained: {sum(t.epochs for t in trials)} "
         f"(of {len(trials) * space.max_epochs} without early stopping)",
         f"- Ray nodes that ran trials: {len({n for t in trials for n in t.nodes})}" + _node_runs(study),
     ]
+    if not trials:
+        lines.append("- No trial started: the study ended (its time budget spent) before the first one began")
     recovered = [t for t in trials if t.failures and t.status != FAILED]
     if recovered:
         lines.append(f"- Recovered from crashes (retried from their checkpoints): {len(recovered)} trials, "
@@ -348,6 +408,25 @@ def _leaderboard_table(space: SearchSpace, trials: list[TrialRecord]) -> list[st
 _FAILURE_HEADER = re.compile(r"^Failure # \d+ \(occurred at (\S+)\)", re.MULTILINE)
 
 
+def _damaged(path: Path) -> str:
+    """What is wrong with a trial's result.json ("": nothing): a line that is not JSON before its last
+    (the last may be cut short by an interrupted driver)."""
+    if not path.is_file():
+        return ""
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines[:-1], 1):
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            return f"{path.name}: line {number} is not JSON (its epochs from there on are not counted)"
+    return ""
+
+
+def reported_epochs(study: StudyDir, trial_id: str) -> list[dict]:
+    """A trial's results as its result.json holds them, one an epoch (none: no folder, or none yet)."""
+    return _read_json_lines(study.path / layout.trial_folder_name(trial_id) / TRIAL_RESULTS)
+
+
 def _read_json_lines(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -356,7 +435,7 @@ def _read_json_lines(path: Path) -> list[dict]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            continue  # a line cut short by an interrupted driver
+            break  # a line cut short by an interrupted driver; or damage, which _damaged tells
     return rows
 
 

@@ -18,9 +18,10 @@ REFERENCE = ROOT / "results" / "reference"
 def record_of(runs=(), started_at=None, **more) -> StudyRecord:
     """A study record with these runs ([start, end] lists, as study.json has them)."""
     settings = more.pop("settings", SearchSettings(name="unit"))
-    return StudyRecord(name="unit", settings=settings, data=DataSettings(),
-                       space=SpaceRef("space.yaml", "0" * 64, "val_accuracy", "max"), command="python -m fashion_tune",
-                       started_at=runs[0][0] if runs else (started_at or T0), runs=tuple(map(tuple, runs)), **more)
+    space = more.pop("space", SpaceRef("space.yaml", "0" * 64, "val_accuracy", "max"))
+    return StudyRecord(name="unit", settings=settings, data=DataSettings(), space=space,
+                       command="python -m fashion_tune", started_at=runs[0][0] if runs else (started_at or T0),
+                       runs=tuple(map(tuple, runs)), **more)
 
 
 def test_minutes_leave_out_the_pauses_between_runs_of_a_study():

@@ -54,7 +54,8 @@ def make_study(tmp_path):
         study.space_copy.write_text(SPACE.format(metric=metric, mode=mode))
         study.record.write_text(json.dumps({
             "name": "unit", "settings": SearchSettings(name="unit").to_dict(), "data": DataSettings().to_dict(),
-            "space": {"path": "space.yaml", "sha256": "0" * 64, "metric": metric, "mode": mode},
+            "space": {"path": "space.yaml", "sha256": load_space(study.space_copy).sha256, "metric": metric,
+                      "mode": mode},
             "command": "python -m fashion_tune search --name unit", "started_at": STARTED,
             "finished_at": STARTED + 60 if finished else None, "wall_s": 60.0}))
         write_trial(study, "full", {"learning_rate": 1e-3, "filters": 32}, [(0.70, 0.9), (0.80, 0.6), (0.85, 0.5)])
@@ -193,3 +194,40 @@ def test_report_runs_without_ray_or_tensorflow(make_study):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "# Study `unit`" in done.stdout and study.leaderboard.is_file()
+
+
+def test_a_trial_whose_records_are_damaged_or_gone_is_listed_not_dropped(make_study, caplog):
+    """A corrupt result.json once dropped its trial silently, and a deleted trial folder moved the
+    best configuration to another trial while the last line still counted it (issue 34, 12)."""
+    import optuna
+
+    study = make_study()
+    stored = optuna.create_study(study_name="unit", storage=study.optuna_storage, direction="maximize")
+    for trial_id, values in {"full": [0.70, 0.80, 0.85], "gone": [0.95]}.items():
+        trial = stored.ask()
+        trial.set_user_attr("trial_id", trial_id)
+        for epoch, value in enumerate(values, 1):
+            trial.report(value, epoch)
+        stored.tell(trial, values[-1])
+    lines = (study.path / "trial_short" / "result.json").read_text().splitlines()
+    (study.path / "trial_short" / "result.json").write_text("\n".join(["{broken", *lines]) + "\n")
+    with caplog.at_level("WARNING"):
+        results.write_reports(study)
+    rows = {r["trial_id"]: r for r in csv.DictReader(study.leaderboard.open())}
+    assert rows["short"]["status"] == results.DAMAGED and "line 1 is not JSON" in rows["short"]["error"]
+    assert rows["gone"]["status"] == results.MISSING and rows["gone"]["epochs_trained"] == "1"
+    assert json.loads(study.best_config.read_text())["trial_id"] == "healed"  # not the trial whose folder is gone
+    summary = study.summary.read_text()
+    assert "## Trials whose records are damaged or gone" in summary and "1 records damaged, 1 folder missing" in summary
+    assert "trial gone: its folder trial_gone is gone" in caplog.text
+
+
+def test_the_summary_s_minutes_are_those_the_time_budget_counts(make_study):
+    """The wall time once left out the start-up (Ray, the data) that the time budget counts (issue 34)."""
+    study = make_study()
+    record = json.loads(study.record.read_text())
+    record["runs"] = [[STARTED + 30, STARTED + 90]]  # the search began 30 s after the command started
+    record["wall_s"] = 60.0
+    study.record.write_text(json.dumps(record))
+    results.write_reports(study)
+    assert "- Wall time: 1m 30s" in study.summary.read_text()

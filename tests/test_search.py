@@ -62,7 +62,10 @@ def assert_optuna_study_matches_leaderboard(study):
     """optuna.db, opened as Optuna's own tools open it, tells the trials as the leaderboard does."""
     import optuna
 
-    stored = optuna.load_study(study_name=study.name, storage=f"sqlite:///{study / 'optuna.db'}")
+    from fashion_tune.records import StudyRecord
+
+    name = StudyRecord.read(study / "study.json").optuna_name  # a renamed copy keeps its Optuna study's name
+    stored = optuna.load_study(study_name=name, storage=f"sqlite:///{study / 'optuna.db'}")
     by_id = {t.user_attrs["trial_id"]: t for t in stored.trials}
     rows = read_leaderboard(study)
     # A study its time budget ended may hold a trial proposed that never started: no folder, no row.

@@ -57,3 +57,18 @@ def test_plain_optuna_search_would_call_the_stopped_trial_complete():
     """Why the subclass exists: Ray's own OptunaSearch tells Optuna a 2-epoch trial is complete."""
     trials = optuna_trials(None)
     assert trials["stopped"].state.name == "COMPLETE" and trials["stopped"].value == pytest.approx(0.40)
+
+
+def test_an_epoch_trained_again_after_a_restart_holds_its_newest_value():
+    """Tune's recovery is at-least-once: a trial restarted from its epoch-1 checkpoint trains epochs 2
+    and 3 again. Optuna then holds the values the model went on from, once each (it kept the first)."""
+    from fashion_tune.search.searcher import StoppedTrialsArePruned
+
+    storage = optuna.storages.InMemoryStorage()
+    searcher = make_searcher(StoppedTrialsArePruned, storage)
+    searcher.suggest("again")
+    for epoch, value in [(1, 0.30), (2, 0.40), (3, 0.45), (2, 0.41), (3, 0.46)]:
+        searcher.on_trial_result("again", {"val_accuracy": value, "training_iteration": epoch})
+    searcher.on_trial_complete("again", result={"val_accuracy": 0.46, "training_iteration": 3})
+    [trial] = optuna.load_study(study_name="unit", storage=storage).trials
+    assert trial.intermediate_values == {1: 0.30, 2: 0.41, 3: 0.46} and trial.value == pytest.approx(0.46)

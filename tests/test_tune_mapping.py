@@ -34,7 +34,7 @@ def test_xla_is_refused_with_a_searched_augmentation_keras_cannot_compile(write_
     import pytest
 
     from fashion_tune.errors import UserError
-    from fashion_tune.search.study import _check_jit_compile
+    from fashion_tune.search.checks import _check_jit_compile
 
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
     searched = load_space(write_space(add_param("zoom: {type: float, low: 0.0, high: 0.2}")))

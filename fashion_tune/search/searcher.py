@@ -23,11 +23,16 @@ study's state (the storage by its URL), and `--resume` unpickles it by this modu
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Optional
 
 import optuna
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
+
+from fashion_tune import results
+from fashion_tune.layout import StudyDir
 
 
 class StoppedTrialsArePruned(OptunaSearch):
@@ -48,6 +53,12 @@ class StoppedTrialsArePruned(OptunaSearch):
         if result[TRAINING_ITERATION] > told[TRAINING_ITERATION]:  # Optuna keeps one value an epoch
             super().on_trial_result(trial_id, result)
             self._last_told[trial_id] = {k: result[k] for k in (TRAINING_ITERATION, self.metric)}
+        elif trial_id not in self._completed_trials:
+            # An epoch trained again (a trial restarted from an earlier checkpoint: Tune's recovery is
+            # at-least-once): the model goes on from this one, so its value is the epoch's.
+            study_id = self._storage.get_study_id_from_name(self._study_name)
+            trial = self._storage.get_trial_id_from_study_id_trial_number(study_id, self._ot_trials[trial_id].number)
+            self._storage.set_trial_intermediate_value(trial, result[TRAINING_ITERATION], result[self.metric])
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False):
         if not result and not error:
@@ -65,15 +76,55 @@ class StoppedTrialsArePruned(OptunaSearch):
         super().on_trial_complete(trial_id, result=None if stopped_early else result, error=error)
 
     def restore(self, checkpoint_path: str):
-        """Tune's saved state of the searcher, and the storage made to agree with it: a trial Optuna
-        holds as running that the saved state does not know was proposed after Tune's last snapshot of
-        the study (a driver killed outright) and will never report: it is marked failed."""
-        super().restore(checkpoint_path)
+        """Tune's saved state of the searcher, with its Optuna study opened where the study now is
+        (`storage_now`, set by the driver: the study may have been copied or moved since it was
+        saved, and the saved storage names optuna.db by its absolute path then), and the storage
+        made to agree with the state: a trial Optuna holds as running that the saved state does not
+        know was proposed after Tune's last snapshot of the study (a driver killed outright) and will
+        never report: it is marked failed."""
+        storage_now = getattr(self, "storage_now", None)
+        with storage_opened_later():
+            super().restore(checkpoint_path)
         self.__dict__.setdefault("_last_told", {})  # saved before it was kept
+        self._storage = optuna.storages.RDBStorage(storage_now or self._storage.url)
+        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage, sampler=self._sampler)
+        self._ot_trials = {tune_id: optuna.trial.Trial(self._ot_study, trial._trial_id)
+                           for tune_id, trial in self._ot_trials.items()}
         known = {t.number for t in self._ot_trials.values()}
         for lost in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             if lost.number not in known:
                 self._ot_study.tell(lost.number, state=optuna.trial.TrialState.FAIL)
+        self._tell_unreported_epochs()
+
+    def _tell_unreported_epochs(self) -> None:
+        """Each unfinished trial's epochs its result.json holds that Optuna was not told: a driver
+        interrupted between logging an epoch and telling its searcher, the trial resumed from that
+        epoch's checkpoint, would leave that value out of Optuna's ledger for good."""
+        study = StudyDir(Path(self._storage.url.removeprefix("sqlite:///")).parent)
+        stored = {t.number: t for t in self._ot_study.get_trials(deepcopy=False)}
+        for tune_id, ot_trial in self._ot_trials.items():
+            if stored[ot_trial.number].state != optuna.trial.TrialState.RUNNING:
+                continue
+            told = stored[ot_trial.number].intermediate_values
+            for row in results.reported_epochs(study, tune_id):
+                if row[TRAINING_ITERATION] not in told and self.metric in row:
+                    ot_trial.report(row[self.metric], row[TRAINING_ITERATION])
+                    self._last_told[tune_id] = {k: row[k] for k in (TRAINING_ITERATION, self.metric)}
+
+
+@contextlib.contextmanager
+def storage_opened_later():
+    """While a study's searcher is unpickled (with the Tuner, and from its saved state): its Optuna
+    storage keeps its URL but opens nothing. Optuna's own unpickling connects to the SQLite file at
+    the absolute path the study was begun at, and creates tables there: in the original folder of a
+    copied study, or failing where a moved study's folder is gone. restore() then opens the storage
+    where the study now is."""
+    unpickle = optuna.storages.RDBStorage.__setstate__
+    optuna.storages.RDBStorage.__setstate__ = lambda storage, state: storage.__dict__.update(state)
+    try:
+        yield
+    finally:
+        optuna.storages.RDBStorage.__setstate__ = unpickle
 
 
 def prune_cut_short(storage_url: str, study_name: str) -> list[str]:

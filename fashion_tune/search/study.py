@@ -9,6 +9,7 @@ the space file, and the reports results.py writes when it ends.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import importlib
 import logging
@@ -21,17 +22,15 @@ from typing import Any, Mapping
 
 from fashion_tune import atomic, data, layout, ray_start, results
 from fashion_tune.config import (
-    PAUSING_SCHEDULERS,
     SCHEDULERS,
     DataSettings,
     SearchSettings,
-    TrainParams,
     flag_of,
-    xla_conflict,
 )
 from fashion_tune.errors import Interrupted, UserError
 from fashion_tune.layout import StudyDir
 from fashion_tune.records import SpaceRef, StudyRecord
+from fashion_tune.search import checks, resumable
 from fashion_tune.space import ParamSpec, SearchSpace, load_space
 
 log = logging.getLogger(__name__)
@@ -71,30 +70,35 @@ def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyD
         settings = SearchSettings.layered(settings.to_dict(), {"name": f"{Path(space.path).stem}-{stamp}"})
     # One seed for the study: TPE, the validation split and every trial.
     data_settings = DataSettings.layered(data_flags, {"seed": settings.seed})
-    _check_budget(settings, space, flags)
-    _check_jit_compile(settings, space)
-    _check_results_dir(settings.results_dir)
+    checks.check_settings(settings, space, flags)
+    layout.check_writable(settings.results_dir, "--results-dir")
     study = study_dir(settings.results_dir, settings.name)
-    if study.path.exists():
-        raise UserError(
-            f"study {settings.name!r} already exists at {study.path}; choose another --name, "
-            f"or continue it with --resume {settings.name}"
-        )
+    _refuse_existing(study, settings.name)
     # Absolute in the record, so --resume works from any folder; the command keeps what was typed.
     data_dir = str(Path(data_settings.data_dir).expanduser().resolve()) if data_settings.data_dir else None
     record = StudyRecord(
         name=settings.name, settings=settings, data=dataclasses.replace(data_settings, data_dir=data_dir),
         space=SpaceRef(path=space.path, sha256=space.sha256, metric=space.metric, mode=space.mode),
-        command=reproduce_command(settings, data_settings), started_at=time.time())
+        command=reproduce_command(settings, data_settings), started_at=time.time()).sealed_now()
     data.locate(data_settings.data_dir)  # a wrong --data-dir: said at once (or the download done first)
     # Ray before the data are read: a cluster that cannot be reached or cannot run a trial says so
     # in seconds, and before anything is written.
     with ray_session(settings):
         splits = _prepare_data(data_settings)
-        study.path.mkdir(parents=True)
-        atomic.write_text(study.space_copy, space.text)
-        record.write(study.record)
-        return _run(settings, space, splits, study, record, restore=False)
+        try:
+            study.path.mkdir(parents=True)
+        except FileExistsError:  # another search took the name since the check above
+            _refuse_existing(study, settings.name)
+        with resumable.held(study, settings.name):
+            atomic.write_text(study.space_copy, space.text)
+            record.write(study.record)
+            return _run(settings, space, splits, study, record, restore=False)
+
+
+def _refuse_existing(study: StudyDir, name: str) -> None:
+    if study.path.exists():
+        raise UserError(f"study {name!r} already exists at {study.path}; choose another --name, or continue it with "
+                        f"--resume {name}")
 
 
 # What may accompany --resume: where the study lives, and where it runs now.
@@ -102,7 +106,9 @@ RESUME_FLAGS = ("results_dir", "address", "connect_timeout")
 
 
 def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyDir:
-    """Continue an interrupted study with its searcher's state; a finished one is left as it is.
+    """Continue an interrupted study with its searcher's state, where its folder now is (copied,
+    moved or renamed); a finished one is left as it is. What cannot be resumed is said in one line
+    before Ray starts (resumable.py).
 
     A study continues with the settings it started with: any other search or data flag is refused,
     not silently ignored."""
@@ -110,8 +116,7 @@ def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, A
     if given:
         raise UserError(f"--resume {name}: {', '.join(given)} cannot change a study that has begun (it continues "
                         f"with the settings it started with); only {', '.join(map(flag_of, RESUME_FLAGS[:-1]))} and "
-                        f"{flag_of(RESUME_FLAGS[-1])} "
-                        "go with --resume")
+                        f"{flag_of(RESUME_FLAGS[-1])} go with --resume")
     study = study_dir(flags.get("results_dir") or SearchSettings.results_dir, name)
     if not study.record.is_file():
         raise UserError(f"--resume {name}: no study at {study.path} (no {study.record.name} there)")
@@ -119,13 +124,19 @@ def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, A
     if record.finished:
         log.info("study %r already finished; nothing to resume (its reports are in %s)", name, study.path)
         return study
-    where = {k: flags[k] for k in ("address", "connect_timeout") if flags.get(k) is not None}
-    settings = dataclasses.replace(record.settings, address=None, **where)
-    # The space as it was when the study started, not whatever the original path holds now.
-    space = load_space(study.space_copy)
-    with ray_session(settings):
-        splits = _prepare_data(record.data)
-        return _run(settings, space, splits, study, record, restore=True)
+    layout.check_writable(study.path, "--resume")
+    restore = resumable.check(study, record, name)
+    with resumable.held(study, name):
+        if not restore:
+            resumable.start_afresh(study)
+        record = record.renamed(name)  # the folder's name is the study's name
+        where = {k: flags[k] for k in ("address", "connect_timeout") if flags.get(k) is not None}
+        settings = dataclasses.replace(record.settings, address=None, **where)
+        # The space as it was when the study started, not whatever the original path holds now.
+        space = load_space(study.space_copy)
+        with ray_session(settings):
+            splits = _prepare_data(record.data)
+            return _run(settings, space, splits, study, record, restore=restore)
 
 
 def study_dir(results_dir: str, name: str) -> StudyDir:
@@ -137,48 +148,6 @@ def reproduce_command(settings: SearchSettings, data_settings: DataSettings) -> 
     """The exact command line that runs this study again (made from the settings' own fields)."""
     return shlex.join(["python", "-m", "fashion_tune", "search", *settings.command_line_args(),
                        *data_settings.command_line_args()])
-
-
-def _check_results_dir(results_dir: str) -> None:
-    """--results-dir must be a folder this user can write, or be creatable as one."""
-    path = Path(results_dir).expanduser()
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise UserError(f"--results-dir {results_dir}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"--results-dir {results_dir}: {existing} is not writable by this user")
-
-
-def _check_budget(settings: SearchSettings, space: SearchSpace, flags: Mapping[str, Any]) -> None:
-    if settings.scheduler in PAUSING_SCHEDULERS and settings.max_concurrent:
-        # Tune's concurrency limit counts a paused trial as running: a bracket waiting for its peers
-        # would wait for trials that are never started.
-        given = flags.get("max_concurrent") is not None
-        where = "--max-concurrent" if given else f"{space.path}: search.max_concurrent"
-        raise UserError(
-            f"{where} is {settings.max_concurrent}, but --scheduler {settings.scheduler} pauses trials at each rung "
-            "until their peers arrive, and a paused trial counts as running: leave max_concurrent unset (trials at "
-            "once then follow --cpus-per-trial and --gpus-per-trial), or use --scheduler asha"
-        )
-    if settings.grace_period > space.max_epochs:
-        where = "--grace-period" if flags.get("grace_period") is not None else f"{space.path}: search.grace_period"
-        raise UserError(
-            f"{where} is {settings.grace_period}, must be <= the trial budget of "
-            f"{space.max_epochs} epochs (fixed.epochs in {space.path})"
-        )
-
-
-def _check_jit_compile(settings: SearchSettings, space: SearchSpace) -> None:
-    """XLA with augmentation Keras cannot compile: refused before the study starts, not in every trial."""
-    if not (settings.jit_compile or space.fixed.get("jit_compile")):
-        return
-    where = "--jit-compile" if settings.jit_compile else f"{space.path}: fixed.jit_compile"
-    for name in TrainParams.NOT_XLA:
-        searched = next((p for p in space.params if p.name == name), None)
-        values = (searched.choices or (searched.high,)) if searched else (space.fixed.get(name),)
-        nonzero = next((v for v in values if v), None)
-        if nonzero is not None:
-            raise UserError(f"{where}: {xla_conflict(name, nonzero)}" + (" (searched)" if searched else ""))
 
 
 def _prepare_data(settings: DataSettings) -> data.Splits:
@@ -200,16 +169,19 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     # study ran, not its pauses.
     record = record.with_run_started(time.time())
     record.write(study.record)
-    grid = _fit(tuner, settings.name)
+    grid = _fit(tuner, study)
     record = record.with_run_ended(time.time())
     budget_spent = record.budget_spent(record.runs[-1][1])
-    cut = _cut_by_time_budget(study, settings.name) if budget_spent else None
-    ended = _ended_trials(study, settings.name, grid)
+    cut = _cut_by_time_budget(study, record.optuna_name) if budget_spent else None
+    ended = _ended_trials(study, record.optuna_name, grid)
     finished = ended >= settings.num_samples or budget_spent
     if finished:
         record = record.with_end(time.time(), cut)
     record.write(study.record)
-    if len(grid):
+    if budget_spent and not study.trial_dirs():
+        log.warning("the time budget of %g min was spent before any trial started (Ray and the data took that long): "
+                    "the study ended with no trial; give it more minutes", settings.time_budget_min)
+    if study.trial_dirs() or finished:
         report = results.write_reports(study)
         if report.get("best_value") is not None:
             log.info("best %s%s: %.4f", space.metric, "" if finished else " so far", report["best_value"])
@@ -234,27 +206,66 @@ def _tuner(settings: SearchSettings, space: SearchSpace, splits: data.Splits, st
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress.py's lines are the display
-    if restore:
-        if not tune.Tuner.can_restore(str(study.path)):
-            raise UserError(f"--resume {settings.name}: {study.path} holds no Tune state to resume from")
+    if restore:  # resumable.check made sure there is Tune state to restore
+        from fashion_tune.search.searcher import storage_opened_later
+
         map_moved_modules()
-        return tune.Tuner.restore(str(study.path), trainable, resume_unfinished=True, resume_errored=False)
+        with storage_opened_later():
+            tuner = tune.Tuner.restore(str(study.path), trainable, resume_unfinished=True, resume_errored=False)
+        _point_at(tuner, study)
+        return tuner
     hparams.write_experiment(study.path, space)
     return _make_tuner(trainable, settings, space, study)
 
 
-def _fit(tuner, name: str):
+def _point_at(tuner, study: StudyDir) -> None:
+    """A restored Tuner's searcher and time budget use the study where it now is, not where it was
+    begun (a copied or moved study: resumable.py). Tune restores the searcher with the Tuner, as it
+    was pickled, and offers no public way in: its internal Tuner's configuration is reached here,
+    once; the stopper it restores from its own snapshot of the run (TimeBudget.running)."""
+    from fashion_tune.search.time_budget import TimeBudget
+
+    tuner._local_tuner._tune_config.search_alg.storage_now = study.optuna_storage  # read by searcher.restore
+    TimeBudget.running = study
+
+
+def _fit(tuner, study: StudyDir):
     """tuner.fit(), with Tune's words on an interrupt and on unstarted trials said our way (progress.py)."""
     from fashion_tune.search.progress import InterruptInOurWords, UnreportedTrialsInOurWords
 
-    our_words = [InterruptInOurWords(name), UnreportedTrialsInOurWords()]
+    our_words = [InterruptInOurWords(study.path.name), UnreportedTrialsInOurWords()]
     for words in our_words:
         logging.getLogger(words.LOGGER).addFilter(words)
     try:
-        return tuner.fit()
+        with _new_trials_stored_here(study):
+            return tuner.fit()
     finally:
         for words in our_words:
             logging.getLogger(words.LOGGER).removeFilter(words)
+
+
+@contextlib.contextmanager
+def _new_trials_stored_here(study: StudyDir):
+    """Tune restores its trial generator with the experiment as the study was begun, storage
+    included (Ray 2.60, SearchGenerator.set_state): the new trials of a copied or moved study would
+    be stored in the original's folder (where one is gone, every new trial failed at its first
+    checkpoint). While the study runs, a restored generator's storage is this folder, as Tune makes
+    it for the trials it restores itself (TuneController._restore_trials)."""
+    from ray.tune.search.search_generator import SearchGenerator
+
+    set_state = SearchGenerator.set_state
+
+    def set_state_here(generator, state):
+        set_state(generator, state)
+        storage = copy.copy(generator._experiment.spec["storage"])
+        storage.storage_fs_path, storage.experiment_dir_name = study.path.parent.as_posix(), study.path.name
+        generator._experiment.spec["storage"] = storage
+
+    SearchGenerator.set_state = set_state_here
+    try:
+        yield
+    finally:
+        SearchGenerator.set_state = set_state
 
 
 def _cut_by_time_budget(study: StudyDir, name: str) -> tuple[str, ...]:
@@ -334,7 +345,7 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=settings.num_samples,
-            max_concurrent_trials=settings.max_concurrent,
+            max_concurrent_trials=settings.max_concurrent or None,  # 0: no limit
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
             # A trial that ends hands its process (TensorFlow imported, data mapped) to the next one

@@ -28,6 +28,11 @@ log = logging.getLogger("fashion_tune.search")
 class TimeBudget(Stopper):
     """Ends the whole study once it has run `minutes`, counting every earlier run of it."""
 
+    # The study this driver runs, where its folder is now: a copied or moved study's restored stopper
+    # still names the folder it was begun in, and Tune restores it from its own snapshot of the run
+    # (the controller's state), where nothing else can reach it. Set by study.py before fit().
+    running: Optional[StudyDir] = None
+
     def __init__(self, minutes: float, study: StudyDir):
         self.minutes = minutes
         self.study = study
@@ -39,7 +44,7 @@ class TimeBudget(Stopper):
 
     def stop_all(self) -> bool:
         if self._record is None:  # study.py writes this run's start into the record before fit()
-            self._record = StudyRecord.read(self.study.record)
+            self._record = StudyRecord.read((TimeBudget.running or self.study).record)
         ended = self._record.running_seconds(time.time()) >= self.minutes * 60
         if ended and not self._said:
             log.info("time budget of %s min spent: the trials still running stop where they are", f"{self.minutes:g}")

@@ -295,7 +295,8 @@ class DataSettings(_Validated):
 
 # --scheduler: how weak trials are stopped early (search/schedulers.py builds them), and their names in
 # what a study prints and writes.
-SCHEDULERS = {"asha": "ASHA", "halving": "successive halving", "hyperband": "HyperBand", "none": None}
+SCHEDULERS = {"asha": "ASHA", "halving": "successive halving", "hyperband": "HyperBand",
+              "i-epoch": "the i-epoch cut", "none": None}
 # Those that pause a trial at a rung until its peers have reached it.
 PAUSING_SCHEDULERS = ("halving", "hyperband")
 
@@ -317,12 +318,14 @@ class SearchSettings(_Validated):
                                             in_space=True)
     cpus_per_trial: float = setting(1.0, "CPUs per trial, also TensorFlow's threads", in_space=True)
     gpus_per_trial: float = setting(0.0, "GPUs per trial, may be fractional: 0.25 packs four on a GPU", in_space=True)
-    grace_period: int = setting(1, "epochs every trial trains before asha or halving may stop it", in_space=True)
+    grace_period: int = setting(1, "epochs every trial trains before asha, halving or i-epoch may stop it",
+                                in_space=True)
     reduction_factor: int = setting(3, "the scheduler keeps the best 1/N of the trials at each rung", in_space=True)
     searcher: str = setting("tpe", "how trials are proposed: Optuna's TPE or random sampling, both seeded",
                             in_space=True)
     scheduler: str = setting("asha", "how weak trials are stopped early: asha (asynchronous), halving (synchronous "
-                             "successive halving), hyperband, or none (every trial to its full budget)", in_space=True)
+                             "successive halving), hyperband, i-epoch (one cut after --grace-period epochs: the "
+                             "baseline), or none (every trial to its full budget)", in_space=True)
     tpe_startup_trials: int = setting(10, "random trials before TPE starts modelling", in_space=True)
     max_failures: int = setting(0, "retries of a failed trial, from its last checkpoint", in_space=True)
     time_budget_min: Optional[float] = setting(
@@ -337,8 +340,14 @@ class SearchSettings(_Validated):
                                      reproduce=False)
     mixed_precision: bool = setting(False, "every trial computes in mixed float16 (GPUs with tensor cores)")
     jit_compile: bool = setting(False, "every trial compiles its training step with XLA")
+    replay: Optional[str] = setting(None, "trials replay the learning curves recorded in this file "
+                                    "(benchmarks/record_curves.py) instead of training: the same driver, "
+                                    "schedulers and reports, in seconds", default_text="trials train")
+    replay_time_scale: Optional[float] = setting(None, "with --replay, each epoch takes its recorded seconds "
+                                                 "times this", default_text="0: at once")
 
     RULES = {
+        "replay_time_scale": _at_least(0),
         "name": Rule(
             lambda v: v == "" or (v.translate(str.maketrans("", "", "-_.")).isalnum() and not v.startswith(".")),
             "must use only letters, digits, '-', '_' and '.', and not start with '.'",

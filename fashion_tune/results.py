@@ -351,7 +351,9 @@ def _overview(study: StudyRecord, space: SearchSpace, trials: list[TrialRecord],
                                                if counts[s]),
         f"- Trial-epochs trained: {sum(t.epochs for t in trials)} "
         f"(of {len(trials) * space.max_epochs} without early stopping)",
-        f"- Ray nodes that ran trials: {len({n for t in trials for n in t.nodes})}" + _node_runs(study),
+        f"- Ray nodes that ran trials: {len({n for t in trials for n in t.nodes})}" + _node_runs(study)
+        if not study.settings.replay else
+        f"- **Replayed, not trained**: every trial reported the curves recorded in `{study.settings.replay}`",
     ]
     if not trials:
         lines.append("- No trial started: the study ended (its time budget spent) before the first one began")

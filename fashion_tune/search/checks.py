@@ -17,6 +17,8 @@ def check_settings(settings: SearchSettings, space: SearchSpace, flags: Mapping[
     _check_concurrency(settings, space, flags)
     _check_jit_compile(settings, space)
     _check_retrain_top(settings, space, flags)
+    if settings.replay_time_scale is not None and not settings.replay:
+        raise UserError("--replay-time-scale does nothing without --replay (trials that train take the time they take)")
 
 
 def _where(name: str, flags: Mapping[str, Any], space: SearchSpace, section: str = "search") -> str:
@@ -40,7 +42,8 @@ def _check_scheduler_options(settings: SearchSettings, space: SearchSpace, flags
         raise UserError(f"{_where('grace_period', flags, space)} is {settings.grace_period}, must be <= the trial "
                         f"budget of {space.max_epochs} epochs (fixed.epochs in {space.path})")
     # Typed for a scheduler that never reads it: refused, not recorded as if it counted.
-    readers = {"grace_period": ("asha", "halving"), "reduction_factor": ("asha", "halving", "hyperband")}
+    readers = {"grace_period": ("asha", "halving", "i-epoch"),
+               "reduction_factor": ("asha", "halving", "hyperband", "i-epoch")}
     for name, schedulers in readers.items():
         if flags.get(name) is not None and settings.scheduler not in schedulers:
             raise UserError(f"--{name.replace('_', '-')} does nothing with --scheduler {settings.scheduler} (only "

@@ -11,6 +11,9 @@
   hyperband  Ray's HyperBandScheduler: brackets of successive halving from the most careful
              (every trial runs its budget) to the most aggressive (the halving bracket above);
              hedges against a grace period too short to tell good models from slow starters.
+  i-epoch    the baseline every scheduler must beat (Egele et al., arXiv 2307.15422): every trial
+             trains grace_period epochs (i); it goes on to its budget only if it is in the best 1/R
+             of the trials that reached epoch i before it, as at one ASHA rung. One cut, no waiting.
   none       every trial trains its full budget.
 
 A trial any of them stops reaches Optuna as pruned (searcher.py). The paused trials of halving and
@@ -22,11 +25,17 @@ this module path.
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
 from typing import Optional
 
+import numpy as np
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, TrialScheduler
 from ray.tune.schedulers.hyperband import _Bracket
+
+log = logging.getLogger(__name__)
 
 TIME_ATTR = "training_iteration"  # epochs: one result a trial reports per epoch
 
@@ -92,6 +101,66 @@ class SuccessiveHalving(HyperBand):
                         max_t_attr=self._max_t_attr, eta=self._eta, s=self.halvings)
 
 
+class EpochCut(FIFOScheduler):
+    """The i-epoch cut: at epoch `epoch` a trial stops unless it is in the best 1/reduction_factor of
+    the trials that reached that epoch before it (the first one always goes on: ASHA's rule at a
+    single rung). On --resume Tune hands a new scheduler every trial: the epoch-i values of the
+    trials that had reached it are read back from their records, so the cut goes on as before."""
+
+    def __init__(self, epoch: int, reduction_factor: int):
+        super().__init__()
+        self.epoch, self.reduction_factor = epoch, reduction_factor
+        self._mode: Optional[str] = None
+        self.at_cut: dict[str, float] = {}  # trial id -> its metric at the cut, larger is better
+
+    def set_search_properties(self, metric: Optional[str], mode: Optional[str], **spec) -> bool:
+        self._metric, self._mode = metric or self._metric, mode or self._mode
+        return True
+
+    def on_trial_add(self, tune_controller, trial: Trial):
+        value = _value_at(trial, self.epoch, self._metric)
+        if value is not None:
+            self.at_cut[trial.trial_id] = self._larger_is_better(value)
+
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        if result.get(TIME_ATTR) != self.epoch or trial.trial_id in self.at_cut:
+            return TrialScheduler.CONTINUE
+        value = self._larger_is_better(result[self._metric])
+        cutoff = self.cutoff()
+        self.at_cut[trial.trial_id] = value
+        return TrialScheduler.STOP if cutoff is not None and value < cutoff else TrialScheduler.CONTINUE
+
+    def cutoff(self) -> Optional[float]:
+        """The value a trial must reach at the cut to go on: the (1 - 1/R) quantile of those before it."""
+        if not self.at_cut:
+            return None
+        return float(np.nanpercentile(list(self.at_cut.values()), (1 - 1 / self.reduction_factor) * 100))
+
+    def _larger_is_better(self, value: float) -> float:
+        return -value if self._mode == "min" else value
+
+    def debug_string(self) -> str:
+        return f"i-epoch cut at epoch {self.epoch}: {len(self.at_cut)} trials reached it, cutoff {self.cutoff()}"
+
+
+def _value_at(trial: Trial, epoch: int, metric: str) -> Optional[float]:
+    """A restored trial's metric at `epoch`, from its record in the study (None: it has not reached it)."""
+    last = trial.last_result or {}
+    if last.get(TIME_ATTR, 0) < epoch:
+        return None
+    if last.get(TIME_ATTR) == epoch:
+        return last.get(metric)
+    try:
+        for line in Path(trial.path, "result.json").read_text().splitlines():
+            row = json.loads(line)
+            if row.get(TIME_ATTR) == epoch:
+                return row.get(metric)
+    except (OSError, ValueError, TypeError) as e:
+        log.warning("trial %s: its epoch %d could not be read back (%s); the i-epoch cut goes on without it",
+                    trial.trial_id, epoch, e)
+    return None
+
+
 def make(scheduler: str, grace_period: int, reduction_factor: int, max_epochs: int) -> Optional[TrialScheduler]:
     """The Tune scheduler `--scheduler` names (config.SCHEDULERS; None: Tune's FIFO, every trial to
     its budget)."""
@@ -102,4 +171,6 @@ def make(scheduler: str, grace_period: int, reduction_factor: int, max_epochs: i
         return SuccessiveHalving(grace_period, reduction_factor, max_epochs)
     if scheduler == "hyperband":
         return HyperBand(time_attr=TIME_ATTR, max_t=max_epochs, reduction_factor=reduction_factor)
+    if scheduler == "i-epoch":
+        return EpochCut(grace_period, reduction_factor)
     return None

@@ -76,15 +76,19 @@ def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyD
     _refuse_existing(study, settings.name)
     # Absolute in the record, so --resume works from any folder; the command keeps what was typed.
     data_dir = str(Path(data_settings.data_dir).expanduser().resolve()) if data_settings.data_dir else None
+    replay = str(Path(settings.replay).expanduser().resolve()) if settings.replay else None
     record = StudyRecord(
-        name=settings.name, settings=settings, data=dataclasses.replace(data_settings, data_dir=data_dir),
+        name=settings.name, settings=dataclasses.replace(settings, replay=replay),
+        data=dataclasses.replace(data_settings, data_dir=data_dir),
         space=SpaceRef(path=space.path, sha256=space.sha256, metric=space.metric, mode=space.mode),
         command=reproduce_command(settings, data_settings), started_at=time.time()).sealed_now()
-    data.locate(data_settings.data_dir)  # a wrong --data-dir: said at once (or the download done first)
+    curves = _replayed(settings, space, data_flags)
+    if curves is None:
+        data.locate(data_settings.data_dir)  # a wrong --data-dir: said at once (or the download done first)
     # Ray before the data are read: a cluster that cannot be reached or cannot run a trial says so
     # in seconds, and before anything is written.
     with ray_session(settings):
-        splits = _prepare_data(data_settings)
+        splits = curves or _prepare_data(data_settings)
         try:
             study.path.mkdir(parents=True)
         except FileExistsError:  # another search took the name since the check above
@@ -134,8 +138,9 @@ def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, A
         settings = dataclasses.replace(record.settings, address=None, **where)
         # The space as it was when the study started, not whatever the original path holds now.
         space = load_space(study.space_copy)
+        curves = _replayed(settings, space, {})
         with ray_session(settings):
-            splits = _prepare_data(record.data)
+            splits = curves or _prepare_data(record.data)
             return _run(settings, space, splits, study, record, restore=restore)
 
 
@@ -146,8 +151,21 @@ def study_dir(results_dir: str, name: str) -> StudyDir:
 
 def reproduce_command(settings: SearchSettings, data_settings: DataSettings) -> str:
     """The exact command line that runs this study again (made from the settings' own fields)."""
-    return shlex.join(["python", "-m", "fashion_tune", "search", *settings.command_line_args(),
-                       *data_settings.command_line_args()])
+    data_args = [] if settings.replay else data_settings.command_line_args()  # replayed trials read no data
+    return shlex.join(["python", "-m", "fashion_tune", "search", *settings.command_line_args(), *data_args])
+
+
+def _replayed(settings: SearchSettings, space: SearchSpace, data_flags: Mapping[str, Any]):
+    """With --replay, the recorded curves the trials replay (checked against the space), else None."""
+    if not settings.replay:
+        return None
+    given = [flag_of(k) for k, v in data_flags.items() if v is not None]
+    if given:
+        raise UserError(f"{', '.join(given)} cannot go with --replay: replayed trials train on nothing (the "
+                        f"recording's curves were made on its own data)")
+    from fashion_tune.search.replay import Curves
+
+    return Curves.for_space(settings.replay, space)
 
 
 def _prepare_data(settings: DataSettings) -> data.Splits:
@@ -156,7 +174,7 @@ def _prepare_data(settings: DataSettings) -> data.Splits:
     return splits
 
 
-def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, study: StudyDir, record: StudyRecord,
+def _run(settings: SearchSettings, space: SearchSpace, splits, study: StudyDir, record: StudyRecord,
          restore: bool) -> StudyDir:
     """Fit the Tuner (new or restored), then record the end and write the reports."""
     tuner = _tuner(settings, space, splits, study, restore)
@@ -193,18 +211,23 @@ def _run(settings: SearchSettings, space: SearchSpace, splits: data.Splits, stud
     return study
 
 
-def _tuner(settings: SearchSettings, space: SearchSpace, splits: data.Splits, study: StudyDir, restore: bool):
-    """The study's Tuner: restored from its folder, or made (and the study's HParams experiment written)."""
+def _tuner(settings: SearchSettings, space: SearchSpace, splits, study: StudyDir, restore: bool):
+    """The study's Tuner: restored from its folder, or made (and the study's HParams experiment written).
+    splits: the data (data.Splits), or with --replay the recorded curves (replay.Curves)."""
     import optuna
     from ray import tune
 
     from fashion_tune import hparams
-    from fashion_tune.search.trainable import train_trial
 
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, splits=splits),  # one copy in the object store
-        {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
-    )
+    if settings.replay:
+        from fashion_tune.search.replay import replay_trial
+
+        trial = tune.with_parameters(replay_trial, curves=splits, time_scale=settings.replay_time_scale)
+    else:
+        from fashion_tune.search.trainable import train_trial
+
+        trial = tune.with_parameters(train_trial, splits=splits)  # one copy in the object store
+    trainable = tune.with_resources(trial, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress.py's lines are the display
     if restore:  # resumable.check made sure there is Tune state to restore
         from fashion_tune.search.searcher import storage_opened_later
@@ -315,6 +338,9 @@ def _strategy(settings: SearchSettings) -> str:
                 f"for its bracket's peers; the best 1/{settings.reduction_factor} go on)")
     if settings.scheduler == "hyperband":
         return f"{proposer}, {name} brackets (trials wait at each rung for their bracket's peers)"
+    if settings.scheduler == "i-epoch":
+        return (f"{proposer}, {name} (after epoch {settings.grace_period}, a trial goes on only if it is in the best "
+                f"1/{settings.reduction_factor} so far)")
     return f"{proposer}, every trial running its budget"
 
 
@@ -397,14 +423,15 @@ def ray_session(settings: SearchSettings):
     shut down on leaving what this started."""
     import ray
 
-    if ray.is_initialized():
-        yield
-        return
-    # Tune warns when it snapshots its state often; with a checkpoint every epoch, it does, by design.
+    # Read by Tune in this process when the study runs, whoever started Ray. Tune warns when it
+    # snapshots its state often; with a checkpoint every epoch, it does, by design.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's newer display prints its experiment box and a TensorBoard hint into /tmp/ray even when
     # silenced (verbose=0); its older one, silenced, prints nothing: progress.py speaks instead.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if ray.is_initialized():
+        yield
+        return
     if settings.address:
         ray_start.join_cluster(settings.address, settings.connect_timeout)
     else:

@@ -1,0 +1,222 @@
+"""Replayed studies: the real driver (searcher, every scheduler, optuna.db, reports) with trials that
+report recorded curves (search/replay.py), and the i-epoch cut's decisions, checked against the rule
+worked out by hand from the order the trials ran in, in one run and across --resume."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from fashion_tune import recording
+from fashion_tune.recording import RecordedRun, RecordingError
+from fashion_tune.search.replay import Curves
+from fashion_tune.space import load_space
+from tests.conftest import ROOT
+from tests.test_search import assert_optuna_study_matches_leaderboard, read_leaderboard, run_cli
+
+LEARNING_RATES, FILTERS = (0.001, 0.01, 0.1), (8, 16)
+FIXED = {"epochs": 9, "conv_blocks": 1}
+
+
+def curve(final: float, start: float, seed_shift: float = 0.0, seconds: float = 0.01) -> list[dict]:
+    """Nine epochs rising from `start` towards `final`."""
+    return [{"val_accuracy": round(final - (final - start) / (e + 1) + seed_shift, 4), "val_loss": 1 / (e + 1),
+             "train_accuracy": 0.9, "train_loss": 0.3, "epoch_time_s": seconds} for e in range(9)]
+
+
+@pytest.fixture
+def table(tmp_path):
+    """A space of 6 configurations and their hand-made recording: late bloomers and fast starters
+    (the best at epoch 9 are not the best at epoch 1), the first two under seeds 0-2."""
+    space = tmp_path / "space.yaml"
+    space.write_text("metric: val_accuracy\n"
+                     f"fixed: {json.dumps(FIXED)}\n"
+                     "params:\n"
+                     f"  learning_rate: {{type: categorical, choices: {list(LEARNING_RATES)}}}\n"
+                     f"  filters: {{type: categorical, choices: {list(FILTERS)}}}\n"
+                     "search: {num_samples: 12, max_concurrent: 1, tpe_startup_trials: 3}\n")
+    path = tmp_path / "curves.jsonl"
+    for i, (lr, filters) in enumerate(itertools.product(LEARNING_RATES, FILTERS)):
+        for seed in (0, 1, 2) if i < 2 else (0,):
+            epochs = curve(0.80 + 0.02 * i, 0.5 + 0.06 * ((i * 7) % 6), 0.003 * seed)
+            recording.append(path, RecordedRun(config={"learning_rate": lr, "filters": filters}, seed=seed,
+                                               epochs=epochs, fixed=FIXED, backend="hand-made"))
+    return space, path
+
+
+def test_a_recording_must_cover_what_the_space_can_propose(table, tmp_path):
+    space_path, path = table
+    space = load_space(space_path)
+    assert len(Curves.for_space(path, space).runs) == 6
+    lines = path.read_text().splitlines()
+    short = tmp_path / "short.jsonl"
+    short.write_text("\n".join(line for line in lines if '"learning_rate": 0.1' not in line) + "\n")
+    with pytest.raises(RecordingError, match=r'"filters": 8, "learning_rate": 0.1}, which .* has no run'):
+        Curves.for_space(short, space)
+    other = tmp_path / "other.yaml"
+    other.write_text(space_path.read_text().replace('"conv_blocks": 1', '"conv_blocks": 2'))
+    with pytest.raises(RecordingError, match="recorded with fixed values"):
+        Curves.for_space(path, load_space(other))
+    longer = tmp_path / "longer.yaml"
+    longer.write_text(space_path.read_text().replace('"epochs": 9', '"epochs": 27'))
+    with pytest.raises(RecordingError, match="holds runs of 9 epochs, but .* trains trials for 27"):
+        Curves.for_space(path, load_space(longer))
+    continuous = tmp_path / "continuous.yaml"
+    continuous.write_text(space_path.read_text().replace(
+        "{type: categorical, choices: [0.001, 0.01, 0.1]}", "{type: float, low: 0.001, high: 0.1}"))
+    with pytest.raises(RecordingError, match="learning_rate must be categorical"):
+        Curves.for_space(path, load_space(continuous))
+
+
+def test_a_recording_cut_short_while_written_loses_only_its_last_line(table, tmp_path):
+    _, path = table
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text(path.read_text()[:-40])
+    assert len(recording.read(cut)) == len(recording.read(path)) - 1
+    broken = tmp_path / "broken.jsonl"
+    lines = path.read_text().splitlines()
+    broken.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
+    with pytest.raises(RecordingError, match="broken.jsonl, line 2: not a recorded run"):
+        recording.read(broken)
+
+
+def test_seed_zero_replays_the_recording_and_other_seeds_move_by_the_measured_spread(table):
+    space_path, path = table
+    curves = Curves.for_space(path, load_space(space_path))
+    recorded = {"learning_rate": 0.001, "filters": 8}  # recorded under seeds 0, 1 and 2
+    assert curves.curve(recorded, 0) == curve(0.80, 0.5)
+    assert curves.curve(recorded, 2) == curve(0.80, 0.5, 0.006)
+    # Seeds 0-2 differ by 0.003 a seed at every epoch: a standard deviation of 0.003.
+    assert np.allclose(curves.seed_spread["val_accuracy"], 0.003, atol=1e-4)
+    other = {"learning_rate": 0.1, "filters": 16}  # seed 0 only
+    base = [e["val_accuracy"] for e in curves.curve(other, 0)]
+    moved = [e["val_accuracy"] for e in curves.curve(other, 5)]
+    shift = np.subtract(moved, base)
+    assert np.allclose(shift, shift[0], atol=1e-4) and 0 < abs(shift[0]) < 0.003 * 4  # one draw, held
+    assert curves.curve(other, 5) == curves.curve(other, 5)  # the same study replays the same curves
+    assert curves.curve(other, 6) != curves.curve(other, 5)
+    at_budget = [curve(0.80, 0.5, 0.003 * seed)[-1]["val_accuracy"] for seed in (0, 1, 2)]
+    assert curves.full_budget_accuracy(recorded, 9) == pytest.approx(np.mean(at_budget))
+
+
+def epochs_by_the_rule(curves: list[list[float]], rungs: list[int], reduction_factor: int, budget: int) -> list[int]:
+    """ASHA's rule worked out by hand for trials run one at a time, in order (the i-epoch cut is one
+    rung): at each rung a trial goes on when its value is not below the (1 - 1/R) quantile of the
+    values of the trials that reached that rung before it; it is counted there either way."""
+    reached: dict[int, list[float]] = {rung: [] for rung in rungs}
+    trained = []
+    for values in curves:
+        epochs = budget
+        for rung in rungs:
+            before, value = list(reached[rung]), values[rung - 1]
+            reached[rung].append(value)
+            if before and value < np.percentile(before, (1 - 1 / reduction_factor) * 100):
+                epochs = rung
+                break
+        trained.append(epochs)
+    return trained
+
+
+def trials_in_order(study) -> list[list[float]]:
+    """Each trial's val accuracy per epoch, in the order the trials were proposed (Optuna's numbers)."""
+    import optuna
+
+    stored = optuna.load_study(study_name=study.name, storage=f"sqlite:///{study / 'optuna.db'}")
+    order = [t.user_attrs["trial_id"] for t in sorted(stored.trials, key=lambda t: t.number)]
+    return [[json.loads(line)["val_accuracy"]
+             for line in (study / f"trial_{trial_id}" / "result.json").read_text().splitlines()]
+            for trial_id in order]
+
+
+def assert_decided_as_the_rule_says(study, rungs: list[int], reduction_factor: int, budget: int = 9) -> None:
+    curves = trials_in_order(study)
+    expected = epochs_by_the_rule(curves, rungs, reduction_factor, budget)
+    assert [len(values) for values in curves] == expected, curves
+    assert min(expected) < budget and max(expected) == budget  # the table makes the cut bite
+
+
+def replay_search(table, results_dir, name, *flags):
+    space, path = table
+    return run_cli("search", "--space", str(space), "--replay", str(path), "--results-dir", str(results_dir),
+                   "--name", name, *flags)
+
+
+def test_the_i_epoch_cut_decides_as_its_rule_says(table, tmp_path):
+    done = replay_search(table, tmp_path, "cut", "--scheduler", "i-epoch", "--grace-period", "2",
+                         "--reduction-factor", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = tmp_path / "cut"
+    assert_decided_as_the_rule_says(study, [2], 2)
+    assert "stopped early by the i-epoch cut after epoch 2 of 9" in done.stderr
+    summary = (study / "summary.md").read_text()
+    assert "**Replayed, not trained**" in summary and str(table[1]) in summary
+    assert "--data-dir" not in json.loads((study / "study.json").read_text())["command"]
+    assert_optuna_study_matches_leaderboard(study)
+
+
+def test_the_i_epoch_cut_goes_on_after_resume_with_the_values_before_it(table, tmp_path):
+    """Interrupted in its sixth trial, then resumed: the trials after the resume are cut against the
+    values of those before it (read back from their records), exactly as in one run."""
+    space, path = table
+    study = tmp_path / "cut"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fashion_tune", "search", "--space", str(space), "--replay", str(path),
+         "--replay-time-scale", "20", "--results-dir", str(tmp_path), "--name", "cut", "--scheduler", "i-epoch",
+         "--grace-period", "2", "--reduction-factor", "2"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(study.glob("trial_*"))) < 6:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=240)
+    assert process.returncode == 130, err[-3000:]
+    ran = len(list(study.glob("trial_*")))
+    assert 6 <= ran < 12
+    done = run_cli("search", "--resume", "cut", "--results-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(read_leaderboard(study)) == 12
+    assert_decided_as_the_rule_says(study, [2], 2)
+    assert_optuna_study_matches_leaderboard(study)
+
+
+@pytest.mark.parametrize("scheduler, flags, trial_epochs", [
+    ("none", [], 12 * 9),
+    ("halving", ["--max-concurrent", "0"], None),
+    ("hyperband", ["--max-concurrent", "0"], None),
+    ("asha", [], None),
+])
+def test_a_replayed_study_runs_every_scheduler_to_its_end(table, tmp_path, scheduler, flags, trial_epochs):
+    done = replay_search(table, tmp_path, scheduler, "--scheduler", scheduler, *flags)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = tmp_path / scheduler
+    rows = read_leaderboard(study)
+    assert len(rows) == 12 and all(r["status"] in ("completed", "stopped early") for r in rows), rows
+    epochs = [int(r["epochs_trained"]) for r in rows]
+    if trial_epochs is not None:
+        assert sum(epochs) == trial_epochs
+    elif scheduler == "asha":  # one trial at a time: every decision is known (rungs at 1 and 3 epochs)
+        assert_decided_as_the_rule_says(study, [1, 3], 3)
+    else:
+        assert sum(epochs) < 12 * 9 and max(epochs) == 9
+    assert json.loads((study / "study.json").read_text())["finished_at"]
+    assert_optuna_study_matches_leaderboard(study)
+
+
+def test_replay_refuses_what_it_cannot_use(table, tmp_path):
+    space, path = table
+    done = run_cli("search", "--space", str(space), "--replay", str(path), "--subset", "1000",
+                   "--results-dir", str(tmp_path))
+    assert done.returncode == 2 and "--subset cannot go with --replay" in done.stderr
+    done = run_cli("search", "--space", str(space), "--replay-time-scale", "1", "--results-dir", str(tmp_path))
+    assert done.returncode == 2 and "--replay-time-scale does nothing without --replay" in done.stderr
+    done = run_cli("search", "--space", str(space), "--replay", str(tmp_path / "none.jsonl"),
+                   "--results-dir", str(tmp_path))
+    assert done.returncode == 2 and "none.jsonl: cannot be read" in done.stderr
+    assert not list(tmp_path.glob("*/study.json"))

@@ -68,7 +68,7 @@ def test_bad_data_dir_writes_no_study(tmp_path, capsys):
         (["--connect-timeout", "0"], "argument --connect-timeout: 0 must be > 0"),
         (["--cpus-per-trial", "64"], "--cpus-per-trial is 64, but this machine offers Ray"),
         (["--scheduler", "sha"],
-         "argument --scheduler: invalid choice: 'sha' (choose from 'asha', 'halving', 'hyperband', 'none')"),
+         "argument --scheduler: invalid choice: 'sha' (choose from 'asha', 'halving', 'hyperband', 'i-epoch', 'none')"),
         # smoke.yaml sets max_concurrent: a paused trial would hold its slot for ever.
         (["--scheduler", "halving"], f"{SPACES / 'smoke.yaml'}: search.max_concurrent is 2, but --scheduler halving "
                                      "pauses trials"),
@@ -199,6 +199,7 @@ CHANGED = {
     "scheduler": "none", "tpe_startup_trials": 3, "max_failures": 1, "time_budget_min": 34.5, "seed": 9,
     "mixed_precision": True,
     "jit_compile": True, "address": "ray://head:10001", "connect_timeout": 5.0,
+    "replay": "/tmp/curves.jsonl", "replay_time_scale": 0.5,
 }
 CHANGED_DATA = {"data_dir": "/data/fashion mnist", "subset": 500, "val_fraction": 0.2}
 
@@ -218,12 +219,19 @@ def test_the_reproduce_command_parses_back_to_the_same_settings(changed):
 
     assert set(CHANGED) == set(SearchSettings.field_names()), "a new setting: give it a changed value here"
     assert set(CHANGED_DATA) == {f.name for f in DataSettings.command_line_fields()}
-    settings = SearchSettings(**CHANGED) if changed else SearchSettings(name="defaults")
+    trained = {k: v for k, v in CHANGED.items() if not k.startswith("replay")}
+    settings = SearchSettings(**trained) if changed else SearchSettings(name="defaults")
     data = DataSettings(**CHANGED_DATA) if changed else DataSettings()
     search_back, data_back = parsed_back(reproduce_command(settings, data))
     # The cluster address says where a study ran, not what it is: the command leaves it out.
     assert search_back == dataclasses.replace(settings, address=None, connect_timeout=SearchSettings.connect_timeout)
     assert data_back == data
+    if changed:  # a replayed study reads no data: its command gives no data flag (search refuses them with --replay)
+        replayed = SearchSettings(**CHANGED)
+        search_back, data_back = parsed_back(reproduce_command(replayed, data))
+        assert search_back == dataclasses.replace(replayed, address=None,
+                                                  connect_timeout=SearchSettings.connect_timeout)
+        assert data_back == DataSettings()
 
 
 def test_every_setting_has_a_flag_and_the_space_file_keys_come_from_the_same_fields(capsys, write_space):

@@ -68,7 +68,8 @@ def test_searcher_and_scheduler_choices():
     with pytest.raises(ConfigError, match="searcher is 'grid', must be one of 'tpe', 'random'"):
         SearchSettings(searcher="grid")
     assert SearchSettings(scheduler="halving").scheduler == "halving"
-    with pytest.raises(ConfigError, match="scheduler is 'bohb', must be one of 'asha', 'halving', 'hyperband', 'none'"):
+    with pytest.raises(ConfigError,
+                       match="scheduler is 'bohb', must be one of 'asha', 'halving', 'hyperband', 'i-epoch', 'none'"):
         SearchSettings(scheduler="bohb")
 
 

@@ -19,7 +19,12 @@ from fashion_tune.recording import RecordedRun, RecordingError
 from fashion_tune.search.replay import Curves
 from fashion_tune.space import load_space
 from tests.conftest import ROOT
-from tests.test_search import assert_optuna_study_matches_leaderboard, read_leaderboard, run_cli
+from tests.test_search import (
+    assert_epochs_intact,
+    assert_optuna_study_matches_leaderboard,
+    read_leaderboard,
+    run_cli,
+)
 
 LEARNING_RATES, FILTERS = (0.001, 0.01, 0.1), (8, 16)
 FIXED = {"epochs": 9, "conv_blocks": 1}
@@ -142,19 +147,33 @@ def assert_decided_as_the_rule_says(study, rungs: list[int], reduction_factor: i
     assert min(expected) < budget and max(expected) == budget  # the table makes the cut bite
 
 
-def replay_search(table, results_dir, name, *flags):
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module's in-process studies (search's own start-up and shutdown are
+    what the CLI tests cover): a replayed study then takes seconds."""
+    import ray
+
+    from fashion_tune import ray_start
+
+    ray_start.start_local(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+def replay_search(table, results_dir, name, **flags):
+    """A replayed study through the driver, in this process (search.new_study, as the CLI calls it)."""
+    from fashion_tune.search import new_study
+
     space, path = table
-    return run_cli("search", "--space", str(space), "--replay", str(path), "--results-dir", str(results_dir),
-                   "--name", name, *flags)
+    return new_study({"space": str(space), "replay": str(path), "results_dir": str(results_dir), "name": name,
+                      **flags}, {}).path
 
 
-def test_the_i_epoch_cut_decides_as_its_rule_says(table, tmp_path):
-    done = replay_search(table, tmp_path, "cut", "--scheduler", "i-epoch", "--grace-period", "2",
-                         "--reduction-factor", "2")
-    assert done.returncode == 0, done.stderr[-3000:]
-    study = tmp_path / "cut"
+def test_the_i_epoch_cut_decides_as_its_rule_says(table, tmp_path, local_ray, caplog):
+    caplog.set_level("INFO", logger="fashion_tune")
+    study = replay_search(table, tmp_path, "cut", scheduler="i-epoch", grace_period=2, reduction_factor=2)
     assert_decided_as_the_rule_says(study, [2], 2)
-    assert "stopped early by the i-epoch cut after epoch 2 of 9" in done.stderr
+    assert "stopped early by the i-epoch cut after epoch 2 of 9" in caplog.text
     summary = (study / "summary.md").read_text()
     assert "**Replayed, not trained**" in summary and str(table[1]) in summary
     assert "--data-dir" not in json.loads((study / "study.json").read_text())["command"]
@@ -187,15 +206,16 @@ def test_the_i_epoch_cut_goes_on_after_resume_with_the_values_before_it(table, t
 
 
 @pytest.mark.parametrize("scheduler, flags, trial_epochs", [
-    ("none", [], 12 * 9),
-    ("halving", ["--max-concurrent", "0"], None),
-    ("hyperband", ["--max-concurrent", "0"], None),
-    ("asha", [], None),
+    ("none", {}, 12 * 9),
+    ("halving", {"max_concurrent": 0}, None),
+    ("hyperband", {"max_concurrent": 0}, None),
+    ("asha", {}, None),
 ])
-def test_a_replayed_study_runs_every_scheduler_to_its_end(table, tmp_path, scheduler, flags, trial_epochs):
-    done = replay_search(table, tmp_path, scheduler, "--scheduler", scheduler, *flags)
-    assert done.returncode == 0, done.stderr[-3000:]
-    study = tmp_path / scheduler
+def test_a_replayed_study_runs_every_scheduler_to_its_end(table, tmp_path, local_ray, scheduler, flags,
+                                                          trial_epochs):
+    """A paused trial (halving, hyperband) goes on from its checkpoint with its epoch count intact."""
+    study = replay_search(table, tmp_path, scheduler, scheduler=scheduler, **flags)
+    assert_epochs_intact(study)
     rows = read_leaderboard(study)
     assert len(rows) == 12 and all(r["status"] in ("completed", "stopped early") for r in rows), rows
     epochs = [int(r["epochs_trained"]) for r in rows]

@@ -1,0 +1,165 @@
+"""The study driver at 100, 1,000 and 10,000 trials: what each trial-epoch costs it, and what grows.
+
+Replayed studies (`search --replay`, no training) of the recorded space, TPE + ASHA, with many
+trials at once on fractional CPUs (--at-once, default 64), each run in this process through the
+real driver. Measured for each trial count, by timing the driver's own methods while it runs:
+
+  driver CPU per trial-epoch   this process's CPU time (all its threads) over the study's fit
+  TPE ask                      the searcher's suggest(), by how many trials Optuna held then
+  optuna.db                    its size, and the time of the searcher's per-epoch write
+  Tune's snapshots             TuneController.checkpoint (its experiment state, every few epochs)
+  our callbacks                progress lines, TensorBoard events, result.json / progress.csv
+  reports                      study.json writes, and leaderboard + summary (results.write_reports)
+  memory                       this process's peak resident set
+
+Prints a table and writes --out (scale.json): for each trial count, every figure above, and the
+growth exponent between counts (1 is linear).
+
+    python benchmarks/driver_scale.py [--trials 100 1000 10000] [--at-once 64]
+        [--recording results/reference/replay/curves.jsonl] [--space tabular]
+        [--studies results/benchmarks/scale] [--out results/reference/replay/scale.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import resource
+import shutil
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SPENT: dict[str, list[float]] = defaultdict(list)  # label -> seconds of each call
+ASKS: list[tuple[int, float]] = []  # (trials Optuna held, seconds of one suggest)
+
+
+def timed(owner, method: str, label: str) -> None:
+    """Replace owner.method by a wrapper that adds each call's seconds to SPENT[label]."""
+    original = getattr(owner, method)
+
+    @functools.wraps(original)
+    def wrapper(*args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            SPENT[label].append(time.perf_counter() - began)
+
+    setattr(owner, method, wrapper)
+
+
+def instrument() -> None:
+    from ray.tune.execution.tune_controller import TuneController
+
+    from fashion_tune import records, results
+    from fashion_tune.search import progress, searcher, trial_events, trial_records
+
+    ask = searcher.StoppedTrialsArePruned.suggest
+
+    def timed_ask(self, trial_id):
+        began = time.perf_counter()
+        try:
+            return ask(self, trial_id)
+        finally:
+            ASKS.append((len(self._ot_trials), time.perf_counter() - began))
+
+    searcher.StoppedTrialsArePruned.suggest = timed_ask
+    timed(searcher.StoppedTrialsArePruned, "on_trial_result", "optuna write per epoch")
+    timed(TuneController, "checkpoint", "Tune snapshot")
+    timed(progress.StudyProgress, "on_trial_result", "progress line")
+    timed(trial_events.TrialScalars, "on_trial_result", "TensorBoard events")
+    timed(trial_records.TrialResults, "on_trial_result", "result.json")
+    timed(trial_records.TrialProgress, "on_trial_result", "progress.csv")
+    timed(records.StudyRecord, "write", "study.json write")
+    timed(results, "write_reports", "leaderboard + summary")
+
+
+def run(trials: int, args, studies: Path) -> dict:
+    from fashion_tune.search import new_study
+
+    SPENT.clear()
+    ASKS.clear()
+    name = f"scale-{trials}"
+    shutil.rmtree(studies / name, ignore_errors=True)
+    flags = {"space": args.space, "name": name, "results_dir": str(studies), "num_samples": trials,
+             "cpus_per_trial": 2 / args.at_once, "max_concurrent": args.at_once, "replay": args.recording,
+             "tpe_startup_trials": 10}
+    cpu, wall = time.process_time(), time.perf_counter()
+    new_study(flags, {})
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    study = studies / name
+    epochs = sum(len(f.read_text().splitlines()) for f in study.glob("trial_*/result.json"))
+    db = study / "optuna.db"
+    late = [s for n, s in ASKS if n >= trials * 0.9]
+    early = [s for n, s in ASKS if n <= max(10, trials * 0.1)]
+    return {
+        "trials": trials, "trial_epochs": epochs, "wall_s": round(wall, 1), "driver_cpu_s": round(cpu, 1),
+        "driver_cpu_ms_per_trial_epoch": round(1000 * cpu / epochs, 2),
+        "wall_ms_per_trial_epoch": round(1000 * wall / epochs, 2),
+        "tpe_ask_ms_first_tenth": round(1000 * statistics.fmean(early), 2) if early else None,
+        "tpe_ask_ms_last_tenth": round(1000 * statistics.fmean(late), 2) if late else None,
+        "optuna_db_bytes": db.stat().st_size,
+        "driver_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "seconds_by_part": {label: round(sum(s), 2) for label, s in sorted(SPENT.items())},
+        "ms_per_trial_epoch_by_part": {label: round(1000 * sum(s) / epochs, 3) for label, s in sorted(SPENT.items())},
+    }
+
+
+def growth(rows: list[dict], key: str) -> list[float]:
+    """Exponent k of cost ~ trials^k between successive trial counts (1: linear)."""
+    out = []
+    for a, b in zip(rows, rows[1:]):
+        if a.get(key) and b.get(key):
+            out.append(round(math.log(b[key] / a[key]) / math.log(b["trials"] / a["trials"]), 2))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", nargs="+", type=int, default=[100, 1000, 10000])
+    parser.add_argument("--at-once", type=int, default=64)
+    parser.add_argument("--recording", default="results/reference/replay/curves.jsonl")
+    parser.add_argument("--space", default="tabular")
+    parser.add_argument("--studies", default="results/benchmarks/scale")
+    parser.add_argument("--out", default="results/reference/replay/scale.json")
+    args = parser.parse_args()
+    args.recording = str(Path(args.recording).resolve())
+
+    import logging
+
+    from fashion_tune import ray_start
+
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("fashion_tune").setLevel(logging.WARNING)
+    studies = Path(args.studies).resolve()
+    studies.mkdir(parents=True, exist_ok=True)
+    instrument()
+    ray_start.start_local(num_cpus=2)
+    rows = []
+    for trials in args.trials:
+        rows.append(run(trials, args, studies))
+        print(json.dumps(rows[-1]), flush=True)
+    keys = ["driver_cpu_s", "optuna_db_bytes", "tpe_ask_ms_last_tenth"]
+    scale = {"at_once": args.at_once, "recording": args.recording, "space": args.space, "rows": rows,
+             "growth_exponent": {k: growth(rows, k) for k in keys},
+             "growth_exponent_of_trial_epochs": growth(rows, "trial_epochs")}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(scale, indent=1) + "\n")
+    print(f"{'trials':>7} {'trial-epochs':>12} {'driver ms/epoch':>15} {'TPE ask ms (last tenth)':>24} "
+          f"{'optuna.db MiB':>13} {'peak RSS MiB':>12}")
+    for r in rows:
+        print(f"{r['trials']:>7} {r['trial_epochs']:>12} {r['driver_cpu_ms_per_trial_epoch']:>15} "
+              f"{str(r['tpe_ask_ms_last_tenth']):>24} {r['optuna_db_bytes'] / 2**20:>13.1f} "
+              f"{r['driver_peak_rss_mib']:>12}")
+
+
+if __name__ == "__main__":
+    main()

@@ -33,21 +33,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# searcher, scheduler, flags
-VARIANTS = {
-    "tpe-asha": ("tpe", "asha", {}),
-    "tpe-halving": ("tpe", "halving", {"max_concurrent": 0}),
-    "tpe-hyperband": ("tpe", "hyperband", {"max_concurrent": 0}),
-    "tpe-i-epoch-1": ("tpe", "i-epoch", {"grace_period": 1}),
-    "tpe-i-epoch-3": ("tpe", "i-epoch", {"grace_period": 3}),
-    "tpe-none": ("tpe", "none", {}),
-    "random-asha": ("random", "asha", {}),
-    "random-halving": ("random", "halving", {"max_concurrent": 0}),
-    "random-hyperband": ("random", "hyperband", {"max_concurrent": 0}),
-    "random-i-epoch-1": ("random", "i-epoch", {"grace_period": 1}),
-    "random-i-epoch-3": ("random", "i-epoch", {"grace_period": 3}),
-    "random-none": ("random", "none", {}),
+# How each variant stops trials: the scheduler and the flags that go with it.
+SCHEDULES = {
+    "asha": ("asha", {}),
+    "halving": ("halving", {"max_concurrent": 0}),  # pausing schedulers refuse a concurrency limit
+    "hyperband": ("hyperband", {"max_concurrent": 0}),
+    "i-epoch-1": ("i-epoch", {"grace_period": 1}),
+    "i-epoch-3": ("i-epoch", {"grace_period": 3}),
+    "none": ("none", {}),
 }
+# searcher, scheduler, flags: each schedule with TPE, and with random proposals (what TPE must beat)
+VARIANTS = {f"{searcher}-{name}": (searcher, scheduler, flags)
+            for searcher in ("tpe", "random") for name, (scheduler, flags) in SCHEDULES.items()}
 # The default a user gets: `search` with no scheduler or searcher flag.
 SHIPPED = "tpe-asha"
 

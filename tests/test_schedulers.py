@@ -106,3 +106,47 @@ def test_a_trial_restored_past_its_new_brackets_rung_goes_on():
     trial.status = Trial.RUNNING
     result = {"training_iteration": 2, "val_accuracy": 0.9}
     assert scheduler.on_trial_result(controller, trial, result) == TrialScheduler.CONTINUE
+
+
+class Restored:
+    """A trial as Tune hands it to a new scheduler on --resume: its last result, and its folder."""
+
+    def __init__(self, trial_id: str, folder, values: list[float]):
+        self.trial_id, self.path = trial_id, str(folder)
+        self.last_result = {"training_iteration": len(values), "val_accuracy": values[-1]} if values else None
+        folder.mkdir()
+        (folder / "result.json").write_text("".join(
+            f'{{"training_iteration": {e}, "val_accuracy": {v}}}\n' for e, v in enumerate(values, 1)))
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_the_i_epoch_cut_keeps_the_best_share_so_far_and_reads_them_back_on_resume(tmp_path, mode):
+    """At epoch 2, with R = 2: a trial goes on when it is not below the median of those before it.
+    On --resume a new scheduler learns the epoch-2 values of the trials that got there from their
+    records (a trial that went past epoch 2 from its result.json, one stopped there from its last
+    result) and cuts the next trial exactly as the first scheduler would have."""
+    sign = 1 if mode == "max" else -1
+    cut = schedulers.make("i-epoch", 2, 2, 9)
+    cut.set_search_properties("val_accuracy", mode)
+    decisions = []
+    for n, value in enumerate([0.5, 0.7, 0.6, 0.55, 0.65]):
+        trial = Run(f"t{n}", 2, Trial.RUNNING, value)
+        assert cut.on_trial_result(None, trial, {"training_iteration": 1, "val_accuracy": sign * 0.1}) == "CONTINUE"
+        decisions.append(cut.on_trial_result(None, trial, {"training_iteration": 2, "val_accuracy": sign * value}))
+    # before each: -, [0.5], [0.5, 0.7], [0.5, 0.6, 0.7], [0.5, 0.55, 0.6, 0.7] -> medians -, 0.5, 0.6, 0.6, 0.575
+    assert decisions == ["CONTINUE", "CONTINUE", "CONTINUE", "STOP", "CONTINUE"]
+    assert cut.on_trial_result(None, Run("t1", 3, Trial.RUNNING, 0), {"training_iteration": 3}) == "CONTINUE"
+
+    resumed = schedulers.make("i-epoch", 2, 2, 9)
+    resumed.set_search_properties("val_accuracy", mode)
+    for trial in [Restored("a", tmp_path / "a", [sign * 0.1, sign * 0.5, sign * 0.9]),  # went past the cut
+                  Restored("b", tmp_path / "b", [sign * 0.1, sign * 0.7]),  # at the cut
+                  Restored("c", tmp_path / "c", [sign * 0.1]),  # not there yet
+                  Restored("d", tmp_path / "d", [])]:  # not started
+        resumed.on_trial_add(None, trial)
+    # held as "larger is better" in either mode
+    assert sorted(resumed.at_cut.values()) == [0.5, 0.7] and resumed.cutoff() == pytest.approx(0.6)
+    assert resumed.on_trial_result(None, Run("e", 2, Trial.RUNNING, 0),
+                                   {"training_iteration": 2, "val_accuracy": sign * 0.59}) == "STOP"
+    assert resumed.on_trial_result(None, Run("f", 2, Trial.RUNNING, 0),
+                                   {"training_iteration": 2, "val_accuracy": sign * 0.61}) == "CONTINUE"

@@ -148,7 +148,9 @@ def main() -> None:
         rows.append(run(trials, args, studies))
         print(json.dumps(rows[-1]), flush=True)
     keys = ["driver_cpu_s", "optuna_db_bytes", "tpe_ask_ms_last_tenth"]
-    scale = {"at_once": args.at_once, "recording": args.recording, "space": args.space, "rows": rows,
+    recording = Path(args.recording)
+    scale = {"at_once": args.at_once, "space": args.space, "rows": rows,
+             "recording": str(recording.relative_to(ROOT)) if ROOT in recording.parents else recording.name,
              "growth_exponent": {k: growth(rows, k) for k in keys},
              "growth_exponent_of_trial_epochs": growth(rows, "trial_epochs")}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

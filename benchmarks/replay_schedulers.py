@@ -167,8 +167,9 @@ def main() -> None:
             found.setdefault(variant, {})[seed] = anytime(study, curves, args.budgets, space.max_epochs)
             print(f"seed {seed} {variant}: {found[variant][seed]} ({time.time() - began:.0f} s; "
                   f"{(time.time() - started) / 60:.1f} min so far)", flush=True)
-    summary = {"recording": str(Path(args.recording).relative_to(ROOT)) if ROOT in Path(args.recording).parents
-               else args.recording, "space": args.space, "time_scale": args.time_scale,
+    recording = Path(args.recording)
+    summary = {"recording": str(recording.relative_to(ROOT)) if ROOT in recording.parents else recording.name,
+               "space": args.space, "time_scale": args.time_scale,
                "trials": args.trials, "full_trials": args.full_trials, "budgets": args.budgets,
                "measure": "full-budget val accuracy (recording's mean over seeds) of the configuration the study "
                           "would hand to retrain after each budget of trial-epochs",

@@ -56,6 +56,39 @@ def write_space(tmp_path):
     return write
 
 
+def rising_curve(final: float, start: float, seed_shift: float = 0.0, seconds: float = 0.01) -> list[dict]:
+    """Nine recorded epochs rising from `start` towards `final`."""
+    return [{"val_accuracy": round(final - (final - start) / (e + 1) + seed_shift, 4), "val_loss": 1 / (e + 1),
+             "train_accuracy": 0.9, "train_loss": 0.3, "epoch_time_s": seconds} for e in range(9)]
+
+
+@pytest.fixture
+def recorded_table(tmp_path):
+    """A space of 6 configurations (9 epochs) and a hand-made recording of them, for replayed
+    studies (search --replay): late bloomers and fast starters (the best at epoch 9 are not the best
+    at epoch 1), the first two recorded under seeds 0-2. -> (space file, recording)."""
+    import itertools
+    import json
+
+    from fashion_tune import recording
+
+    fixed = {"epochs": 9, "conv_blocks": 1}
+    space = tmp_path / "table.yaml"
+    space.write_text("metric: val_accuracy\n"
+                     f"fixed: {json.dumps(fixed)}\n"
+                     "params:\n"
+                     "  learning_rate: {type: categorical, choices: [0.001, 0.01, 0.1]}\n"
+                     "  filters: {type: categorical, choices: [8, 16]}\n"
+                     "search: {num_samples: 12, max_concurrent: 1, tpe_startup_trials: 3}\n")
+    path = tmp_path / "curves.jsonl"
+    for i, (lr, filters) in enumerate(itertools.product((0.001, 0.01, 0.1), (8, 16))):
+        for seed in (0, 1, 2) if i < 2 else (0,):
+            epochs = rising_curve(0.80 + 0.02 * i, 0.5 + 0.06 * ((i * 7) % 6), 0.003 * seed)
+            recording.append(path, recording.RecordedRun(config={"learning_rate": lr, "filters": filters}, seed=seed,
+                                                         epochs=epochs, fixed=fixed, backend="hand-made"))
+    return space, path
+
+
 def free_port() -> int:
     """A loopback port that was free a moment ago (nothing listens there now)."""
     with socket.socket() as s:

@@ -4,7 +4,6 @@ worked out by hand from the order the trials ran in, in one run and across --res
 
 from __future__ import annotations
 
-import itertools
 import json
 import signal
 import subprocess
@@ -15,10 +14,10 @@ import numpy as np
 import pytest
 
 from fashion_tune import recording
-from fashion_tune.recording import RecordedRun, RecordingError
+from fashion_tune.recording import RecordingError
 from fashion_tune.search.replay import Curves
 from fashion_tune.space import load_space
-from tests.conftest import ROOT
+from tests.conftest import ROOT, rising_curve
 from tests.test_search import (
     assert_epochs_intact,
     assert_optuna_study_matches_leaderboard,
@@ -26,38 +25,9 @@ from tests.test_search import (
     run_cli,
 )
 
-LEARNING_RATES, FILTERS = (0.001, 0.01, 0.1), (8, 16)
-FIXED = {"epochs": 9, "conv_blocks": 1}
 
-
-def curve(final: float, start: float, seed_shift: float = 0.0, seconds: float = 0.01) -> list[dict]:
-    """Nine epochs rising from `start` towards `final`."""
-    return [{"val_accuracy": round(final - (final - start) / (e + 1) + seed_shift, 4), "val_loss": 1 / (e + 1),
-             "train_accuracy": 0.9, "train_loss": 0.3, "epoch_time_s": seconds} for e in range(9)]
-
-
-@pytest.fixture
-def table(tmp_path):
-    """A space of 6 configurations and their hand-made recording: late bloomers and fast starters
-    (the best at epoch 9 are not the best at epoch 1), the first two under seeds 0-2."""
-    space = tmp_path / "space.yaml"
-    space.write_text("metric: val_accuracy\n"
-                     f"fixed: {json.dumps(FIXED)}\n"
-                     "params:\n"
-                     f"  learning_rate: {{type: categorical, choices: {list(LEARNING_RATES)}}}\n"
-                     f"  filters: {{type: categorical, choices: {list(FILTERS)}}}\n"
-                     "search: {num_samples: 12, max_concurrent: 1, tpe_startup_trials: 3}\n")
-    path = tmp_path / "curves.jsonl"
-    for i, (lr, filters) in enumerate(itertools.product(LEARNING_RATES, FILTERS)):
-        for seed in (0, 1, 2) if i < 2 else (0,):
-            epochs = curve(0.80 + 0.02 * i, 0.5 + 0.06 * ((i * 7) % 6), 0.003 * seed)
-            recording.append(path, RecordedRun(config={"learning_rate": lr, "filters": filters}, seed=seed,
-                                               epochs=epochs, fixed=FIXED, backend="hand-made"))
-    return space, path
-
-
-def test_a_recording_must_cover_what_the_space_can_propose(table, tmp_path):
-    space_path, path = table
+def test_a_recording_must_cover_what_the_space_can_propose(recorded_table, tmp_path):
+    space_path, path = recorded_table
     space = load_space(space_path)
     assert len(Curves.for_space(path, space).runs) == 6
     lines = path.read_text().splitlines()
@@ -80,8 +50,8 @@ def test_a_recording_must_cover_what_the_space_can_propose(table, tmp_path):
         Curves.for_space(path, load_space(continuous))
 
 
-def test_a_recording_cut_short_while_written_loses_only_its_last_line(table, tmp_path):
-    _, path = table
+def test_a_recording_cut_short_while_written_loses_only_its_last_line(recorded_table, tmp_path):
+    _, path = recorded_table
     cut = tmp_path / "cut.jsonl"
     cut.write_text(path.read_text()[:-40])
     assert len(recording.read(cut)) == len(recording.read(path)) - 1
@@ -92,12 +62,12 @@ def test_a_recording_cut_short_while_written_loses_only_its_last_line(table, tmp
         recording.read(broken)
 
 
-def test_seed_zero_replays_the_recording_and_other_seeds_move_by_the_measured_spread(table):
-    space_path, path = table
+def test_seed_zero_replays_the_recording_and_other_seeds_move_by_the_measured_spread(recorded_table):
+    space_path, path = recorded_table
     curves = Curves.for_space(path, load_space(space_path))
     recorded = {"learning_rate": 0.001, "filters": 8}  # recorded under seeds 0, 1 and 2
-    assert curves.curve(recorded, 0) == curve(0.80, 0.5)
-    assert curves.curve(recorded, 2) == curve(0.80, 0.5, 0.006)
+    assert curves.curve(recorded, 0) == rising_curve(0.80, 0.5)
+    assert curves.curve(recorded, 2) == rising_curve(0.80, 0.5, 0.006)
     # Seeds 0-2 differ by 0.003 a seed at every epoch: a standard deviation of 0.003.
     assert np.allclose(curves.seed_spread["val_accuracy"], 0.003, atol=1e-4)
     other = {"learning_rate": 0.1, "filters": 16}  # seed 0 only
@@ -107,7 +77,7 @@ def test_seed_zero_replays_the_recording_and_other_seeds_move_by_the_measured_sp
     assert np.allclose(shift, shift[0], atol=1e-4) and 0 < abs(shift[0]) < 0.003 * 4  # one draw, held
     assert curves.curve(other, 5) == curves.curve(other, 5)  # the same study replays the same curves
     assert curves.curve(other, 6) != curves.curve(other, 5)
-    at_budget = [curve(0.80, 0.5, 0.003 * seed)[-1]["val_accuracy"] for seed in (0, 1, 2)]
+    at_budget = [rising_curve(0.80, 0.5, 0.003 * seed)[-1]["val_accuracy"] for seed in (0, 1, 2)]
     assert curves.full_budget_accuracy(recorded, 9) == pytest.approx(np.mean(at_budget))
 
 
@@ -160,30 +130,30 @@ def local_ray():
     ray.shutdown()
 
 
-def replay_search(table, results_dir, name, **flags):
+def replay_search(recorded_table, results_dir, name, **flags):
     """A replayed study through the driver, in this process (search.new_study, as the CLI calls it)."""
     from fashion_tune.search import new_study
 
-    space, path = table
+    space, path = recorded_table
     return new_study({"space": str(space), "replay": str(path), "results_dir": str(results_dir), "name": name,
                       **flags}, {}).path
 
 
-def test_the_i_epoch_cut_decides_as_its_rule_says(table, tmp_path, local_ray, caplog):
+def test_the_i_epoch_cut_decides_as_its_rule_says(recorded_table, tmp_path, local_ray, caplog):
     caplog.set_level("INFO", logger="fashion_tune")
-    study = replay_search(table, tmp_path, "cut", scheduler="i-epoch", grace_period=2, reduction_factor=2)
+    study = replay_search(recorded_table, tmp_path, "cut", scheduler="i-epoch", grace_period=2, reduction_factor=2)
     assert_decided_as_the_rule_says(study, [2], 2)
     assert "stopped early by the i-epoch cut after epoch 2 of 9" in caplog.text
     summary = (study / "summary.md").read_text()
-    assert "**Replayed, not trained**" in summary and str(table[1]) in summary
+    assert "**Replayed, not trained**" in summary and str(recorded_table[1]) in summary
     assert "--data-dir" not in json.loads((study / "study.json").read_text())["command"]
     assert_optuna_study_matches_leaderboard(study)
 
 
-def test_the_i_epoch_cut_goes_on_after_resume_with_the_values_before_it(table, tmp_path):
+def test_the_i_epoch_cut_goes_on_after_resume_with_the_values_before_it(recorded_table, tmp_path):
     """Interrupted in its sixth trial, then resumed: the trials after the resume are cut against the
     values of those before it (read back from their records), exactly as in one run."""
-    space, path = table
+    space, path = recorded_table
     study = tmp_path / "cut"
     process = subprocess.Popen(
         [sys.executable, "-m", "fashion_tune", "search", "--space", str(space), "--replay", str(path),
@@ -211,10 +181,10 @@ def test_the_i_epoch_cut_goes_on_after_resume_with_the_values_before_it(table, t
     ("hyperband", {"max_concurrent": 0}, None),
     ("asha", {}, None),
 ])
-def test_a_replayed_study_runs_every_scheduler_to_its_end(table, tmp_path, local_ray, scheduler, flags,
+def test_a_replayed_study_runs_every_scheduler_to_its_end(recorded_table, tmp_path, local_ray, scheduler, flags,
                                                           trial_epochs):
     """A paused trial (halving, hyperband) goes on from its checkpoint with its epoch count intact."""
-    study = replay_search(table, tmp_path, scheduler, scheduler=scheduler, **flags)
+    study = replay_search(recorded_table, tmp_path, scheduler, scheduler=scheduler, **flags)
     assert_epochs_intact(study)
     rows = read_leaderboard(study)
     assert len(rows) == 12 and all(r["status"] in ("completed", "stopped early") for r in rows), rows
@@ -229,8 +199,8 @@ def test_a_replayed_study_runs_every_scheduler_to_its_end(table, tmp_path, local
     assert_optuna_study_matches_leaderboard(study)
 
 
-def test_replay_refuses_what_it_cannot_use(table, tmp_path):
-    space, path = table
+def test_replay_refuses_what_it_cannot_use(recorded_table, tmp_path):
+    space, path = recorded_table
     done = run_cli("search", "--space", str(space), "--replay", str(path), "--subset", "1000",
                    "--results-dir", str(tmp_path))
     assert done.returncode == 2 and "--subset cannot go with --replay" in done.stderr

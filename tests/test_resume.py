@@ -1,6 +1,8 @@
 """Integration: a study stopped and continued, through the CLI: Ctrl-C then --resume (ASHA and
-halving), and a time budget that ends a study across a resume. Real Ray, Optuna and TensorFlow on
-a Fashion-MNIST subset; kept apart from test_search.py so the two files run side by side."""
+halving), and a time budget that ends a study across a resume. Real Ray and Optuna; real
+TensorFlow training on a Fashion-MNIST subset where the trial's own checkpoint is the point, and
+recorded curves (search --replay) where only the driver's logic is; kept apart from test_search.py
+so the two files run side by side."""
 
 import json
 import signal
@@ -16,7 +18,6 @@ from tests.test_search import (
     assert_optuna_study_matches_leaderboard,
     read_leaderboard,
     run_cli,
-    without_concurrency_limit,
 )
 
 pytestmark = pytest.mark.slow
@@ -72,29 +73,26 @@ def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, 
     assert_optuna_study_matches_leaderboard(study)  # the same storage, continued
 
 
-def test_a_time_budget_ends_the_study_as_finished_and_a_resume_spends_only_what_was_left(tmp_path, fashion_dir,
-                                                                                         write_space):
+def test_a_time_budget_ends_the_study_as_finished_and_a_resume_spends_only_what_was_left(tmp_path, recorded_table):
+    """The time budget is the driver's (a Tune stopper reading study.json): run on recorded curves, each
+    epoch a fifth of a second, so the minutes go to the driver's logic and not to training."""
     from fashion_tune.records import StudyRecord
 
     budget_min = 1.0
-    space = write_space(
-        "metric: val_accuracy\n"
-        "fixed: {epochs: 3, conv_blocks: 1, filters: 8, dense_units: 16}\n"
-        "params:\n"
-        "  learning_rate: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
-        f"search: {{num_samples: 100, max_concurrent: 2, tpe_startup_trials: 2, time_budget_min: {budget_min}}}\n"
-    )
+    space, curves = recorded_table
     results_dir = tmp_path / "r"
     study = results_dir / "budget"
     process = subprocess.Popen(
-        [sys.executable, "-m", "fashion_tune", "search", "--space", str(space), "--subset", "1000",
-         "--data-dir", str(fashion_dir), "--name", "budget", "--results-dir", str(results_dir)],
+        [sys.executable, "-m", "fashion_tune", "search", "--space", str(space), "--replay", str(curves),
+         "--replay-time-scale", "20", "--max-concurrent", "2", "--num-samples", "100", "--time-budget-min",
+         str(budget_min),
+         "--name", "budget", "--results-dir", str(results_dir)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     # Interrupt once a trial has reported an epoch, well within the budget.
     deadline = time.time() + 300
     while time.time() < deadline and not any(f.read_text().strip() for f in study.glob("trial_*/result.json")):
-        time.sleep(0.5)
+        time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-3000:]
@@ -122,28 +120,30 @@ def test_a_time_budget_ends_the_study_as_finished_and_a_resume_spends_only_what_
     assert again.returncode == 0 and "already finished" in again.stderr
 
 
-def test_an_interrupted_halving_study_resumes_to_its_end(tmp_path, fashion_dir, write_space):
-    """Successive halving end to end, cut by Ctrl-C and resumed. Tune keeps no scheduler with the
+def test_an_interrupted_halving_study_resumes_to_its_end(tmp_path, recorded_table):
+    """Successive halving end to end, cut by Ctrl-C and resumed, on recorded curves (the driver's
+    logic; a paused trial's Keras checkpoint is test_search's). Tune keeps no scheduler with the
     study: on --resume a new one gets every trial, finished ones too, and the unfinished ones come
     back at whatever epoch their checkpoints hold; none may be left waiting (schedulers.HyperBand,
     tests/test_schedulers.py for the cases one run cannot pin down)."""
+    space, curves = recorded_table
     study = tmp_path / "cut"
     process = subprocess.Popen(
-        [sys.executable, "-m", "fashion_tune", "search", "--space", str(without_concurrency_limit(write_space)),
-         "--subset", "1000", "--data-dir", str(fashion_dir), "--results-dir", str(tmp_path), "--name", "cut",
+        [sys.executable, "-m", "fashion_tune", "search", "--space", str(space), "--replay", str(curves),
+         "--replay-time-scale", "10", "--max-concurrent", "0", "--results-dir", str(tmp_path), "--name", "cut",
          "--scheduler", "halving"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300  # interrupt once some trials wait at the first rung and others have ended
     while time.time() < deadline and reported_epochs(study) < 5:
-        time.sleep(0.5)
+        time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-3000:]
     assert "stopped early by successive halving after epoch 1" in err, err[-3000:]
     done = run_cli("search", "--resume", "cut", "--results-dir", tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "6 of 6 trials ended (0 failed)" in done.stderr
+    assert "12 of 12 trials ended (0 failed)" in done.stderr
     rows = read_leaderboard(study)
-    assert len(rows) == 6 and {r["status"] for r in rows} <= {"completed", "stopped early"}, rows
+    assert len(rows) == 12 and {r["status"] for r in rows} <= {"completed", "stopped early"}, rows
     assert "completed" in {r["status"] for r in rows}
     assert_epochs_intact(study)

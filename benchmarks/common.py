@@ -53,10 +53,11 @@ def one_model_space(path: Path, epochs: int, num_samples: int = 1) -> Path:
     return path
 
 
-def run_study(space: Path, name: str, results_dir: Path, data_dir: str, *flags: str) -> dict:
+def run_study(space: Path, name: str, results_dir: Path, data_dir: str | None, *flags: str) -> dict:
     """Run `fashion_tune search` (quiet); return its study.json. A failed study ends the benchmark
-    with its command and the end of its error output."""
-    return _search(name, results_dir, "--space", str(space), "--name", name, "--data-dir", data_dir, *flags)
+    with its command and the end of its error output. data_dir None: no --data-dir (a replayed study)."""
+    data = ["--data-dir", data_dir] if data_dir is not None else []
+    return _search(name, results_dir, "--space", str(space), "--name", name, *data, *flags)
 
 
 def resume_study(name: str, results_dir: Path) -> dict:

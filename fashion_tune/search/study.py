@@ -88,7 +88,7 @@ def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyD
     # Ray before the data are read: a cluster that cannot be reached or cannot run a trial says so
     # in seconds, and before anything is written.
     with ray_session(settings):
-        splits = curves or _prepare_data(data_settings)
+        trials_read = curves or _prepare_data(data_settings)
         try:
             study.path.mkdir(parents=True)
         except FileExistsError:  # another search took the name since the check above
@@ -96,7 +96,7 @@ def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyD
         with resumable.held(study, settings.name):
             atomic.write_text(study.space_copy, space.text)
             record.write(study.record)
-            return _run(settings, space, splits, study, record, restore=False)
+            return _run(settings, space, trials_read, study, record, restore=False)
 
 
 def _refuse_existing(study: StudyDir, name: str) -> None:
@@ -140,8 +140,8 @@ def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, A
         space = load_space(study.space_copy)
         curves = _replayed(settings, space, {})
         with ray_session(settings):
-            splits = curves or _prepare_data(record.data)
-            return _run(settings, space, splits, study, record, restore=restore)
+            trials_read = curves or _prepare_data(record.data)
+            return _run(settings, space, trials_read, study, record, restore=restore)
 
 
 def study_dir(results_dir: str, name: str) -> StudyDir:
@@ -174,10 +174,10 @@ def _prepare_data(settings: DataSettings) -> data.Splits:
     return splits
 
 
-def _run(settings: SearchSettings, space: SearchSpace, splits, study: StudyDir, record: StudyRecord,
+def _run(settings: SearchSettings, space: SearchSpace, trials_read, study: StudyDir, record: StudyRecord,
          restore: bool) -> StudyDir:
     """Fit the Tuner (new or restored), then record the end and write the reports."""
-    tuner = _tuner(settings, space, splits, study, restore)
+    tuner = _tuner(settings, space, trials_read, study, restore)
     record = record.with_killed_run_closed(results.last_report_time(study))
     at_once = f"{settings.max_concurrent} at a time" if settings.max_concurrent else "as many at a time as fit"
     log.info("study %s: %d trials of up to %d epochs, %s, %s%s", settings.name, settings.num_samples,
@@ -211,9 +211,10 @@ def _run(settings: SearchSettings, space: SearchSpace, splits, study: StudyDir, 
     return study
 
 
-def _tuner(settings: SearchSettings, space: SearchSpace, splits, study: StudyDir, restore: bool):
+def _tuner(settings: SearchSettings, space: SearchSpace, trials_read, study: StudyDir, restore: bool):
     """The study's Tuner: restored from its folder, or made (and the study's HParams experiment written).
-    splits: the data (data.Splits), or with --replay the recorded curves (replay.Curves)."""
+    trials_read: what every trial reads, through Ray's object store: the data (data.Splits), or with
+    --replay the recorded curves (replay.Curves)."""
     import optuna
     from ray import tune
 
@@ -222,11 +223,11 @@ def _tuner(settings: SearchSettings, space: SearchSpace, splits, study: StudyDir
     if settings.replay:
         from fashion_tune.search.replay import replay_trial
 
-        trial = tune.with_parameters(replay_trial, curves=splits, time_scale=settings.replay_time_scale)
+        trial = tune.with_parameters(replay_trial, curves=trials_read, time_scale=settings.replay_time_scale)
     else:
         from fashion_tune.search.trainable import train_trial
 
-        trial = tune.with_parameters(train_trial, splits=splits)  # one copy in the object store
+        trial = tune.with_parameters(train_trial, splits=trials_read)  # one copy in the object store
     trainable = tune.with_resources(trial, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress.py's lines are the display
     if restore:  # resumable.check made sure there is Tune state to restore

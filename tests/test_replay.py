@@ -197,6 +197,40 @@ def test_a_replayed_study_runs_every_scheduler_to_its_end(recorded_table, tmp_pa
         assert sum(epochs) < 12 * 9 and max(epochs) == 9
     assert json.loads((study / "study.json").read_text())["finished_at"]
     assert_optuna_study_matches_leaderboard(study)
+    assert_one_checkpoint_each(study)
+
+
+def assert_one_checkpoint_each(study):
+    """A finished study keeps each trial's last checkpoint only (search/old_checkpoints.py)."""
+    kept = {d.name: sorted(c.name for c in d.glob("checkpoint_*")) for d in study.glob("trial_*")}
+    assert all(len(names) == 1 for names in kept.values()), kept
+
+
+def test_old_checkpoints_go_and_a_driver_killed_outright_still_resumes(recorded_table, tmp_path, monkeypatch):
+    """Snapshots every step (TUNE_GLOBAL_CHECKPOINT_S=0), so old checkpoints are deleted while trials
+    run; the driver is then killed with SIGKILL: --resume restores every trial from a checkpoint
+    that is still there, no epoch repeated or skipped."""
+    from tests.test_distributed import kill_session, start_search, trial_rows, wait_for
+
+    space, path = recorded_table
+    study = tmp_path / "dead"
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    process = start_search(space, ["--replay", path, "--replay-time-scale", "5", "--scheduler", "none",
+                                   "--results-dir", tmp_path, "--name", "dead"])
+    wait_for(lambda: any(len(rows) >= 6 for rows in trial_rows(study).values()), what="a trial at epoch 6")
+    running = max(study.glob("trial_*"), key=lambda d: len(trial_rows(study).get(d.name, [])))
+    assert len(list(running.glob("checkpoint_*"))) < 6  # its old checkpoints went while it ran
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    kill_session(process.pid)
+    monkeypatch.delenv("TUNE_GLOBAL_CHECKPOINT_S")
+    done = run_cli("search", "--resume", "dead", "--results-dir", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_leaderboard(study)
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"completed"}, rows
+    assert_epochs_intact(study)
+    assert_optuna_study_matches_leaderboard(study)
+    assert_one_checkpoint_each(study)
 
 
 def test_replay_refuses_what_it_cannot_use(recorded_table, tmp_path):

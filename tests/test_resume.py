@@ -133,8 +133,11 @@ def test_an_interrupted_halving_study_resumes_to_its_end(tmp_path, recorded_tabl
          "--replay-time-scale", "10", "--max-concurrent", "0", "--results-dir", str(tmp_path), "--name", "cut",
          "--scheduler", "halving"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300  # interrupt once some trials wait at the first rung and others have ended
-    while time.time() < deadline and reported_epochs(study) < 5:
+    # Interrupt once a bracket has been halved (a trial went on to epoch 2): some trials wait at the
+    # first rung, others have ended.
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(len(f.read_text().splitlines()) >= 2
+                                             for f in study.glob("trial_*/result.json")):
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=300)

@@ -1,5 +1,7 @@
-"""A trial's record of its epochs survives a pause (its study copy behind the driver's) and --resume
-(the driver has no copy yet), with Tune's real Trial, storage and logger code on local Ray."""
+"""A trial's record of its epochs, with Tune's real Trial, storage and logger code on local Ray: on
+this machine's disk, written live in the study folder and cut back to the epoch a trial goes on from
+after a driver killed outright; on other storage (Tune's staging folder, copied to the study in the
+background), surviving a pause (its study copy behind the driver's) and --resume (no copy yet)."""
 
 from __future__ import annotations
 
@@ -23,23 +25,34 @@ def local_ray():
     ray.shutdown()
 
 
-def make_trial(results_dir: Path):
+def make_trial(results_dir: Path, on_this_disk: bool = True):
+    """A trial of a study in results_dir; not on_this_disk: the same folder behind a pyarrow
+    filesystem that is not the local one (as object storage would be), so Tune stages its files."""
+    import pyarrow.fs
     from ray.train._internal.storage import StorageContext
     from ray.tune.experiment import Trial
 
-    trial = Trial("train", config={}, trial_id="a", stub=True,
-                  storage=StorageContext(storage_path=str(results_dir), experiment_dir_name="study"))
-    trial.storage.trial_dir_name = "trial_a"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    study = results_dir.parent.name  # Tune's staging folder is named by the study (and the second)
+    storage = (StorageContext(storage_path=str(results_dir), experiment_dir_name=study) if on_this_disk else
+               StorageContext(storage_path=results_dir.name, experiment_dir_name=study, storage_filesystem=(
+                   pyarrow.fs.SubTreeFileSystem(str(results_dir.parent), pyarrow.fs.LocalFileSystem()))))
+    trial = Trial("train", config={}, trial_id="a", stub=True, storage=storage)
+    trial.relative_logdir = trial.storage.trial_dir_name = "trial_a"
     trial.init_local_path()
     return trial
 
 
-def checkpoint(trial, folder: Path) -> None:
+def in_study(results_dir: Path) -> Path:
+    return results_dir / results_dir.parent.name / "trial_a"
+
+
+def checkpoint(trial, folder: Path, epoch: int = 1) -> None:
     from ray.train import Checkpoint
     from ray.train._internal.session import _TrainingResult
 
     folder.mkdir(exist_ok=True)
-    trial.on_checkpoint(_TrainingResult(checkpoint=Checkpoint(str(folder)), metrics={}))
+    trial.on_checkpoint(_TrainingResult(checkpoint=Checkpoint(str(folder)), metrics={"training_iteration": epoch}))
 
 
 def epochs_in(logger, path: Path) -> list[int]:
@@ -52,13 +65,31 @@ LOGGERS = [(TrialResults, "result.json"), (TrialProgress, "progress.csv")]
 
 
 @pytest.mark.parametrize("logger_class, file_name", LOGGERS)
-def test_a_paused_trial_keeps_its_earlier_epochs_when_the_study_copy_lags(tmp_path, local_ray, logger_class,
-                                                                          file_name):
+def test_on_this_disk_the_record_is_live_in_the_study_and_cut_back_after_a_kill(tmp_path, local_ray, logger_class,
+                                                                                file_name):
     trial, logger = make_trial(tmp_path / "results"), logger_class()
     logger.on_trial_start(0, [trial], trial)
+    for epoch in (1, 2, 3):
+        logger.on_trial_result(0, [trial], trial, {"training_iteration": epoch})
+        assert epochs_in(logger, in_study(tmp_path / "results") / file_name) == list(range(1, epoch + 1))
+    assert not Path(trial.local_path, file_name).exists()  # nothing staged for Tune to copy
+    # The driver is killed outright; the last snapshot had the trial's checkpoint after epoch 1:
+    # --resume goes on from there, and the record with it.
+    checkpoint(trial, tmp_path / "checkpoint_1", epoch=1)
+    resumed = logger_class()
+    resumed.on_trial_start(0, [trial], trial)
+    resumed.on_trial_result(0, [trial], trial, {"training_iteration": 2})
+    assert epochs_in(resumed, in_study(tmp_path / "results") / file_name) == [1, 2]
+
+
+@pytest.mark.parametrize("logger_class, file_name", LOGGERS)
+def test_a_paused_trial_keeps_its_earlier_epochs_when_the_study_copy_lags(tmp_path, local_ray, logger_class,
+                                                                          file_name):
+    trial, logger = make_trial(tmp_path / "results", on_this_disk=False), logger_class()
+    logger.on_trial_start(0, [trial], trial)
     # Tune's background copy to the study folder runs before the first epoch is written...
-    Path(trial.path).mkdir(parents=True)
-    Path(trial.path, file_name).write_text("")
+    in_study(tmp_path / "results").mkdir(parents=True)
+    (in_study(tmp_path / "results") / file_name).write_text("")
     logger.on_trial_result(0, [trial], trial, {"training_iteration": 1})
     checkpoint(trial, tmp_path / "checkpoint_1")
     # ...and the trial pauses at its rung, then is promoted before the next copy.
@@ -70,13 +101,13 @@ def test_a_paused_trial_keeps_its_earlier_epochs_when_the_study_copy_lags(tmp_pa
 
 @pytest.mark.parametrize("logger_class, file_name", LOGGERS)
 def test_a_resumed_study_continues_the_record_from_the_study_folder(tmp_path, local_ray, logger_class, file_name):
-    trial, logger = make_trial(tmp_path / "results"), logger_class()
+    trial, logger = make_trial(tmp_path / "results", on_this_disk=False), logger_class()
     logger.on_trial_start(0, [trial], trial)
     logger.on_trial_result(0, [trial], trial, {"training_iteration": 1})
     logger.on_trial_complete(0, [trial], trial)
     checkpoint(trial, tmp_path / "checkpoint_1")
-    Path(trial.path).mkdir(parents=True)
-    Path(trial.path, file_name).write_bytes(Path(trial.local_path, file_name).read_bytes())
+    in_study(tmp_path / "results").mkdir(parents=True)
+    (in_study(tmp_path / "results") / file_name).write_bytes(Path(trial.local_path, file_name).read_bytes())
     # --resume: a new driver, whose staging folder does not hold the file yet.
     Path(trial.local_path, file_name).unlink()
     resumed = logger_class()

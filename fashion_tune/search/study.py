@@ -349,16 +349,16 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
     import optuna
     from ray import tune
 
-    from fashion_tune.search import schedulers, time_budget, trial_events, trial_records
+    from fashion_tune.search import old_checkpoints, schedulers, time_budget, trial_events, trial_records
     from fashion_tune.search.progress import StudyProgress
-    from fashion_tune.search.searcher import StoppedTrialsArePruned
+    from fashion_tune.search.searcher import SoleWriter, StoppedTrialsArePruned
 
     if settings.searcher == "tpe":
         sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials)
     else:  # the same OptunaSearch path, sampling at random: the baseline TPE must beat
         sampler = optuna.samplers.RandomSampler(seed=settings.seed)
     searcher = StoppedTrialsArePruned(sampler=sampler, max_epochs=space.max_epochs, study_name=settings.name,
-                                      storage=optuna.storages.RDBStorage(study.optuna_storage))
+                                      storage=SoleWriter(study.optuna_storage))
     # A trial the scheduler stops reaches Optuna as pruned (searcher.py), ranked below the trials
     # that ran their budget.
     scheduler = schedulers.make(settings.scheduler, settings.grace_period, settings.reduction_factor,
@@ -382,9 +382,9 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
         run_config=tune.RunConfig(
             name=settings.name,
             storage_path=str(Path(settings.results_dir).expanduser().resolve()),
-            # The last two epochs: enough to resume. Tune snapshots its own state whenever a trial
-            # has saved num_to_keep checkpoints, so 1 would mean a snapshot after every epoch.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # Every checkpoint, as far as Tune knows: OldCheckpoints deletes the old ones once no
+            # snapshot needs them (Tune's num_to_keep forces a snapshot every few epochs instead).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
             # Not TuneConfig(time_budget_s): --resume would start that budget again (time_budget.py).
             stop=time_budget.TimeBudget(settings.time_budget_min, study) if settings.time_budget_min else None,
@@ -393,7 +393,8 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
                                      SCHEDULERS[settings.scheduler]),
                        trial_events.TrialScalars(space.max_epochs),  # in place of Tune's own TensorBoard logger
                        # and of its result.json and progress.csv loggers, which could drop a paused trial's epochs
-                       trial_records.TrialResults(), trial_records.TrialProgress()],
+                       trial_records.TrialResults(), trial_records.TrialProgress(),
+                       old_checkpoints.OldCheckpoints()],
         ),
     )
 
@@ -424,11 +425,9 @@ def ray_session(settings: SearchSettings):
     shut down on leaving what this started."""
     import ray
 
-    # Read by Tune in this process when the study runs, whoever started Ray. Tune warns when it
-    # snapshots its state often; with a checkpoint every epoch, it does, by design.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Tune's newer display prints its experiment box and a TensorBoard hint into /tmp/ray even when
-    # silenced (verbose=0); its older one, silenced, prints nothing: progress.py speaks instead.
+    # Read by Tune in this process when the study runs, whoever started Ray. Tune's newer display
+    # prints its experiment box and a TensorBoard hint into /tmp/ray even when silenced
+    # (verbose=0); its older one, silenced, prints nothing: progress.py speaks instead.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         yield

@@ -6,6 +6,7 @@ a user opens TensorBoard for, and an HParams experiment of its own into every tr
 events hold only what the trainable reports about the model (hparams.METRICS), each under its own
 name (val_accuracy, not ray/tune/val_accuracy), with the trial's hyperparameters, how far it got and
 its final metrics (the HParams session); the study's one experiment is hparams.write_experiment's.
+Written in the study's own trial folder, live (trial_records.InStudyFolder).
 
 Tune pickles TrialScalars with the study, and --resume unpickles it by its module path.
 """
@@ -19,9 +20,10 @@ from ray.tune.result import TRAINING_ITERATION
 from ray.tune.utils import flatten_dict
 
 from fashion_tune.hparams import EPOCHS_TRAINED, METRICS, RAN_FULL_BUDGET
+from fashion_tune.search.trial_records import InStudyFolder
 
 
-class TrialScalars(TBXLoggerCallback):
+class TrialScalars(InStudyFolder, TBXLoggerCallback):
     """Tune's TensorBoard logger (a writer per trial, the HParams session at a trial's end), writing
     hparams.METRICS only, each under its own name, at the epoch's step."""
 

@@ -1,5 +1,11 @@
 """Each trial's record of its epochs (Tune's result.json and progress.csv), kept whole when the trial
-pauses and goes on.
+pauses and goes on, and written where the study is.
+
+Where: Tune's loggers write in the driver's staging folder, which reaches the study's folder only
+when Tune snapshots the study (every 10 s or more; old_checkpoints.py says why not after every few
+epochs). For a study on this machine's disk, these loggers and TensorBoard's (trial_events.py) write
+in the study's own trial folders instead: live for TensorBoard and `report`, and nothing for the
+snapshots to copy. A study on other storage keeps Tune's way.
 
 Tune's loggers write these files in the driver's staging folder, and Tune copies that folder to the
 study's folder in the background (ray.tune.execution.experiment_state). Whenever a trial that has a
@@ -15,22 +21,98 @@ study's copy. Tune pickles these loggers with the study, and --resume unpickles 
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
+import pyarrow.fs
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.result import EXPR_PROGRESS_FILE, EXPR_RESULT_FILE, TRAINING_ITERATION
+
+
+class InStudyFolder:
+    """Hands the logger's methods the trial with its folder in the study (trial.path) as its
+    local_path, when the study's storage is this machine's disk."""
+
+    record: str | None = None  # the file the logger appends a line an epoch to, if any
+
+    def log_trial_start(self, trial):
+        trial = _in_study(trial)
+        if isinstance(trial, _TrialInStudy) and self.record:
+            saved = trial.latest_checkpoint_result  # what the trial goes on from; none: from scratch
+            _cut_after(Path(trial.path, self.record), saved.metrics.get(TRAINING_ITERATION, 0) if saved else 0)
+        super().log_trial_start(trial)
+
+    def log_trial_result(self, iteration, trial, result):
+        super().log_trial_result(iteration, _in_study(trial), result)
+
+    def log_trial_end(self, trial, failed=False):
+        super().log_trial_end(_in_study(trial), failed)
+
+
+def _cut_after(record: Path, epoch: int) -> None:
+    """Drop the record's lines after `epoch`, the one the trial goes on from (its checkpoint's). Live
+    in the study, a record can be ahead of Tune's last snapshot when the driver is killed outright or
+    a trial is interrupted before its first checkpoint; the trial then trains those epochs again and
+    reports them anew."""
+    if not record.is_file():
+        return
+    if record.suffix == ".json":
+        lines = record.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if line.strip() and json.loads(line)[TRAINING_ITERATION] <= epoch]
+        if len(kept) < len(lines):
+            record.write_text("".join(kept))
+        return
+    with record.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    kept = [row for row in rows if int(row[TRAINING_ITERATION]) <= epoch]
+    if len(kept) < len(rows):
+        with record.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(kept)
+
+
+def _in_study(trial):
+    return _TrialInStudy(trial) if isinstance(trial.storage.storage_filesystem, pyarrow.fs.LocalFileSystem) else trial
+
+
+class _TrialInStudy:
+    """The trial, but local_path is its folder in the study; the same key in the loggers' tables."""
+
+    def __init__(self, trial):
+        self._trial = trial
+
+    @property
+    def local_path(self) -> str:
+        Path(self._trial.path).mkdir(parents=True, exist_ok=True)  # Tune's loggers write before they make it
+        return self._trial.path
+
+    def __getattr__(self, name):
+        return getattr(self._trial, name)
+
+    def __hash__(self):
+        return hash(self._trial)
+
+    def __eq__(self, other):
+        return self._trial is getattr(other, "_trial", other)
 
 
 class _KeepsThisRunsRecord:
     """Copies a trial's record from the study's folder only when this driver has none of its own."""
 
     def _restore_from_remote(self, file_name: str, trial) -> None:
-        if not Path(trial.local_path, file_name).exists():
+        if trial.local_path != trial.path and not Path(trial.local_path, file_name).exists():
             super()._restore_from_remote(file_name, trial)
 
 
-class TrialResults(_KeepsThisRunsRecord, JsonLoggerCallback):
+class TrialResults(InStudyFolder, _KeepsThisRunsRecord, JsonLoggerCallback):
     """Tune's result.json logger (a JSON line an epoch), whole across pauses."""
 
+    record = EXPR_RESULT_FILE
 
-class TrialProgress(_KeepsThisRunsRecord, CSVLoggerCallback):
+
+class TrialProgress(InStudyFolder, _KeepsThisRunsRecord, CSVLoggerCallback):
     """Tune's progress.csv logger (a row an epoch), whole across pauses."""
+
+    record = EXPR_PROGRESS_FILE

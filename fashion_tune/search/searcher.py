@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Optional
 
 import optuna
+from optuna.storages._cached_storage import _CachedStorage
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
@@ -86,7 +87,7 @@ class StoppedTrialsArePruned(OptunaSearch):
         with storage_opened_later():
             super().restore(checkpoint_path)
         self.__dict__.setdefault("_last_told", {})  # saved before it was kept
-        self._storage = optuna.storages.RDBStorage(storage_now or self._storage.url)
+        self._storage = SoleWriter(storage_now or self._storage.url)
         self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage, sampler=self._sampler)
         self._ot_trials = {tune_id: optuna.trial.Trial(self._ot_study, trial._trial_id)
                            for tune_id, trial in self._ot_trials.items()}
@@ -110,6 +111,79 @@ class StoppedTrialsArePruned(OptunaSearch):
                 if row[TRAINING_ITERATION] not in told and self.metric in row:
                     ot_trial.report(row[self.metric], row[TRAINING_ITERATION])
                     self._last_told[tune_id] = {k: row[k] for k in (TRAINING_ITERATION, self.metric)}
+
+
+class SoleWriter(_CachedStorage):
+    """optuna.db as the study's driver, its one writer while the study runs, reads it: every trial
+    held in memory, running ones included, each refreshed from the database after this process writes
+    to it. Optuna's own cache (the _CachedStorage it wraps an RDBStorage in) reads every running
+    trial back from SQLite several times for each trial TPE proposes, in case another process wrote
+    to it: with 64 trials at once that was three quarters of the driver's time in TPE
+    (benchmarks/driver_scale.py, py-spy)."""
+
+    def __init__(self, url: str):
+        super().__init__(optuna.storages.RDBStorage(url))
+        self._loaded: set[int] = set()  # studies read whole once
+
+    @property
+    def url(self) -> str:
+        return self._backend.url
+
+    def __reduce__(self):
+        # Tune pickles the searcher at each snapshot: the database's address, not the trials held,
+        # and nothing opened when unpickled (restore() opens the study where it is then).
+        return NotOpened, (self.url,)
+
+    def _read_trials_from_remote_storage(self, study_id: int) -> None:
+        if study_id not in self._loaded:
+            super()._read_trials_from_remote_storage(study_id)
+            self._loaded.add(study_id)
+
+    def get_trial(self, trial_id: int):
+        with self._lock:
+            if trial_id in self._trial_id_to_study_id_and_number:
+                study_id, number = self._trial_id_to_study_id_and_number[trial_id]
+                return self._studies[study_id].trials[number]
+        return self._backend.get_trial(trial_id)
+
+    def _held(self, trial_id: int):
+        with self._lock:
+            study_id, number = self._trial_id_to_study_id_and_number[trial_id]
+            return self._studies[study_id].trials[number]
+
+    def set_trial_param(self, trial_id, param_name, param_value_internal, distribution):
+        super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
+        held = self._held(trial_id)
+        held.params[param_name] = distribution.to_external_repr(param_value_internal)
+        held.distributions[param_name] = distribution
+
+    def set_trial_intermediate_value(self, trial_id, step, intermediate_value):
+        super().set_trial_intermediate_value(trial_id, step, intermediate_value)
+        self._held(trial_id).intermediate_values[step] = intermediate_value
+
+    def set_trial_user_attr(self, trial_id, key, value):
+        super().set_trial_user_attr(trial_id, key, value)
+        self._held(trial_id).user_attrs[key] = value
+
+    def set_trial_system_attr(self, trial_id, key, value):
+        super().set_trial_system_attr(trial_id, key, value)
+        self._held(trial_id).system_attrs[key] = value
+
+    def set_trial_state_values(self, trial_id, state, values=None):
+        """Read back whole: the database sets the end time, and refuses a trial already finished."""
+        changed = super().set_trial_state_values(trial_id, state, values)
+        trial = self._backend.get_trial(trial_id)
+        with self._lock:
+            self._add_trials_to_cache(self._trial_id_to_study_id_and_number[trial_id][0], [trial])
+        return changed
+
+
+class NotOpened(str):
+    """A SoleWriter unpickled: the URL it had, for restore() to open (where the study is now)."""
+
+    @property
+    def url(self) -> str:
+        return str(self)
 
 
 @contextlib.contextmanager

@@ -72,3 +72,33 @@ def test_an_epoch_trained_again_after_a_restart_holds_its_newest_value():
     searcher.on_trial_complete("again", result={"val_accuracy": 0.46, "training_iteration": 3})
     [trial] = optuna.load_study(study_name="unit", storage=storage).trials
     assert trial.intermediate_values == {1: 0.30, 2: 0.41, 3: 0.46} and trial.value == pytest.approx(0.46)
+
+
+def test_the_driver_holds_what_optuna_db_holds(tmp_path):
+    """SoleWriter keeps every trial in memory, running ones too, updated as it writes: what TPE
+    reads from it is what Optuna's own tools read from the file."""
+    from fashion_tune.search.searcher import SoleWriter
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(storage=SoleWriter(url), study_name="held", direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=3))
+    space = {"learning_rate": od.FloatDistribution(1e-4, 1e-2, log=True),
+             "filters": od.CategoricalDistribution([8, 16])}
+    for number in range(12):
+        trial = study.ask(fixed_distributions=space)
+        trial.set_user_attr("trial_id", f"t{number}")
+        for epoch in range(1, 1 + number % 3 + 1):
+            trial.report(0.5 + 0.01 * number + 0.001 * epoch, epoch)
+        if number % 4 == 3:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        elif number % 4 != 2:  # every fourth stays running
+            study.tell(trial, 0.6 + 0.01 * number)
+    study.ask(fixed_distributions=space).report(0.4, 1)  # running, one epoch
+
+    def seen(trials):
+        return [(t.number, t.state, t.params, t.distributions, t.intermediate_values, t.user_attrs, t.value,
+                 t.datetime_complete) for t in trials]
+
+    from_file = optuna.load_study(study_name="held", storage=url).trials
+    assert seen(study.trials) == seen(from_file) and len(from_file) == 13
+    assert {t.state.name for t in from_file} == {"COMPLETE", "PRUNED", "RUNNING"}

@@ -27,7 +27,10 @@ class Run:
 
     def __init__(self, name: str, epoch: int, status: str, quality: float):
         self.trial_id, self.epoch, self.status, self.quality = name, epoch, status, quality
-        self.is_saving, self.last_result = False, None
+        self.is_saving, self.last_result, self.named = False, None, False
+
+    def init_local_path(self):  # Tune's Trial: names its folder (schedulers.NamesTrialFolders)
+        self.named = True
 
     def __repr__(self):
         return f"{self.trial_id}({self.status}, epoch {self.epoch})"
@@ -108,12 +111,24 @@ def test_a_trial_restored_past_its_new_brackets_rung_goes_on():
     assert scheduler.on_trial_result(controller, trial, result) == TrialScheduler.CONTINUE
 
 
+@pytest.mark.parametrize("name", ["asha", "halving", "hyperband", "i-epoch", "none"])
+def test_every_scheduler_names_a_trials_folder_as_it_is_added(name):
+    """Ray 2.60 may start a waiting trial on a cached actor without naming its folder (its reset then
+    fails): every scheduler names it as Tune adds the trial (schedulers.NamesTrialFolders)."""
+    scheduler = schedulers.make(name, GRACE, REDUCTION, MAX_EPOCHS)
+    scheduler.set_search_properties("val_accuracy", "max")
+    trial = Run("t", 0, Trial.PENDING, 0.5)
+    scheduler.on_trial_add(Controller(scheduler), trial)
+    assert trial.named
+
+
 class Restored:
     """A trial as Tune hands it to a new scheduler on --resume: its last result, and its folder."""
 
     def __init__(self, trial_id: str, folder, values: list[float]):
         self.trial_id, self.path = trial_id, str(folder)
         self.last_result = {"training_iteration": len(values), "val_accuracy": values[-1]} if values else None
+        self.init_local_path = lambda: None
         folder.mkdir()
         (folder / "result.json").write_text("".join(
             f'{{"training_iteration": {e}, "val_accuracy": {v}}}\n' for e, v in enumerate(values, 1)))

@@ -49,7 +49,27 @@ def rungs(grace_period: int, reduction_factor: int, max_epochs: int) -> list[int
     return found + [max_epochs]
 
 
-class HyperBand(HyperBandScheduler):
+class NamesTrialFolders:
+    """Names each trial's folder as Tune adds the trial. Ray 2.60's TuneController can start a trial
+    still waiting for its first start on a cached actor (reuse_actors; its step "start any trial that
+    can be started with a cached actor") without naming its folder first, and the actor's reset then
+    fails: "Cannot access `trial_working_directory` without setting `trial_dir_name`" (a replayed
+    HyperBand study of 128 trials, no concurrency limit, benchmarks/replay_schedulers.py)."""
+
+    def on_trial_add(self, tune_controller, trial: Trial):
+        trial.init_local_path()
+        super().on_trial_add(tune_controller, trial)
+
+
+class Asha(NamesTrialFolders, ASHAScheduler):
+    """Ray's ASHAScheduler."""
+
+
+class EveryTrialToItsBudget(NamesTrialFolders, FIFOScheduler):
+    """Tune's FIFOScheduler: no trial stopped early."""
+
+
+class HyperBand(NamesTrialFolders, HyperBandScheduler):
     """Ray's HyperBandScheduler, made to leave no trial paused for ever, in one run or across
     --resume (tests/test_schedulers.py). Tune does not save a scheduler with the study: on --resume
     it hands a new one every trial, finished ones too, and Ray's would put a finished trial in a
@@ -101,7 +121,7 @@ class SuccessiveHalving(HyperBand):
                         max_t_attr=self._max_t_attr, eta=self._eta, s=self.halvings)
 
 
-class EpochCut(FIFOScheduler):
+class EpochCut(NamesTrialFolders, FIFOScheduler):
     """The i-epoch cut: at epoch `epoch` a trial stops unless it is in the best 1/reduction_factor of
     the trials that reached that epoch before it (the first one always goes on: ASHA's rule at a
     single rung). On --resume Tune hands a new scheduler every trial: the epoch-i values of the
@@ -121,6 +141,7 @@ class EpochCut(FIFOScheduler):
         value = _value_at(trial, self.epoch, self._metric)
         if value is not None:
             self.at_cut[trial.trial_id] = self._larger_is_better(value)
+        super().on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
         if result.get(TIME_ATTR) != self.epoch or trial.trial_id in self.at_cut:
@@ -161,16 +182,14 @@ def _value_at(trial: Trial, epoch: int, metric: str) -> Optional[float]:
     return None
 
 
-def make(scheduler: str, grace_period: int, reduction_factor: int, max_epochs: int) -> Optional[TrialScheduler]:
-    """The Tune scheduler `--scheduler` names (config.SCHEDULERS; None: Tune's FIFO, every trial to
-    its budget)."""
+def make(scheduler: str, grace_period: int, reduction_factor: int, max_epochs: int) -> TrialScheduler:
+    """The Tune scheduler `--scheduler` names (config.SCHEDULERS)."""
     if scheduler == "asha":
-        return ASHAScheduler(time_attr=TIME_ATTR, max_t=max_epochs, grace_period=grace_period,
-                             reduction_factor=reduction_factor)
+        return Asha(time_attr=TIME_ATTR, max_t=max_epochs, grace_period=grace_period, reduction_factor=reduction_factor)
     if scheduler == "halving":
         return SuccessiveHalving(grace_period, reduction_factor, max_epochs)
     if scheduler == "hyperband":
         return HyperBand(time_attr=TIME_ATTR, max_t=max_epochs, reduction_factor=reduction_factor)
     if scheduler == "i-epoch":
         return EpochCut(grace_period, reduction_factor)
-    return None
+    return EveryTrialToItsBudget()

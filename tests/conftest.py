@@ -89,6 +89,30 @@ def recorded_table(tmp_path):
     return space, path
 
 
+def reported_epochs(study: Path) -> int:
+    """Epochs every trial of the study has reported so far (lines of their result.json, live in the study)."""
+    return sum(len(f.read_text().splitlines()) for f in study.glob("trial_*/result.json"))
+
+
+def interrupted_search(args, until, *, cwd=ROOT, env=None, timeout=300) -> str:
+    """`python -m fashion_tune search ARGS`, stopped with Ctrl-C (SIGINT) once until() holds (checked
+    every 0.2 s, for at most `timeout` s): asserts it stopped as interrupted (exit 130), returns its stderr."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "fashion_tune", "search", *map(str, args)], cwd=cwd, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None and not until():
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=timeout)
+    assert process.returncode == 130, err[-3000:]
+    return err
+
+
 def free_port() -> int:
     """A loopback port that was free a moment ago (nothing listens there now)."""
     with socket.socket() as s:

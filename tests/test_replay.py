@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -17,7 +14,7 @@ from fashion_tune import recording
 from fashion_tune.recording import RecordingError
 from fashion_tune.search.replay import Curves
 from fashion_tune.space import load_space
-from tests.conftest import ROOT, rising_curve
+from tests.conftest import interrupted_search, rising_curve
 from tests.test_search import (
     assert_epochs_intact,
     assert_optuna_study_matches_leaderboard,
@@ -155,17 +152,9 @@ def test_the_i_epoch_cut_goes_on_after_resume_with_the_values_before_it(recorded
     values of those before it (read back from their records), exactly as in one run."""
     space, path = recorded_table
     study = tmp_path / "cut"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fashion_tune", "search", "--space", str(space), "--replay", str(path),
-         "--replay-time-scale", "20", "--results-dir", str(tmp_path), "--name", "cut", "--scheduler", "i-epoch",
-         "--grace-period", "2", "--reduction-factor", "2"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list(study.glob("trial_*"))) < 6:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=240)
-    assert process.returncode == 130, err[-3000:]
+    interrupted_search(["--space", space, "--replay", path, "--replay-time-scale", "20", "--results-dir", tmp_path,
+                        "--name", "cut", "--scheduler", "i-epoch", "--grace-period", "2", "--reduction-factor", "2"],
+                       until=lambda: len(list(study.glob("trial_*"))) >= 6)
     ran = len(list(study.glob("trial_*")))
     assert 6 <= ran < 12
     done = run_cli("search", "--resume", "cut", "--results-dir", str(tmp_path))

@@ -5,14 +5,10 @@ recorded curves (search --replay) where only the driver's logic is; kept apart f
 so the two files run side by side."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import interrupted_search, reported_epochs
 from tests.test_search import (
     assert_epochs_intact,
     assert_optuna_study_matches_leaderboard,
@@ -21,11 +17,6 @@ from tests.test_search import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def reported_epochs(study) -> int:
-    """Epochs every trial of the study has reported so far (lines of their result.json)."""
-    return sum(len(f.read_text().splitlines()) for f in study.glob("trial_*/result.json"))
 
 
 def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, write_space):
@@ -39,18 +30,9 @@ def test_interrupted_study_resumes_to_exactly_its_trials(tmp_path, fashion_dir, 
     results_dir = tmp_path / "r"
     study = results_dir / "cut"
     args = ["--results-dir", results_dir]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fashion_tune", "search", "--space", str(space), "--subset", "1000",
-         "--data-dir", str(fashion_dir), "--name", "cut", *map(str, args)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
     # Interrupt once the first trial has finished and the second has begun.
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(study.glob("trial_*/result.json"))) < 2:
-        time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=300)
-    assert process.returncode == 130, err[-3000:]
+    err = interrupted_search(["--space", space, "--subset", "1000", "--data-dir", fashion_dir, "--name", "cut", *args],
+                             until=lambda: len(list(study.glob("trial_*/result.json"))) >= 2)
     assert "--resume cut" in err and "Tuner.restore" not in err and "Stop signal received" not in err
     # a trial caught before its first epoch: the leaderboard says unfinished
     assert "Failed to fetch metrics" not in err
@@ -82,20 +64,10 @@ def test_a_time_budget_ends_the_study_as_finished_and_a_resume_spends_only_what_
     space, curves = recorded_table
     results_dir = tmp_path / "r"
     study = results_dir / "budget"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fashion_tune", "search", "--space", str(space), "--replay", str(curves),
-         "--replay-time-scale", "20", "--max-concurrent", "2", "--num-samples", "100", "--time-budget-min",
-         str(budget_min),
-         "--name", "budget", "--results-dir", str(results_dir)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
     # Interrupt once a trial has reported an epoch, well within the budget.
-    deadline = time.time() + 300
-    while time.time() < deadline and not any(f.read_text().strip() for f in study.glob("trial_*/result.json")):
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=300)
-    assert process.returncode == 130, err[-3000:]
+    interrupted_search(["--space", space, "--replay", curves, "--replay-time-scale", "20", "--max-concurrent", "2",
+                        "--num-samples", "100", "--time-budget-min", budget_min, "--name", "budget",
+                        "--results-dir", results_dir], until=lambda: reported_epochs(study) >= 1)
     first = StudyRecord.read(study / "study.json")
     assert first.finished_at is None and first.cut_by_time_budget is None
     used_min = first.running_seconds(first.runs[-1][1]) / 60
@@ -128,20 +100,12 @@ def test_an_interrupted_halving_study_resumes_to_its_end(tmp_path, recorded_tabl
     tests/test_schedulers.py for the cases one run cannot pin down)."""
     space, curves = recorded_table
     study = tmp_path / "cut"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fashion_tune", "search", "--space", str(space), "--replay", str(curves),
-         "--replay-time-scale", "10", "--max-concurrent", "0", "--results-dir", str(tmp_path), "--name", "cut",
-         "--scheduler", "halving"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Interrupt once a bracket has been halved (a trial went on to epoch 2): some trials wait at the
     # first rung, others have ended.
-    deadline = time.time() + 300
-    while time.time() < deadline and not any(len(f.read_text().splitlines()) >= 2
-                                             for f in study.glob("trial_*/result.json")):
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=300)
-    assert process.returncode == 130, err[-3000:]
+    err = interrupted_search(["--space", space, "--replay", curves, "--replay-time-scale", "10", "--max-concurrent",
+                              "0", "--results-dir", tmp_path, "--name", "cut", "--scheduler", "halving"],
+                             until=lambda: any(len(f.read_text().splitlines()) >= 2
+                                               for f in study.glob("trial_*/result.json")))
     assert "stopped early by successive halving after epoch 1" in err, err[-3000:]
     done = run_cli("search", "--resume", "cut", "--results-dir", tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -6,15 +6,13 @@ file of its own so that pytest's two workers share the resume studies (--dist lo
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.test_resume import reported_epochs
+from tests.conftest import ROOT, interrupted_search, reported_epochs
 from tests.test_search import (
     assert_epochs_intact,
     assert_optuna_study_matches_leaderboard,
@@ -43,17 +41,9 @@ def test_a_study_begun_before_the_search_wing_resumes_after_it(tmp_path, fashion
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
     space = without_concurrency_limit(write_space).read_text() + "  time_budget_min: 30\n"
     study = tmp_path / "r" / "flat"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fashion_tune", "search", "--space", str(write_space(space)), "--subset", "1000",
-         "--data-dir", str(fashion_dir), "--results-dir", str(study.parent), "--name", "flat",
-         "--scheduler", "halving"],
-        cwd=old, env={**os.environ, "PYTHONPATH": str(old)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and reported_epochs(study) < 3:
-        time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=300)
-    assert process.returncode == 130, err[-3000:]
+    interrupted_search(["--space", write_space(space), "--subset", "1000", "--data-dir", fashion_dir, "--results-dir",
+                        study.parent, "--name", "flat", "--scheduler", "halving"],
+                       until=lambda: reported_epochs(study) >= 3, cwd=old, env={**os.environ, "PYTHONPATH": str(old)})
     pickled = (study / "tuner.pkl").read_bytes()
     assert all(f"fashion_tune.{name}".encode() in pickled for name in ("searcher", "schedulers", "time_budget"))
 
@@ -71,16 +61,8 @@ def test_a_study_begun_before_the_search_wing_resumes_after_it(tmp_path, fashion
 def start_and_interrupt(space, results_dir, name, epochs_reported, fashion_dir, *flags):
     """A real study started, and stopped with Ctrl-C once its trials have reported so many epochs."""
     study = results_dir / name
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fashion_tune", "search", "--space", str(space), "--subset", "1000", "--data-dir",
-         str(fashion_dir), "--results-dir", str(results_dir), "--name", name, *flags],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and reported_epochs(study) < epochs_reported:
-        time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=300)
-    assert process.returncode == 130, err[-3000:]
+    interrupted_search(["--space", space, "--subset", "1000", "--data-dir", fashion_dir, "--results-dir", results_dir,
+                        "--name", name, *flags], until=lambda: reported_epochs(study) >= epochs_reported)
     return study
 
 

@@ -10,7 +10,8 @@
                                checkpoint_*/ (CheckpointDir: model.keras, state.json)
         tuner.pkl, experiment_state-*.json, searcher-state-*.pkl   Tune's state, for --resume
         .search.lock           held while a search runs the study
-        optuna.db              the Optuna study (SQLite): trials, states, values per epoch (search/searcher.py)
+        optuna.db              the Optuna study (SQLite): trials, states, values per epoch (search/searcher.py);
+                               optuna.db-wal, -shm beside it while a search has it open (SQLite's log)
         leaderboard.csv, best_config.json, summary.md          (results.py)
         insights/              hyperparameter importances and Optuna's plots (insights.py)
         retrain/               ModelDir: model.keras, history.csv, retrain.json, tensorboard/;

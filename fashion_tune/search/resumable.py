@@ -83,5 +83,6 @@ def start_afresh(study: StudyDir) -> None:
     storage with no finished trial in it, and Tune's half-written files."""
     log.info("study %s never got going (interrupted before Tune saved any state): starting it afresh with its "
              "recorded settings", study.path.name)
-    for leftover in (study.optuna_db, study.tuner_state, *study.path.glob(SEARCHER_STATES)):
+    for leftover in (study.optuna_db, *study.path.glob(f"{study.optuna_db.name}-*"),  # its SQLite -wal, -shm
+                     study.tuner_state, *study.path.glob(SEARCHER_STATES)):
         leftover.unlink(missing_ok=True)

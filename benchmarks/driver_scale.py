@@ -159,7 +159,7 @@ def main() -> None:
     for trials in args.trials:
         rows.append(run(trials, args, studies))
         print(json.dumps(rows[-1]), flush=True)
-    keys = ["driver_cpu_s", "optuna_db_bytes", "tpe_ask_ms_last_tenth"]
+    keys = ["driver_cpu_s", "optuna_db_bytes", "tpe_ask_ms_last_tenth", "driver_peak_rss_mib"]
     recording = Path(args.recording)
     scale = {"at_once": args.at_once, "space": args.space, "rows": rows,
              "recording": str(recording.relative_to(ROOT)) if ROOT in recording.parents else recording.name,

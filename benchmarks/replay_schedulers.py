@@ -16,7 +16,8 @@ and the mean trial-epochs the variant needed to get there.
 --time-scale: each replayed epoch takes its recorded seconds times this, so the asynchronous
 schedulers see trials arrive in the order the real trainings would (large models later). Studies
 already finished under --studies are read, not run again, so seeds can be added a session at a
-time; an interrupted one is resumed.
+time; an interrupted one is resumed. --finished-only runs nothing and summarises what is there (two
+processes can share the work by seeds: `--seeds 0-14` and `--seeds 15-29`, then `--finished-only`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ def run_study(variant: str, seed: int, args, studies: Path) -> Path:
              "replay_time_scale": args.time_scale, **extra}
     new_study(flags, {})
     return study
+
+
+def _finished(study: Path) -> bool:
+    from fashion_tune.records import StudyRecord
+
+    return (study / "study.json").is_file() and StudyRecord.read(study / "study.json").finished
 
 
 def anytime(study: Path, curves, budgets: list[int], epochs: int) -> dict[int, float | None]:
@@ -145,6 +152,8 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=0.01)
     parser.add_argument("--studies", default="results/benchmarks/replay")
     parser.add_argument("--out", default="results/reference/replay/summary.json")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="run nothing: summarise the studies already finished under --studies")
     args = parser.parse_args()
     args.recording = str(Path(args.recording).resolve())
 
@@ -157,13 +166,19 @@ def main() -> None:
     curves = Curves.for_space(args.recording, space)
     studies = Path(args.studies).resolve()
     studies.mkdir(parents=True, exist_ok=True)
-    ray_start.start_local(num_cpus=2)
+    if not args.finished_only:
+        ray_start.start_local(num_cpus=2)
     found: dict[str, dict[int, dict]] = {}
     started = time.time()
     for seed in args.seeds:
         for variant in args.variants:
             began = time.time()
-            study = run_study(variant, seed, args, studies)
+            if args.finished_only:
+                study = studies / f"{variant}-seed{seed}"
+                if not _finished(study):
+                    continue
+            else:
+                study = run_study(variant, seed, args, studies)
             found.setdefault(variant, {})[seed] = anytime(study, curves, args.budgets, space.max_epochs)
             print(f"seed {seed} {variant}: {found[variant][seed]} ({time.time() - began:.0f} s; "
                   f"{(time.time() - started) / 60:.1f} min so far)", flush=True)

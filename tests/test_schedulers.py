@@ -97,6 +97,32 @@ def test_no_trial_is_left_paused_for_ever(scheduler_name, resumed, failure_rate)
     assert not stalled, f"{len(stalled)} of 400 runs stalled, e.g. {next(iter(stalled.items()))}"
 
 
+def test_a_trial_the_bracket_forgot_to_unpause_goes_on_when_nothing_else_runs():
+    """The state a replayed 128-trial HyperBand study stalled in: a bracket halved, its good trial
+    paused but not marked to go on, nothing running. The scheduler starts it rather than wait for
+    ever (without the safety net, choose_trial_to_run returns None here). Successive halving: its
+    first rung is epoch 1 (HyperBand's first bracket compares later); the net is HyperBand's, shared."""
+    scheduler = schedulers.make("halving", GRACE, REDUCTION, MAX_EPOCHS)
+    scheduler.set_search_properties("val_accuracy", "max")
+    controller = Controller(scheduler)
+    good, bad = Run("good", 0, Trial.PENDING, 0.9), Run("bad", 0, Trial.PENDING, 0.1)
+    for trial in (good, bad):
+        scheduler.on_trial_add(controller, trial)
+    for trial in (good, bad):
+        trial.status, trial.epoch = Trial.RUNNING, 1
+        trial.last_result = {"training_iteration": 1, "val_accuracy": trial.quality}
+        decision = scheduler.on_trial_result(controller, trial, trial.last_result)
+        if decision == TrialScheduler.PAUSE:
+            trial.status = Trial.PAUSED
+        elif decision == TrialScheduler.STOP:
+            controller.stop_trial(trial)
+    assert good.status == Trial.PAUSED  # it waited for its peer at the rung
+    controller.stop_trial(bad)  # ends (stopped, or its run over): nothing runs now
+    bracket, _ = scheduler._trial_info[good]
+    bracket.trials_to_unpause.discard(good)  # what Ray's missed
+    assert scheduler.choose_trial_to_run(controller) is good
+
+
 def test_a_trial_restored_past_its_new_brackets_rung_goes_on():
     """Restored after epoch 1 into a new bracket comparing at epoch 1, it reports epoch 2: every trial
     of the bracket has passed two rungs at once, and it goes on to its budget."""

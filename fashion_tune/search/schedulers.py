@@ -93,6 +93,35 @@ class HyperBand(NamesTrialFolders, HyperBandScheduler):
         bracket.is_being_processed = False
         return action
 
+    def choose_trial_to_run(self, tune_controller) -> Optional[Trial]:
+        """Ray's choice; failing that, a paused trial that nothing else would ever start."""
+        return super().choose_trial_to_run(tune_controller) or self._left_paused(tune_controller)
+
+    def _left_paused(self, tune_controller) -> Optional[Trial]:
+        """When no trial of any bracket is running, starting or being saved, a paused trial can only
+        wait for ever: Ray's unpauses trials only while it halves a bracket, and can miss one (seen
+        2026-12-06: a replayed 128-trial HyperBand study with 7 trials left paused at epochs 3 to
+        27 and nothing running; results/reference/benchmarks.md). A bracket whose trials have all
+        reached its rung is halved now; else a paused trial below the rung goes on to it."""
+        brackets = [b for band in self._hyperbands for b in band if b is not None]
+        if any(t.status in (Trial.RUNNING, Trial.PENDING) or t.is_saving
+               for b in brackets for t in b.current_trials()):
+            return None
+        for bracket in brackets:
+            paused = [t for t in bracket.current_trials() if t.status == Trial.PAUSED]
+            if paused and bracket.cur_iter_done():
+                self._process_bracket(tune_controller, bracket)
+                chosen = super().choose_trial_to_run(tune_controller)
+            else:
+                chosen = next((t for t in paused if bracket.continue_trial(t)), None)
+                if chosen:
+                    bracket.trials_to_unpause.add(chosen)
+            if chosen:
+                log.warning("trial %s was left paused by %s with no trial running: it goes on",
+                            chosen.trial_id, type(self).__name__)
+                return chosen
+        return None
+
     def on_trial_remove(self, tune_controller, trial: Trial):
         """Ray's, and: a trial that ends or fails by itself (not one its bracket stops: those are
         paused) and leaves its bracket finished stops the trials paused at the budget in it. Ray's

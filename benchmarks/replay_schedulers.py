@@ -86,7 +86,7 @@ def _finished(study: Path) -> bool:
 
 def anytime(study: Path, curves, budgets: list[int], epochs: int) -> dict[int, float | None]:
     """For each budget: the full-budget val accuracy of the configuration the study would hand to
-    retrain after that many trial-epochs (None: the study ended before spending them)."""
+    retrain after that many trial-epochs, or at its end if it ended before spending them."""
     from fashion_tune import results
     from fashion_tune.layout import StudyDir
 
@@ -100,8 +100,10 @@ def anytime(study: Path, curves, budgets: list[int], epochs: int) -> dict[int, f
             best, best_trial = p.best, p.trial_id  # the trial whose epoch set the new best
         while waiting and p.trial_epochs >= waiting[0]:
             found[waiting.pop(0)] = curves.full_budget_accuracy(configs[best_trial], epochs)
-    found.update({budget: None for budget in waiting})  # the study ended before spending them
     found["end"] = curves.full_budget_accuracy(configs[best_trial], epochs)
+    # A study that ended before spending a budget hands over its final pick at that budget too (the
+    # anytime curve is flat after its end); its own trial-epochs are in "trial_epochs".
+    found.update({budget: found["end"] for budget in waiting})
     found["trial_epochs"] = progress[-1].trial_epochs
     return found
 

@@ -10,6 +10,7 @@
                                checkpoint_*/ (CheckpointDir: model.keras, state.json)
         tuner.pkl, experiment_state-*.json, searcher-state-*.pkl   Tune's state, for --resume
         .search.lock           held while a search runs the study
+        lost_trials/           trial folders a search killed outright began after Tune's last snapshot
         optuna.db              the Optuna study (SQLite): trials, states, values per epoch (search/searcher.py);
                                optuna.db-wal, -shm beside it while a search has it open (SQLite's log)
         leaderboard.csv, best_config.json, summary.md          (results.py)
@@ -206,6 +207,7 @@ class StudyDir:
     optuna_db = _inside("optuna.db")
     insights = _inside("insights")
     lock = _inside(".search.lock")  # held by the search that runs the study (search/resumable.py)
+    lost_trials = _inside("lost_trials")  # trials a killed search began after Tune's last snapshot (resumable.py)
     tuner_state = _inside(TUNER_STATE)
 
     def experiment_states(self) -> list[Path]:

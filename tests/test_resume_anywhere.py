@@ -155,3 +155,22 @@ def test_a_time_budget_spent_by_the_start_up_ends_the_study_with_a_summary(tmp_p
     assert "No trial started" in (tmp_path / "short" / "summary.md").read_text()
     again = run_cli("search", "--resume", "short", "--results-dir", tmp_path)
     assert again.returncode == 0 and "already finished" in again.stderr
+
+
+def test_trials_begun_after_the_last_snapshot_are_set_aside(tmp_path):
+    """A search killed outright may have begun trials its last snapshot does not name: Tune will not
+    resume them, so their live records go to lost_trials/, out of the leaderboard's way."""
+    import json
+
+    from fashion_tune.layout import StudyDir
+    from fashion_tune.search import resumable
+
+    study = StudyDir(tmp_path / "dead")
+    for name in ("trial_kept", "trial_lost"):
+        (study.path / name).mkdir(parents=True)
+        (study.path / name / "result.json").write_text('{"training_iteration": 1}\n')
+    (study.path / "experiment_state-2026-12-06_08-00-00.json").write_text(
+        json.dumps({"trial_data": [[json.dumps({"trial_id": "kept"}), {}]]}))
+    assert resumable.set_aside_lost_trials(study) == ["trial_lost"]
+    assert (study.path / "trial_kept").is_dir() and not (study.path / "trial_lost").exists()
+    assert (study.lost_trials / "trial_lost" / "result.json").is_file()

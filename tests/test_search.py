@@ -71,12 +71,12 @@ def assert_optuna_study_matches_leaderboard(study):
                if "trial_id" not in t.user_attrs)
     by_id = {t.user_attrs["trial_id"]: t for t in stored.trials if "trial_id" in t.user_attrs}
     rows = read_leaderboard(study)
-    # A trial proposed that never started has no folder and no row: one a time budget ended the
-    # study before (pruned, so marked), or one proposed after the last snapshot of a driver killed
-    # outright (failed, by the resumed searcher).
+    # A trial with no row: proposed but never started before a time budget ended the study (pruned,
+    # so marked, no values), or begun after the last snapshot of a driver killed outright (failed, by
+    # the resumed searcher; its folder set aside in lost_trials/).
     never_started = set(by_id) - {r["trial_id"] for r in rows}
-    assert all(not by_id[t].intermediate_values and (by_id[t].user_attrs.get("cut_by_time_budget")
-                                                      or by_id[t].state.name == "FAIL")
+    assert all(by_id[t].user_attrs.get("cut_by_time_budget") and not by_id[t].intermediate_values
+               or by_id[t].state.name == "FAIL" and not (study / f"trial_{t}").exists()
                for t in never_started), never_started
     assert sorted(set(by_id) - never_started) == sorted(r["trial_id"] for r in rows)
     for row in rows:

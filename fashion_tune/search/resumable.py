@@ -9,6 +9,9 @@ line, not a traceback after a minute, and nothing in the folder changes.
 - A study interrupted before Tune saved any state (Ctrl-C while Ray started) holds no finished
   work: it is started afresh with the settings it recorded, rather than left a folder that neither
   --resume nor a new search under its name could use.
+- A trial started after Tune's last snapshot by a search killed outright is not in that snapshot:
+  Tune will not resume it, and Optuna is told it failed (searcher.py). Its folder, written live,
+  is set aside in lost_trials/, so the leaderboard and reports hold the study's trials only.
 - A study copied, moved or renamed resumes where it now is (StudyRecord.renamed, and the searcher
   and the time budget pointed at this folder: searcher.py, study.py).
 """
@@ -18,13 +21,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
 from typing import Iterator
 
 from fashion_tune import results
 from fashion_tune.errors import UserError
-from fashion_tune.layout import SEARCHER_STATES, StudyDir
+from fashion_tune.layout import SEARCHER_STATES, StudyDir, trial_folder_name
 from fashion_tune.records import StudyRecord
 
 log = logging.getLogger("fashion_tune.search")
@@ -86,3 +90,18 @@ def start_afresh(study: StudyDir) -> None:
     for leftover in (study.optuna_db, *study.path.glob(f"{study.optuna_db.name}-*"),  # its SQLite -wal, -shm
                      study.tuner_state, *study.path.glob(SEARCHER_STATES)):
         leftover.unlink(missing_ok=True)
+
+
+def set_aside_lost_trials(study: StudyDir) -> list[str]:
+    """Move the trial folders that Tune's last snapshot of the study does not name into lost_trials/;
+    returns their folder names."""
+    snapshot = json.loads(study.experiment_states()[-1].read_text())  # the one Tune restores from
+    known = {trial_folder_name((json.loads(state) if isinstance(state, str) else state)["trial_id"])
+             for state, _ in snapshot["trial_data"]}
+    lost = sorted(folder.name for folder in study.path.glob("trial_*") if folder.name not in known)
+    for name in lost:
+        study.lost_trials.mkdir(exist_ok=True)
+        (study.path / name).rename(study.lost_trials / name)
+        log.warning("trial %s began after the study's last saved state and was lost when the search was killed; "
+                    "its records are in %s", name.removeprefix("trial_"), study.lost_trials / name)
+    return lost

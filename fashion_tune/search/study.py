@@ -131,7 +131,9 @@ def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, A
     layout.check_writable(study.path, "--resume")
     restore = resumable.check(study, record, name)
     with resumable.held(study, name):
-        if not restore:
+        if restore:
+            resumable.set_aside_lost_trials(study)
+        else:
             resumable.start_afresh(study)
         record = record.renamed(name)  # the folder's name is the study's name
         where = {k: flags[k] for k in ("address", "connect_timeout") if flags.get(k) is not None}

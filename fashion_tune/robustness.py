@@ -226,5 +226,7 @@ def measure(model, images: np.ndarray, labels: np.ndarray, count: int, seed: int
             strips[tier.name] = (examples(index, images, seed), inputs[:EXAMPLES], predicted[:EXAMPLES])
     finally:
         if pool:
-            pool.shutdown()
+            # After Ctrl-C, the tasks not yet begun are dropped: waiting for every queued render
+            # (the workers ignore Ctrl-C) held the command past two minutes in CI.
+            pool.shutdown(cancel_futures=True)
     return {"images": int(len(images)), "seed": seed, "raw_accuracy": raw, "tiers": tiers}, strips

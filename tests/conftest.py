@@ -94,16 +94,25 @@ def reported_epochs(study: Path) -> int:
     return sum(len(f.read_text().splitlines()) for f in study.glob("trial_*/result.json"))
 
 
+def popen_hearing_ctrl_c(command, **kwargs):
+    """subprocess.Popen(command) with Ctrl-C (SIGINT) at its default in the child: a suite started as
+    a background job of a script inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt, so a test that sends Ctrl-C would wait for a command that does not hear it."""
+    import signal
+    import subprocess
+
+    return subprocess.Popen(command, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
 def interrupted_search(args, until, *, cwd=ROOT, env=None, timeout=300) -> str:
     """`python -m fashion_tune search ARGS`, stopped with Ctrl-C (SIGINT) once until() holds (checked
     every 0.2 s, for at most `timeout` s): asserts it stopped as interrupted (exit 130), returns its stderr."""
     import signal
-    import subprocess
     import sys
     import time
 
-    process = subprocess.Popen([sys.executable, "-m", "fashion_tune", "search", *map(str, args)], cwd=cwd, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = popen_hearing_ctrl_c([sys.executable, "-m", "fashion_tune", "search", *map(str, args)], cwd=cwd, env=env)
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None and not until():
         time.sleep(0.2)

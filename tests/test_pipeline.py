@@ -14,7 +14,7 @@ from fashion_tune import data, images, layout, robustness
 from fashion_tune.cli import main
 from fashion_tune.layout import ModelDir
 from fashion_tune.training import last_backup
-from tests.conftest import ROOT
+from tests.conftest import ROOT, popen_hearing_ctrl_c
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,7 @@ def test_an_interrupted_retrain_goes_on_from_its_last_finished_epoch(tmp_path, f
     config.write_text(json.dumps({"study": "s", "params": {**SMALL, "epochs": epochs}, "value": 0.8}))
     command = [sys.executable, "-m", "fashion_tune", "retrain", "--config", str(config), "--out", str(out),
                "--subset", "3000", "--data-dir", str(fashion_dir)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = popen_hearing_ctrl_c(command, cwd=ROOT)
     backup_rows = ModelDir(out).backup.history
     deadline = time.time() + 300
     while time.time() < deadline and not (backup_rows.is_file() and len(backup_rows.read_text().splitlines()) >= 3):
@@ -115,7 +115,6 @@ def test_an_interrupted_evaluation_leaves_the_last_one_whole_and_says_so(study, 
     """Ctrl-C while the robustness tiers render: exit 130 (it was once swallowed, exit 0), and the
     evaluation folder exactly as the last evaluation left it (it was written file by file) (issue 34)."""
     import signal
-    import subprocess
     import sys
     import time
 
@@ -125,9 +124,8 @@ def test_an_interrupted_evaluation_leaves_the_last_one_whole_and_says_so(study, 
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
     before = fingerprint(copy / "s")
-    process = subprocess.Popen([sys.executable, "-m", "fashion_tune", "evaluate", "--study", "s", "--results-dir",
-                                str(copy), "--data-dir", str(fashion_dir)], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = popen_hearing_ctrl_c([sys.executable, "-m", "fashion_tune", "evaluate", "--study", "s", "--results-dir",
+                                    str(copy), "--data-dir", str(fashion_dir)], cwd=ROOT)
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None and not children.read_text().split():

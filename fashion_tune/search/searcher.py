@@ -144,11 +144,10 @@ class SoleWriter(_CachedStorage):
             self._loaded.add(study_id)
 
     def get_trial(self, trial_id: int):
-        with self._lock:
-            if trial_id in self._trial_id_to_study_id_and_number:
-                study_id, number = self._trial_id_to_study_id_and_number[trial_id]
-                return self._studies[study_id].trials[number]
-        return self._backend.get_trial(trial_id)
+        try:
+            return self._held(trial_id)
+        except KeyError:  # a study not read yet
+            return self._backend.get_trial(trial_id)
 
     def _held(self, trial_id: int):
         with self._lock:

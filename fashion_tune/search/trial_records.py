@@ -1,22 +1,21 @@
 """Each trial's record of its epochs (Tune's result.json and progress.csv), kept whole when the trial
 pauses and goes on, and written where the study is.
 
-Where: Tune's loggers write in the driver's staging folder, which reaches the study's folder only
-when Tune snapshots the study (every 10 s or more; old_checkpoints.py says why not after every few
-epochs). For a study on this machine's disk, these loggers and TensorBoard's (trial_events.py) write
-in the study's own trial folders instead: live for TensorBoard and `report`, and nothing for the
-snapshots to copy. A study on other storage keeps Tune's way.
+Tune's loggers write in the driver's staging folder, which reaches the study's folder only when Tune
+snapshots the study (every 10 s or more; old_checkpoints.py says why not after every few epochs).
+For a study on this machine's disk, these loggers and TensorBoard's (trial_events.py) write in the
+study's own trial folders instead (InStudyFolder): live for TensorBoard and `report`, nothing for the
+snapshots to copy, and cut back to the checkpoint's epoch when a trial goes on from it.
 
-Tune's loggers write these files in the driver's staging folder, and Tune copies that folder to the
-study's folder in the background (ray.tune.execution.experiment_state). Whenever a trial that has a
-checkpoint starts, the loggers first copy the study's file back over the staging one
+A study on other storage keeps Tune's way, with one fix. Whenever a trial that has a checkpoint
+starts, Tune's loggers first copy the study's file back over the staging one
 (ray.tune.logger.LoggerCallback._restore_from_remote): right for --resume, where the staging folder is
 new and empty, wrong for a trial that HyperBand or successive halving paused and then promoted in the
-same run, where the study's copy may be a background copy taken before the trial's last epochs. Those
-epochs' lines were lost (seen in CI: a promoted trial's result.json held epochs 2 and 3, not 1).
+same run, where the study's copy may be a background copy taken before the trial's last epochs (seen
+in CI: a promoted trial's result.json held epochs 2 and 3, not 1). Here a staging file that exists is
+left alone: this driver wrote it, so it is never older than the study's copy.
 
-Here a staging file that exists is left alone: this driver wrote it, so it is never older than the
-study's copy. Tune pickles these loggers with the study, and --resume unpickles them by this module path.
+Tune pickles these loggers with the study, and --resume unpickles them by this module path.
 """
 
 from __future__ import annotations

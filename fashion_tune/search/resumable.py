@@ -24,6 +24,7 @@ import fcntl
 import json
 import logging
 import os
+import sqlite3
 from typing import Iterator
 
 from fashion_tune import results
@@ -79,7 +80,19 @@ def check(study: StudyDir, record: StudyRecord, name: str) -> bool:
     if not study.optuna_db.is_file():
         raise UserError(f"--resume {name}: {study.optuna_db} is missing: the searcher's record of every trial; restore "
                         f"it from a copy of the study (`fashion-tune report --study {name}` still reads the trials)")
+    if not _holds_study(study, record.optuna_name):
+        raise UserError(f"--resume {name}: {study.optuna_db} does not hold the Optuna study {record.optuna_name!r} "
+                        f"that the searcher's saved state refers to; restore it from a copy of the study "
+                        f"(`fashion-tune report --study {name}` still reads the trials)")
     return True
+
+
+def _holds_study(study: StudyDir, optuna_name: str) -> bool:
+    with contextlib.closing(sqlite3.connect(f"file:{study.optuna_db}?mode=ro", uri=True)) as db:
+        try:
+            return db.execute("SELECT 1 FROM studies WHERE study_name = ?", (optuna_name,)).fetchone() is not None
+        except sqlite3.DatabaseError:  # no table (a database Optuna never wrote) or not a database
+            return False
 
 
 def start_afresh(study: StudyDir) -> None:

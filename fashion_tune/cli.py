@@ -156,14 +156,20 @@ class Search(Command):
         add_settings(parser.add_argument_group("data"), DataSettings)
 
     def run(self, args):
-        from fashion_tune import search
+        from fashion_tune import search, storage
+        from fashion_tune.records import StudyRecord
 
         flags, data_flags = given(args, SearchSettings), given(args, DataSettings)
         if args.resume:
             study = search.resume_study(args.resume, flags, data_flags)
         else:
             study = search.new_study(flags, data_flags)
-        print(f"study written to {study.path}")
+        results_dir = StudyRecord.read(study.record).settings.results_dir
+        if storage.in_object_storage(results_dir):
+            print(f"study written to {storage.Bucket(results_dir).study_uri(study.path.name)}, "
+                  f"its working copy to {study.path}")
+        else:
+            print(f"study written to {study.path}")
         print(f"summary: {study.summary}")
         return 0
 
@@ -179,12 +185,13 @@ class Report(Command):
         add_results_dir(parser)
 
     def run(self, args):
-        from fashion_tune import results
+        from fashion_tune import results, storage
 
-        study = layout.StudyDir.named(args.results_dir, args.study)
-        if study.path.is_dir():
-            layout.check_writable(study.path, "--study")
-        print(results.write_reports(study)["summary_md"])
+        with storage.study_here(args.results_dir, args.study) as results_dir:
+            study = layout.StudyDir.named(results_dir, args.study)
+            if study.path.is_dir():
+                layout.check_writable(study.path, "--study")
+            print(results.write_reports(study)["summary_md"])
         return 0
 
 
@@ -214,10 +221,11 @@ class Retrain(Command):
                                    "val_fraction": "the study's, else 0.1; used with --early-stopping and --calibrate"})
 
     def run(self, args):
-        from fashion_tune import retrain
+        from fashion_tune import retrain, storage
 
-        model_dir = retrain.run(args.study, args.config, args.results_dir, args.out, given(args, RetrainSettings),
-                                given(args, DataSettings), patience=args.early_stopping)
+        with storage.study_here(args.results_dir, args.study) as results_dir:
+            model_dir = retrain.run(args.study, args.config, results_dir, args.out, given(args, RetrainSettings),
+                                    given(args, DataSettings), patience=args.early_stopping)
         print(f"model: {model_dir.model}")
         return 0
 
@@ -239,10 +247,11 @@ class Evaluate(Command):
                                                "Keras's cache"})
 
     def run(self, args):
-        from fashion_tune import evaluate
+        from fashion_tune import evaluate, storage
 
-        model_dir = layout.trained_model(args.study, args.model, args.results_dir)
-        metrics, out = evaluate.evaluate(model_dir, args.out, args.data_dir, args.robustness_images)
+        with storage.study_here(args.results_dir, args.study) as results_dir:
+            model_dir = layout.trained_model(args.study, args.model, results_dir)
+            metrics, out = evaluate.evaluate(model_dir, args.out, args.data_dir, args.robustness_images)
         print(evaluate.headline(metrics))
         print(f"report: {out.report}")
         return 0
@@ -261,10 +270,11 @@ class Export(Command):
         parser.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     def run(self, args):
-        from fashion_tune import export
+        from fashion_tune import export, storage
 
-        model_dir = layout.trained_model(args.study, args.model, args.results_dir)
-        out = export.export(model_dir, layout.ExportDir(Path(args.out)), args.results_dir, force=args.force)
+        with storage.study_here(args.results_dir, args.study) as results_dir:
+            model_dir = layout.trained_model(args.study, args.model, results_dir)
+            out = export.export(model_dir, layout.ExportDir(Path(args.out)), results_dir, force=args.force)
         print(f"exported to {out.path}")
         return 0
 
@@ -289,13 +299,13 @@ class Predict(Command):
                             help="write what the model saw, each photo's 28x28 model input, as DIR/<photo name>.png")
 
     def run(self, args):
-        from fashion_tune import predict
+        from fashion_tune import predict, storage
 
         if args.include_input and not args.json:
             raise UserError("--include-input adds the model inputs to --json output; add --json, or use --show DIR")
         if args.show is not None:
             layout.check_output(args.show, "--show", reads=args.images)
-        exported = layout.resolve_export(args.model, args.results_dir)
+        exported = layout.resolve_export(args.model, storage.results_dir_here(args.results_dir))
         predictions = predict.classify(args.images, exported, include_input=args.include_input)
         if args.show:
             written = predict.write_inputs(predictions, Path(args.show))
@@ -394,9 +404,9 @@ class Serve(Command):
                                  f"{SearchSettings.connect_timeout:g})")
 
     def run(self, args):
-        from fashion_tune import serve
+        from fashion_tune import serve, storage
 
-        exported = layout.resolve_export(args.model, args.results_dir)
+        exported = layout.resolve_export(args.model, storage.results_dir_here(args.results_dir))
         serve.serve_forever(exported, args.host, args.port, args.replicas, args.max_mb, args.address,
                             args.connect_timeout)
         return 0

@@ -173,11 +173,14 @@ class StudyRecord(_Record):
         """The study's name in its optuna.db."""
         return self.optuna_study or self.name
 
-    def renamed(self, name: str) -> "StudyRecord":
-        """The record of this study copied or moved under another name: its Optuna study keeps its own."""
-        if name == self.name:
+    def moved(self, name: str, results_dir: str | None = None) -> "StudyRecord":
+        """The record of this study where it is now: copied or moved under another name (its Optuna
+        study keeps its own), to another results folder or bucket (None: where it was)."""
+        results_dir = results_dir or self.settings.results_dir
+        if (name, results_dir) == (self.name, self.settings.results_dir):
             return self
-        return dataclasses.replace(self, name=name, settings=dataclasses.replace(self.settings, name=name),
+        return dataclasses.replace(self, name=name,
+                                   settings=dataclasses.replace(self.settings, name=name, results_dir=results_dir),
                                    optuna_study=self.optuna_name)
 
     @property

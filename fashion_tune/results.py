@@ -188,7 +188,7 @@ def last_report_time(study: StudyDir) -> Optional[float]:
 def read_record(study: StudyDir) -> StudyRecord:
     """The study's record, named as its folder now is (a study copied or moved under another name is
     reported under that name; its Optuna study keeps its own: StudyRecord.renamed)."""
-    return StudyRecord.read(study.record).renamed(study.path.name)
+    return StudyRecord.read(study.record).moved(study.path.name)
 
 
 def read_space(study: StudyDir, record: StudyRecord) -> SearchSpace:

@@ -1,7 +1,7 @@
 """A trial's record of its epochs, with Tune's real Trial, storage and logger code on local Ray: on
 this machine's disk, written live in the study folder and cut back to the epoch a trial goes on from
-after a driver killed outright; on other storage (Tune's staging folder, copied to the study in the
-background), surviving a pause (its study copy behind the driver's) and --resume (no copy yet)."""
+after a driver killed outright; for a study in object storage, written in its working copy here,
+surviving a pause (the copy in storage behind) and --resume on a machine with no working copy."""
 
 from __future__ import annotations
 
@@ -82,35 +82,49 @@ def test_on_this_disk_the_record_is_live_in_the_study_and_cut_back_after_a_kill(
     assert epochs_in(resumed, in_study(tmp_path / "results") / file_name) == [1, 2]
 
 
+def working_copy_of(trial) -> Path:
+    """Where the trial's records are written for a study in object storage (storage.on_this_disk)."""
+    from fashion_tune import storage
+
+    return storage.on_this_disk(trial.storage.storage_filesystem, trial.path)
+
+
 @pytest.mark.parametrize("logger_class, file_name", LOGGERS)
-def test_a_paused_trial_keeps_its_earlier_epochs_when_the_study_copy_lags(tmp_path, local_ray, logger_class,
-                                                                          file_name):
+def test_a_paused_trial_keeps_its_earlier_epochs_when_the_stored_copy_lags(tmp_path, local_ray, logger_class,
+                                                                           file_name, monkeypatch):
+    """Object storage: the record is written in the study's working copy; when a paused trial is
+    promoted, the copy in storage (pushed at Tune's snapshots, behind) does not replace it."""
+    monkeypatch.setenv("FASHION_TUNE_CACHE", str(tmp_path / "cache"))
     trial, logger = make_trial(tmp_path / "results", on_this_disk=False), logger_class()
     logger.on_trial_start(0, [trial], trial)
-    # Tune's background copy to the study folder runs before the first epoch is written...
+    # the study's copy in storage was written before the first epoch...
     in_study(tmp_path / "results").mkdir(parents=True)
     (in_study(tmp_path / "results") / file_name).write_text("")
     logger.on_trial_result(0, [trial], trial, {"training_iteration": 1})
     checkpoint(trial, tmp_path / "checkpoint_1")
-    # ...and the trial pauses at its rung, then is promoted before the next copy.
+    # ...and the trial pauses at its rung, then is promoted before the next push.
     logger.on_trial_complete(0, [trial], trial)
     logger.on_trial_start(0, [trial], trial)
     logger.on_trial_result(0, [trial], trial, {"training_iteration": 2})
-    assert epochs_in(logger, Path(trial.local_path, file_name)) == [1, 2]
+    assert epochs_in(logger, working_copy_of(trial) / file_name) == [1, 2]
+    assert str(tmp_path / "cache") in str(working_copy_of(trial))
 
 
 @pytest.mark.parametrize("logger_class, file_name", LOGGERS)
-def test_a_resumed_study_continues_the_record_from_the_study_folder(tmp_path, local_ray, logger_class, file_name):
+def test_a_resumed_study_continues_the_record_from_storage(tmp_path, local_ray, logger_class, file_name,
+                                                          monkeypatch):
+    """Object storage, --resume on a machine whose working copy lacks the record: it is read from
+    storage first, then continued."""
+    monkeypatch.setenv("FASHION_TUNE_CACHE", str(tmp_path / "cache"))
     trial, logger = make_trial(tmp_path / "results", on_this_disk=False), logger_class()
     logger.on_trial_start(0, [trial], trial)
     logger.on_trial_result(0, [trial], trial, {"training_iteration": 1})
     logger.on_trial_complete(0, [trial], trial)
     checkpoint(trial, tmp_path / "checkpoint_1")
-    in_study(tmp_path / "results").mkdir(parents=True)
-    (in_study(tmp_path / "results") / file_name).write_bytes(Path(trial.local_path, file_name).read_bytes())
-    # --resume: a new driver, whose staging folder does not hold the file yet.
-    Path(trial.local_path, file_name).unlink()
+    in_study(tmp_path / "results").mkdir(parents=True)  # as pushed
+    (in_study(tmp_path / "results") / file_name).write_bytes((working_copy_of(trial) / file_name).read_bytes())
+    (working_copy_of(trial) / file_name).unlink()  # another machine
     resumed = logger_class()
     resumed.on_trial_start(0, [trial], trial)
     resumed.on_trial_result(0, [trial], trial, {"training_iteration": 2})
-    assert epochs_in(resumed, Path(trial.local_path, file_name)) == [1, 2]
+    assert epochs_in(resumed, working_copy_of(trial) / file_name) == [1, 2]

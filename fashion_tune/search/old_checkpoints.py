@@ -18,6 +18,7 @@ unpickles it by its module path.
 
 from __future__ import annotations
 
+import math
 import posixpath
 import time
 from collections import defaultdict
@@ -54,7 +55,7 @@ class OldCheckpoints(Callback):
         """Tune stored its last snapshot (forced, waited for) before ending: the checkpoint it names
         for each trial is all a --resume needs. The older ones go, those a driver killed outright
         left behind in an earlier run included."""
-        if not self._storage or not self._snapshot_stored_since(self._named_at):
+        if not self._storage or not self._snapshot_stored_since(self._named_at, waited_for=True):
             return
         for trial in trials:
             if trial.checkpoint is not None:
@@ -77,14 +78,18 @@ class OldCheckpoints(Callback):
             self._saved[trial_id] = saved[keep:]
         self._named = {}
 
-    def _snapshot_stored_since(self, when: float) -> bool:
-        """Whether the study's folder holds a snapshot of Tune's written after `when` (Tune copies
-        its snapshots there in the background; a copy's time is when it was made)."""
+    def _snapshot_stored_since(self, when: float, waited_for: bool = False) -> bool:
+        """Whether the study's storage holds a snapshot of Tune's written after `when` (Tune copies
+        its snapshots there in the background; a copy's time is when it was made). An object store
+        gives whole seconds: a snapshot stored in the second of `when` counts only if it is the one
+        Tune waited for (its last), lest the one stored just before `when` be taken for it."""
         fs, folder = self._storage.storage_filesystem, self._storage.experiment_fs_path
         states = fs.get_file_info(pyarrow.fs.FileSelector(folder))
         newest = max((info.mtime.timestamp() for info in states
                       if info.type == pyarrow.fs.FileType.File and _is_snapshot(info.base_name)), default=0.0)
-        return newest >= when
+        if isinstance(fs, pyarrow.fs.LocalFileSystem):
+            return newest >= when
+        return newest >= (math.floor(when) if waited_for else math.floor(when) + 1)
 
 
 def _delete_older_than(checkpoint) -> None:

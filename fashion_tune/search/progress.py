@@ -106,6 +106,20 @@ class InterruptInOurWords(logging.Filter):
         return "Tuner.restore" not in text
 
 
+class SnapshotFailureInOurWords(logging.Filter):
+    """Tune's error, with a stack, when the study's last snapshot could not be stored (its storage
+    unreachable), said in one line; what comes of it is said by study.py."""
+
+    LOGGER = "ray.tune.tune"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("Experiment state snapshotting failed"):
+            return True
+        cause = record.exc_info[1] if record.exc_info else None
+        log.warning("the study's last state could not be stored%s", f": {str(cause).splitlines()[0]}" if cause else "")
+        return False
+
+
 class UnreportedTrialsInOurWords(logging.Filter):
     """Tune's warning, at a study's end, for trials without a result file: those a Ctrl-C caught
     before their first epoch. Nothing is lost (they start again on --resume) and the leaderboard

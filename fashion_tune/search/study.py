@@ -14,13 +14,15 @@ import dataclasses
 import importlib
 import logging
 import os
+import posixpath
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from fashion_tune import atomic, data, layout, ray_start, results
+from fashion_tune import atomic, data, layout, ray_start, results, storage
 from fashion_tune.config import (
     SCHEDULERS,
     DataSettings,
@@ -71,9 +73,11 @@ def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyD
     # One seed for the study: TPE, the validation split and every trial.
     data_settings = DataSettings.layered(data_flags, {"seed": settings.seed})
     checks.check_settings(settings, space, flags)
-    layout.check_writable(settings.results_dir, "--results-dir")
+    bucket = _bucket(settings.results_dir)
+    if not bucket:
+        layout.check_writable(settings.results_dir, "--results-dir")
     study = study_dir(settings.results_dir, settings.name)
-    _refuse_existing(study, settings.name)
+    _refuse_existing(study, settings.name, bucket)
     # Absolute in the record, so --resume works from any folder; the command keeps what was typed.
     data_dir = str(Path(data_settings.data_dir).expanduser().resolve()) if data_settings.data_dir else None
     replay = str(Path(settings.replay).expanduser().resolve()) if settings.replay else None
@@ -92,17 +96,29 @@ def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyD
         try:
             study.path.mkdir(parents=True)
         except FileExistsError:  # another search took the name since the check above
-            _refuse_existing(study, settings.name)
+            _refuse_existing(study, settings.name, bucket)
         with resumable.held(study, settings.name):
             atomic.write_text(study.space_copy, space.text)
             record.write(study.record)
             return _run(settings, space, trials_read, study, record, restore=False)
 
 
-def _refuse_existing(study: StudyDir, name: str) -> None:
-    if study.path.exists():
-        raise UserError(f"study {name!r} already exists at {study.path}; choose another --name, or continue it with "
+def _refuse_existing(study: StudyDir, name: str, bucket: storage.Bucket | None) -> None:
+    where = bucket.study_uri(name) if bucket else study.path
+    if (bucket.has_study(name) if bucket else study.path.exists()):
+        raise UserError(f"study {name!r} already exists at {where}; choose another --name, or continue it with "
                         f"--resume {name}")
+    if bucket and study.path.exists():  # a working copy of a study the bucket no longer has
+        shutil.rmtree(study.path)
+
+
+def _bucket(results_dir: str) -> storage.Bucket | None:
+    """The bucket --results-dir names (checked reachable), or None for a folder on this disk."""
+    if not storage.in_object_storage(results_dir):
+        return None
+    bucket = storage.Bucket(results_dir)
+    bucket.check_reachable()
+    return bucket
 
 
 # What may accompany --resume: where the study lives, and where it runs now.
@@ -121,7 +137,13 @@ def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, A
         raise UserError(f"--resume {name}: {', '.join(given)} cannot change a study that has begun (it continues "
                         f"with the settings it started with); only {', '.join(map(flag_of, RESUME_FLAGS[:-1]))} and "
                         f"{flag_of(RESUME_FLAGS[-1])} go with --resume")
-    study = study_dir(flags.get("results_dir") or SearchSettings.results_dir, name)
+    results_dir = flags.get("results_dir") or SearchSettings.results_dir
+    study, bucket = study_dir(results_dir, name), _bucket(results_dir)
+    if bucket:
+        if not bucket.has_study(name):
+            raise UserError(f"--resume {name}: no study at {bucket.study_uri(name)} (no {study.record.name} there)")
+        if not storage.search_running_here(study):  # else resumable.held says who runs it
+            bucket.pull(name, tune_state=True)
     if not study.record.is_file():
         raise UserError(f"--resume {name}: no study at {study.path} (no {study.record.name} there)")
     record = StudyRecord.read(study.record)
@@ -131,11 +153,14 @@ def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, A
     layout.check_writable(study.path, "--resume")
     restore = resumable.check(study, record, name)
     with resumable.held(study, name):
+        pushed = bucket.pusher(name) if bucket else None
         if restore:
             resumable.set_aside_lost_trials(study)
         else:
             resumable.start_afresh(study)
-        record = record.renamed(name)  # the folder's name is the study's name
+        if pushed:
+            pushed.push()  # the bucket too: a lost trial's records out of its folder there
+        record = record.moved(name, results_dir)  # the folder's name is the study's name
         where = {k: flags[k] for k in ("address", "connect_timeout") if flags.get(k) is not None}
         settings = dataclasses.replace(record.settings, address=None, **where)
         # The space as it was when the study started, not whatever the original path holds now.
@@ -147,8 +172,18 @@ def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, A
 
 
 def study_dir(results_dir: str, name: str) -> StudyDir:
-    """The study's folder, absolute: Tune's storage path must be."""
-    return StudyDir.named(Path(results_dir).expanduser().resolve(), name)
+    """The study's folder on this disk, absolute (Tune's storage path must be): in --results-dir, or
+    its working copy when --results-dir is a bucket (storage.py)."""
+    return StudyDir.named(Path(storage.results_dir_here(results_dir)).expanduser().resolve(), name)
+
+
+def tune_storage(results_dir: str) -> tuple[str, Any]:
+    """Where Tune stores the study's experiment (its snapshots, the trials' checkpoints): the folder
+    on this disk, or the bucket's path and file system (storage.Bucket: bounded waits)."""
+    if storage.in_object_storage(results_dir):
+        bucket = storage.Bucket(results_dir)
+        return bucket.path, bucket.filesystem
+    return str(Path(results_dir).expanduser().resolve()), None
 
 
 def reproduce_command(settings: SearchSettings, data_settings: DataSettings) -> str:
@@ -189,7 +224,13 @@ def _run(settings: SearchSettings, space: SearchSpace, trials_read, study: Study
     # study ran, not its pauses.
     record = record.with_run_started(time.time())
     record.write(study.record)
-    grid = _fit(tuner, study)
+    pushed = _pusher(settings.results_dir, study)
+    if pushed:  # the bucket has the study from its start (then Tune's snapshots, StudyUpload)
+        pushed.push()
+    grid = _fit(tuner, study, settings.results_dir)
+    if pushed:  # what Tune wrote in the bucket itself, a failed trial's error.txt, read here too
+        pushed.push()
+        storage.Bucket(settings.results_dir).pull(study.path.name)
     record = record.with_run_ended(time.time())
     budget_spent = record.budget_spent(record.runs[-1][1])
     cut = _cut_by_time_budget(study, record.optuna_name) if budget_spent else None
@@ -208,9 +249,17 @@ def _run(settings: SearchSettings, space: SearchSpace, trials_read, study: Study
     log.info("%d of %d trials ended (%d failed%s); reports in %s", ended, settings.num_samples,
              sum(1 for r in grid if r.error), f", {len(cut)} cut short by the time budget" if budget_spent else "",
              study.path)
+    if pushed:
+        pushed.push()
+        log.info("study pushed to %s", storage.Bucket(settings.results_dir).study_uri(study.path.name))
     if not finished:
         raise Interrupted(f"study {settings.name!r} stopped before its end; continue it with --resume {settings.name}")
     return study
+
+
+def _pusher(results_dir: str, study: StudyDir) -> storage.Pushed | None:
+    """What pushes the study's working copy to its bucket; None for a study on this disk."""
+    return storage.Bucket(results_dir).pusher(study.path.name) if storage.in_object_storage(results_dir) else None
 
 
 def _tuner(settings: SearchSettings, space: SearchSpace, trials_read, study: StudyDir, restore: bool):
@@ -236,42 +285,60 @@ def _tuner(settings: SearchSettings, space: SearchSpace, trials_read, study: Stu
         from fashion_tune.search.searcher import storage_opened_later
 
         map_moved_modules()
+        storage_path, filesystem = tune_storage(settings.results_dir)
         with storage_opened_later():
-            tuner = tune.Tuner.restore(str(study.path), trainable, resume_unfinished=True, resume_errored=False)
-        _point_at(tuner, study)
+            tuner = tune.Tuner.restore(posixpath.join(storage_path, study.path.name), trainable,
+                                       resume_unfinished=True, resume_errored=False, storage_filesystem=filesystem)
+        _point_at(tuner, study, settings.results_dir)
         return tuner
     hparams.write_experiment(study.path, space)
     return _make_tuner(trainable, settings, space, study)
 
 
-def _point_at(tuner, study: StudyDir) -> None:
+def _point_at(tuner, study: StudyDir, results_dir: str) -> None:
     """A restored Tuner's searcher and time budget use the study where it now is, not where it was
     begun (a copied or moved study: resumable.py). Tune restores the searcher with the Tuner, as it
     was pickled, and offers no public way in: its internal Tuner's configuration is reached here,
     once; the stopper it restores from its own snapshot of the run (TimeBudget.running)."""
+    from fashion_tune.search.study_upload import StudyUpload
     from fashion_tune.search.time_budget import TimeBudget
 
     tuner._local_tuner._tune_config.search_alg.storage_now = study.optuna_storage  # read by searcher.restore
     TimeBudget.running = study
+    for callback in tuner._local_tuner._run_config.callbacks or []:
+        if isinstance(callback, StudyUpload):
+            callback.point_at(results_dir, study.path.name)
 
 
-def _fit(tuner, study: StudyDir):
-    """tuner.fit(), with Tune's words on an interrupt and on unstarted trials said our way (progress.py)."""
-    from fashion_tune.search.progress import InterruptInOurWords, UnreportedTrialsInOurWords
+def _fit(tuner, study: StudyDir, results_dir: str):
+    """tuner.fit(), with Tune's words on an interrupt, on unstarted trials and on a snapshot it could
+    not store said our way (progress.py); a bucket lost mid-study ends it in one line."""
+    from fashion_tune.search.progress import (
+        InterruptInOurWords,
+        SnapshotFailureInOurWords,
+        UnreportedTrialsInOurWords,
+    )
 
-    our_words = [InterruptInOurWords(study.path.name), UnreportedTrialsInOurWords()]
+    our_words = [InterruptInOurWords(study.path.name), UnreportedTrialsInOurWords(), SnapshotFailureInOurWords()]
     for words in our_words:
         logging.getLogger(words.LOGGER).addFilter(words)
     try:
-        with _new_trials_stored_here(study):
+        with _new_trials_stored_here(tune_storage(results_dir)[0], study.path.name):
             return tuner.fit()
+    except OSError as e:
+        if not storage.in_object_storage(results_dir):
+            raise
+        raise UserError(f"the study's bucket {results_dir} could not be reached while the study ran "
+                        f"({storage.first_line(e)}): the study stopped, and the bucket holds it as of its last saved "
+                        f"state; continue it with --resume {study.path.name} --results-dir {results_dir} once the "
+                        f"bucket can be reached") from None
     finally:
         for words in our_words:
             logging.getLogger(words.LOGGER).removeFilter(words)
 
 
 @contextlib.contextmanager
-def _new_trials_stored_here(study: StudyDir):
+def _new_trials_stored_here(storage_path: str, name: str):
     """Tune restores its trial generator with the experiment as the study was begun, storage
     included (Ray 2.60, SearchGenerator.set_state): the new trials of a copied or moved study would
     be stored in the original's folder (where one is gone, every new trial failed at its first
@@ -283,9 +350,9 @@ def _new_trials_stored_here(study: StudyDir):
 
     def set_state_here(generator, state):
         set_state(generator, state)
-        storage = copy.copy(generator._experiment.spec["storage"])
-        storage.storage_fs_path, storage.experiment_dir_name = study.path.parent.as_posix(), study.path.name
-        generator._experiment.spec["storage"] = storage
+        where = copy.copy(generator._experiment.spec["storage"])
+        where.storage_fs_path, where.experiment_dir_name = storage_path, name
+        generator._experiment.spec["storage"] = where
 
     SearchGenerator.set_state = set_state_here
     try:
@@ -351,7 +418,7 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
     import optuna
     from ray import tune
 
-    from fashion_tune.search import old_checkpoints, schedulers, time_budget, trial_events, trial_records
+    from fashion_tune.search import old_checkpoints, schedulers, study_upload, time_budget, trial_events, trial_records
     from fashion_tune.search.progress import StudyProgress
     from fashion_tune.search.searcher import SoleWriter, StoppedTrialsArePruned
 
@@ -365,6 +432,7 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
     # that ran their budget.
     scheduler = schedulers.make(settings.scheduler, settings.grace_period, settings.reduction_factor,
                                 space.max_epochs)
+    storage_path, filesystem = tune_storage(settings.results_dir)
     return tune.Tuner(
         trainable,
         param_space=param_space(space, settings),
@@ -383,7 +451,8 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
         ),
         run_config=tune.RunConfig(
             name=settings.name,
-            storage_path=str(Path(settings.results_dir).expanduser().resolve()),
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
             # Every checkpoint, as far as Tune knows: OldCheckpoints deletes the old ones once no
             # snapshot needs them (Tune's num_to_keep forces a snapshot every few epochs instead).
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
@@ -396,7 +465,10 @@ def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: 
                        trial_events.TrialScalars(space.max_epochs),  # in place of Tune's own TensorBoard logger
                        # and of its result.json and progress.csv loggers, which could drop a paused trial's epochs
                        trial_records.TrialResults(), trial_records.TrialProgress(),
-                       old_checkpoints.OldCheckpoints()],
+                       old_checkpoints.OldCheckpoints(),
+                       # a study in a bucket: its working copy pushed with each snapshot
+                       *([study_upload.StudyUpload(settings.results_dir, settings.name)]
+                         if storage.in_object_storage(settings.results_dir) else [])],
         ),
     )
 
@@ -431,6 +503,9 @@ def ray_session(settings: SearchSettings):
     # prints its experiment box and a TensorBoard hint into /tmp/ray even when silenced
     # (verbose=0); its older one, silenced, prints nothing: progress.py speaks instead.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A failed trial is told in one line by progress.py, its traceback in its error.txt: not Tune's
+    # traceback on the terminal too.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     if ray.is_initialized():
         yield
         return

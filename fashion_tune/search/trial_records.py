@@ -1,19 +1,18 @@
 """Each trial's record of its epochs (Tune's result.json and progress.csv), kept whole when the trial
-pauses and goes on, and written where the study is.
+pauses and goes on, and written in the study's folder on this disk.
 
 Tune's loggers write in the driver's staging folder, which reaches the study's folder only when Tune
 snapshots the study (every 10 s or more; old_checkpoints.py says why not after every few epochs).
-For a study on this machine's disk, these loggers and TensorBoard's (trial_events.py) write in the
-study's own trial folders instead (InStudyFolder): live for TensorBoard and `report`, nothing for the
-snapshots to copy, and cut back to the checkpoint's epoch when a trial goes on from it.
+These loggers and TensorBoard's (trial_events.py) write in the study's own trial folders instead
+(InStudyFolder), or for a study in a bucket in its working copy, pushed at each snapshot
+(storage.py): live for TensorBoard and `report`, nothing for Tune to copy, and cut back to the
+checkpoint's epoch when a trial goes on from it.
 
-A study on other storage keeps Tune's way, with one fix. Whenever a trial that has a checkpoint
-starts, Tune's loggers first copy the study's file back over the staging one
-(ray.tune.logger.LoggerCallback._restore_from_remote): right for --resume, where the staging folder is
-new and empty, wrong for a trial that HyperBand or successive halving paused and then promoted in the
-same run, where the study's copy may be a background copy taken before the trial's last epochs (seen
-in CI: a promoted trial's result.json held epochs 2 and 3, not 1). Here a staging file that exists is
-left alone: this driver wrote it, so it is never older than the study's copy.
+Whenever a trial that has a checkpoint starts, Tune's loggers first copy the record from the study's
+storage over the one they write (ray.tune.logger.LoggerCallback._restore_from_remote): wrong for a
+trial that HyperBand or successive halving paused and then promoted in the same run, whose record in
+a bucket may be older than its last epochs (seen in CI with a staging folder: a promoted trial's
+result.json held epochs 2 and 3, not 1). Here a record this disk has is left alone.
 
 Tune pickles these loggers with the study, and --resume unpickles them by this module path.
 """
@@ -24,29 +23,29 @@ import csv
 import json
 from pathlib import Path
 
-import pyarrow.fs
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.result import EXPR_PROGRESS_FILE, EXPR_RESULT_FILE, TRAINING_ITERATION
 
+from fashion_tune import storage
+
 
 class InStudyFolder:
-    """Hands the logger's methods the trial with its folder in the study (trial.path) as its
-    local_path, when the study's storage is this machine's disk."""
+    """Hands the logger's methods the trial with its folder in the study on this disk as its local_path."""
 
     record: str | None = None  # the file the logger appends a line an epoch to, if any
 
     def log_trial_start(self, trial):
-        trial = _in_study(trial)
-        if isinstance(trial, _TrialInStudy) and self.record:
+        trial = _TrialInStudy(trial)
+        if self.record:
             saved = trial.latest_checkpoint_result  # what the trial goes on from; none: from scratch
-            _cut_after(Path(trial.path, self.record), saved.metrics.get(TRAINING_ITERATION, 0) if saved else 0)
+            _cut_after(Path(trial.local_path, self.record), saved.metrics.get(TRAINING_ITERATION, 0) if saved else 0)
         super().log_trial_start(trial)
 
     def log_trial_result(self, iteration, trial, result):
-        super().log_trial_result(iteration, _in_study(trial), result)
+        super().log_trial_result(iteration, _TrialInStudy(trial), result)
 
     def log_trial_end(self, trial, failed=False):
-        super().log_trial_end(_in_study(trial), failed)
+        super().log_trial_end(_TrialInStudy(trial), failed)
 
 
 def _cut_after(record: Path, epoch: int) -> None:
@@ -72,20 +71,18 @@ def _cut_after(record: Path, epoch: int) -> None:
             writer.writerows(kept)
 
 
-def _in_study(trial):
-    return _TrialInStudy(trial) if isinstance(trial.storage.storage_filesystem, pyarrow.fs.LocalFileSystem) else trial
-
-
 class _TrialInStudy:
-    """The trial, but local_path is its folder in the study; the same key in the loggers' tables."""
+    """The trial, but local_path is its folder in the study on this disk; the same key in the loggers'
+    tables."""
 
     def __init__(self, trial):
         self._trial = trial
 
     @property
     def local_path(self) -> str:
-        Path(self._trial.path).mkdir(parents=True, exist_ok=True)  # Tune's loggers write before they make it
-        return self._trial.path
+        here = storage.on_this_disk(self._trial.storage.storage_filesystem, self._trial.path)
+        here.mkdir(parents=True, exist_ok=True)  # Tune's loggers write before they make it
+        return str(here)
 
     def __getattr__(self, name):
         return getattr(self._trial, name)
@@ -98,7 +95,7 @@ class _TrialInStudy:
 
 
 class _KeepsThisRunsRecord:
-    """Copies a trial's record from the study's folder only when this driver has none of its own."""
+    """Copies a trial's record from the study's storage only when this disk has none."""
 
     def _restore_from_remote(self, file_name: str, trial) -> None:
         if trial.local_path != trial.path and not Path(trial.local_path, file_name).exists():

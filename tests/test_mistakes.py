@@ -240,6 +240,13 @@ def test_resume_needs_what_it_resumes_from(results, capsys):
     before = fingerprint(results)
     code, line = run(["search", "--resume", "unit", "--results-dir", results], capsys)
     assert code == 2 and "optuna.db is missing" in line and fingerprint(results) == before
+    import optuna
+
+    optuna.storages.RDBStorage(f"sqlite:///{study.optuna_db}")  # Optuna's tables, but not this study
+    before = fingerprint(results)
+    code, line = run(["search", "--resume", "unit", "--results-dir", results], capsys)
+    assert code == 2 and "optuna.db does not hold the Optuna study 'unit'" in line and fingerprint(results) == before
+    study.optuna_db.unlink()
     (study.path / "experiment_state-2026.json").unlink()
     before = fingerprint(results)
     code, line = run(["search", "--resume", "unit", "--results-dir", results], capsys)

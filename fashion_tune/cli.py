@@ -12,6 +12,7 @@ the handlers, so --help answers at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -339,14 +340,18 @@ class Baselines(Command):
         add_settings(parser.add_argument_group("data"), DataSettings, names=("data_dir", "subset"))
 
     def run(self, args):
-        from fashion_tune import baselines
+        from fashion_tune import baselines, storage
 
-        out = layout.BaselinesDir.for_command(args.out, args.results_dir)
+        results_dir = storage.results_dir_here(args.results_dir)
+        out = layout.BaselinesDir.for_command(args.out, results_dir)
         layout.check_output(out.path, "--out" if args.out else "--results-dir")
-        rows = baselines.run_baselines(baselines.resolve_names(args.only), args.epochs,
-                                       DataSettings.layered(given(args, DataSettings)), out,
-                                       studies=args.study or (), results_dir=args.results_dir,
-                                       robustness_images=args.robustness_images)
+        with contextlib.ExitStack() as studies:  # a bucket's studies pulled, to read their evaluations
+            for study in args.study or ():
+                studies.enter_context(storage.study_here(args.results_dir, study))
+            rows = baselines.run_baselines(baselines.resolve_names(args.only), args.epochs,
+                                           DataSettings.layered(given(args, DataSettings)), out,
+                                           studies=args.study or (), results_dir=results_dir,
+                                           robustness_images=args.robustness_images)
         for line in baselines.ranking(rows):
             print(line)
         print(f"table: {out.table_md}")
@@ -369,10 +374,11 @@ class LrFind(Command):
         add_settings(parser.add_argument_group("data"), DataSettings, names=("data_dir", "subset"))
 
     def run(self, args):
-        from fashion_tune import lr_find
+        from fashion_tune import lr_find, storage
 
-        result = lr_find.run(args.study, args.config, args.results_dir, args.out, given(args, DataSettings),
-                             min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps)
+        with storage.study_here(args.results_dir, args.study) as results_dir:
+            result = lr_find.run(args.study, args.config, results_dir, args.out, given(args, DataSettings),
+                                 min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps)
         print(f"suggested learning_rate: {result['suggestion']:.2e} (steepest fall of the loss); "
               f"lowest loss at {result['lowest_loss_rate']:.2e}")
         print(f"for a space file: {lr_find.for_space_file(result)}")

@@ -29,6 +29,7 @@ MAX_PIXELS = 40_000_000
 # The object is found at this resolution (longest edge): ample for a 28-pixel result, fast, and
 # the area-averaging on the way down already removes most sensor noise.
 WORK_SIZE = 160
+SHRINK_ABOVE = 4  # an 8-bit image over this many times WORK_SIZE is first box-averaged in 8 bits (_shrunk)
 # Fashion-MNIST trimmed what was within 5% of the corner colour; we take at least that, more on noisy photos.
 MIN_CONTRAST = 0.05
 NOISE_MARGIN = 5.0  # object pixels differ from the background by more than this many noise deviations
@@ -103,7 +104,7 @@ def to_model_input_from_bytes(raw: bytes, name: str) -> np.ndarray:
                                  "(a decompression bomb, or a photo far larger than needed)")
             image.draft(None, (WORK_SIZE, WORK_SIZE))  # JPEG: decode at a reduced scale, much faster
             image.load()
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # no full-size copy
         except ImageError:
             raise
         except UnidentifiedImageError:
@@ -161,6 +162,7 @@ def _working_rgb(image) -> np.ndarray:
     on the way down), tiny images enlarged so the shorter edge has 2*SIZE pixels to work on."""
     from PIL import Image
 
+    image = _shrunk(image)
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         # 16-bit and float grayscale: Pillow's convert("L") clips at 255, so scale by the depth here.
         gray = np.asarray(image, np.float32)
@@ -179,6 +181,24 @@ def _working_rgb(image) -> np.ndarray:
     resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
     rgb = np.stack([np.asarray(c.resize(size, resample), np.float32) for c in channels], axis=-1)
     return np.clip(rgb / depth, 0.0, 1.0)
+
+
+def _shrunk(image):
+    """An 8-bit image far larger than the working size, box-averaged down to twice it while still 8-bit:
+    the float channels below would otherwise take 12 bytes a pixel at full size (a 40-megapixel PNG,
+    the most we accept, cost 580 MiB above its decoded pixels; a highly compressible one can be a
+    130 KB upload). Pillow premultiplies alpha when it resizes, so a cut-out's edges keep their colour."""
+    from PIL import Image
+
+    width, height = image.size
+    if max(width, height) <= SHRINK_ABOVE * WORK_SIZE or image.mode not in ("L", "RGB", "RGBA", "LA", "P"):
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    scale = 2 * WORK_SIZE / max(width, height)
+    if min(width, height) * scale < 4 * SIZE:  # a thin strip keeps what _working_rgb enlarges it from
+        return image
+    return image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX)
 
 
 def _flatten_transparency(rgba):

@@ -8,12 +8,14 @@ usable image, or shows no garment, gets one line naming the file.
 """
 
 import io
+import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from fashion_tune import data, images, robustness
+from tests.conftest import ROOT
 
 IMAGES = 40
 MEAN_AT_LEAST = 0.87  # average correlation with the original under each condition
@@ -156,3 +158,26 @@ def test_bad_images_get_one_line_each(tmp_path):
         with pytest.raises(images.ImageError, match=message) as err:
             images.load(tmp_path / name)
         assert str(err.value).startswith(str(tmp_path / name)) and "\n" not in str(err.value)
+
+
+def test_the_largest_images_accepted_stay_cheap():
+    """A highly compressible PNG just under the pixel limit (a 130 kB upload of 40 megapixels), a
+    JPEG of that size, and a PNG just over it, each measured in a fresh process
+    (benchmarks/hostile_images.py): the first two decoded within a bounded memory above an ordinary
+    photo's (the PNG cost 700 MiB above it before its pixels were shrunk in 8 bits), the third refused
+    before its pixels are decoded. Bounds, not timings: generous, so that only a regression fails."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "hostile_images.py"), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    reference = found["300x300 JPEG (reference)"]["peak_mib"]
+    png, jpeg = found["PNG just under the limit"], found["JPEG just under the limit"]
+    assert png["outcome"] == "decoded" and png["peak_mib"] < reference + 300, found
+    assert jpeg["outcome"] == "decoded" and jpeg["peak_mib"] < reference + 50, found
+    over = found["PNG just over the limit"]
+    assert over["outcome"].startswith("refused: hostile: 6332x6332 pixels is over the limit"), over
+    assert over["peak_mib"] < reference + 10 and over["seconds"] < 5, over
+    assert png["seconds"] < 30 and jpeg["seconds"] < 30, found

@@ -142,6 +142,39 @@ def summarise(found: dict[str, dict[int, dict]], budgets: list[int]) -> dict:
     return summary
 
 
+def difference(a: list[float], b: list[float]) -> dict:
+    """mean(a) - mean(b), with its 95% interval (Welch's t: the variants' seeds are independent
+    searches, their spreads unequal)."""
+    from scipy import stats
+
+    test = stats.ttest_ind(a, b, equal_var=False)
+    low, high = test.confidence_interval(0.95)
+    return {"difference": round(statistics.fmean(a) - statistics.fmean(b), 5),
+            "interval_95": [round(float(low), 5), round(float(high), 5)], "seeds": [len(a), len(b)]}
+
+
+def against_the_targets(found: dict[str, dict[int, dict]], budgets: list[int]) -> dict:
+    """Issue 31's two questions of the shipped default, on the seeds both variants have:
+    - at each budget B with 4B or more measured: its pick at B against TPE alone's at its end
+      (every trial to the full budget), i.e. at >= 4x fewer trial-epochs;
+    - at every budget: each i-epoch cut against it (a cut "beats" it when the interval is above 0)."""
+    def values(variant, budget):
+        return [r[budget] for r in found.get(variant, {}).values() if r.get(budget) is not None]
+
+    shipped, alone = SHIPPED, SHIPPED.split("-")[0] + "-none"
+    out = {"shipped": shipped, "vs_every_trial_to_its_budget": {}, "i_epoch_minus_shipped": {}}
+    if values(shipped, budgets[0]) and values(alone, "end"):
+        for budget in budgets:
+            if 4 * budget <= max(budgets):
+                out["vs_every_trial_to_its_budget"][f"{budget} vs {alone} at its end"] = difference(
+                    values(shipped, budget), values(alone, "end"))
+    for variant in (v for v in found if "i-epoch" in v):
+        out["i_epoch_minus_shipped"][variant] = {
+            str(budget): difference(values(variant, budget), values(shipped, budget))
+            for budget in budgets if len(values(variant, budget)) > 1 and len(values(shipped, budget)) > 1}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recording", default="results/reference/replay/curves.jsonl")
@@ -190,7 +223,8 @@ def main() -> None:
                "trials": args.trials, "full_trials": args.full_trials, "budgets": args.budgets,
                "measure": "full-budget val accuracy (recording's mean over seeds) of the configuration the study "
                           "would hand to retrain after each budget of trial-epochs",
-               "variants": summarise(found, args.budgets), "per_seed": found}
+               "variants": summarise(found, args.budgets), "targets": against_the_targets(found, args.budgets),
+               "per_seed": found}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=1, default=str) + "\n")
     for variant, row in summary["variants"].items():

@@ -283,13 +283,10 @@ def test_workers_killed_at_random_leave_every_record_exact(cluster, tmp_path, re
 
 
 def tensorboard_steps(folder) -> dict[str, list[int]]:
-    """Each scalar's steps, in the order written, over every event file in the folder."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-    from tensorboard.util import tensor_util  # noqa: F401  (loads the summary protos)
+    """Each scalar's steps as TensorBoard shows them (its own reader, which hides the steps a
+    restarted run purged), over every event file in the folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    steps: dict[str, list[int]] = {}
-    for events in sorted(folder.glob("events.out.tfevents.*")):
-        for event in EventFileLoader(str(events)).Load():
-            for value in event.summary.value:
-                steps.setdefault(value.tag, []).append(event.step)
-    return steps
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}

@@ -128,3 +128,24 @@ def test_a_resumed_study_continues_the_record_from_storage(tmp_path, local_ray, 
     resumed.on_trial_start(0, [trial], trial)
     resumed.on_trial_result(0, [trial], trial, {"training_iteration": 2})
     assert epochs_in(resumed, working_copy_of(trial) / file_name) == [1, 2]
+
+
+def test_tensorboard_hides_the_epochs_a_restarted_trial_reports_again(tmp_path, local_ray):
+    """A trial restarted from its checkpoint after epoch 1 reports epoch 2 again: TensorBoard (its own
+    reader) shows each epoch once, the later value for epoch 2."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fashion_tune.search.trial_events import TrialScalars
+
+    trial, logger = make_trial(tmp_path / "results"), TrialScalars(max_epochs=9)
+    logger.on_trial_start(0, [trial], trial)
+    for epoch in (1, 2, 3):
+        logger.on_trial_result(0, [trial], trial, {"training_iteration": epoch, "val_accuracy": 0.1 * epoch})
+    checkpoint(trial, tmp_path / "checkpoint_1", epoch=1)
+    logger.on_trial_start(0, [trial], trial)  # restarted (a lost node): goes on after epoch 1
+    logger.on_trial_result(0, [trial], trial, {"training_iteration": 2, "val_accuracy": 0.5})
+    logger.on_trial_complete(0, [trial], trial)
+    events = EventAccumulator(str(in_study(tmp_path / "results")))
+    events.Reload()
+    shown = [(e.step, round(e.value, 3)) for e in events.Scalars("val_accuracy")]
+    assert shown == [(1, 0.1), (2, 0.5)], shown

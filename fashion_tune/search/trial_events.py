@@ -14,10 +14,12 @@ Tune pickles TrialScalars with the study, and --resume unpickles it by its modul
 from __future__ import annotations
 
 import math
+import time
 
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.utils import flatten_dict
+from tensorboardX.proto.event_pb2 import Event, SessionLog
 
 from fashion_tune.hparams import EPOCHS_TRAINED, METRICS, RAN_FULL_BUDGET
 from fashion_tune.search.trial_records import InStudyFolder
@@ -30,6 +32,20 @@ class TrialScalars(InStudyFolder, TBXLoggerCallback):
     def __init__(self, max_epochs: int):
         super().__init__()
         self.max_epochs = max_epochs
+        self._summary_writer_cls = _writer_of_its_own_file
+
+    def log_trial_start(self, trial):
+        """Tune's, and TensorBoard told to drop what this trial logged after the epoch it goes on from:
+        a trial restarted from its checkpoint (after a failure, a lost node, a killed driver) reports
+        those epochs again, Tune's recovery being at-least-once, and an event file cannot be cut back
+        as result.json is. TensorBoard's own rule: a SessionLog.START event at step s hides the steps
+        >= s written before it (tensorboardX's purge_step; tests/test_distributed.py's chaos found a
+        step written twice)."""
+        super().log_trial_start(trial)
+        saved = trial.latest_checkpoint_result
+        goes_on_after = saved.metrics.get(TRAINING_ITERATION, 0) if saved else 0
+        self._trial_writer[trial].file_writer.add_event(
+            Event(step=goes_on_after + 1, session_log=SessionLog(status=SessionLog.START)))
 
     def log_trial_result(self, iteration: int, trial, result: dict):
         if trial not in self._trial_writer:
@@ -52,3 +68,13 @@ class TrialScalars(InStudyFolder, TBXLoggerCallback):
         _, session_start, session_end = hparams(hparam_dict=values, metric_dict=result)
         self._trial_writer[trial].file_writer.add_summary(session_start)
         self._trial_writer[trial].file_writer.add_summary(session_end)
+
+
+def _writer_of_its_own_file(logdir: str, **kwargs):
+    """tensorboardX's SummaryWriter, its event file named to the nanosecond: tensorboardX names a
+    file by the second, and a trial's writer made again within the same second (a trial paused and
+    promoted, or restarted, quickly) opened the earlier file anew ('wb'), erasing its epochs."""
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter(logdir, filename_suffix=f".{time.time_ns()}", **kwargs)
+

@@ -34,6 +34,7 @@ from typing import Iterator, Optional
 
 import pyarrow.fs
 
+from fashion_tune import atomic
 from fashion_tune.errors import UserError
 from fashion_tune.layout import EXPERIMENT_STATES, SEARCHER_STATES, TUNER_STATE, StudyDir
 
@@ -98,7 +99,8 @@ class Bucket:
                             "create it first")
 
     def has_study(self, name: str) -> bool:
-        return self._info(posixpath.join(self.path, name, "study.json")).type == pyarrow.fs.FileType.File
+        record = posixpath.join(self.path, name, StudyDir(self.local / name).record.name)
+        return self.filesystem.get_file_info(record).type == pyarrow.fs.FileType.File
 
     @contextlib.contextmanager
     def working_copy(self, name: str) -> Iterator[StudyDir]:
@@ -129,8 +131,8 @@ class Bucket:
             here = study.path / relative
             if _stat(here) != (info.size, int(info.mtime.timestamp())):
                 here.parent.mkdir(parents=True, exist_ok=True)
-                with self.filesystem.open_input_stream(info.path) as source, _replaced(here) as target:
-                    _copy(source, target)
+                with self.filesystem.open_input_stream(info.path) as source:
+                    atomic.write_bytes(here, source.read())
                 for stale in (_sqlite_log(here), here.with_name(here.name + "-shm")):  # the old database's
                     stale.unlink(missing_ok=True)
                 os.utime(here, (info.mtime.timestamp(), info.mtime.timestamp()))
@@ -138,9 +140,6 @@ class Bucket:
             for relative in _files(study.path, tune_state).keys() - there.keys():
                 (study.path / relative).unlink()
         return study
-
-    def _info(self, path: str) -> pyarrow.fs.FileInfo:
-        return self.filesystem.get_file_info(path)
 
 
 class Pushed:
@@ -154,11 +153,6 @@ class Pushed:
                  for relative, info in _listing(filesystem, remote).items()}
         # relative path -> (size, mtime in s): the files that are the same here and in the bucket
         self._sent = {relative: stat for relative, stat in _files(self.local).items() if there.get(relative) == stat}
-
-    @classmethod
-    def for_tune_storage(cls, filesystem: pyarrow.fs.FileSystem, experiment_path: str) -> "Pushed":
-        """The pusher of the study Tune stores at `experiment_path` on `filesystem`."""
-        return cls(filesystem, experiment_path, on_this_disk(filesystem, experiment_path))
 
     def push(self) -> int:
         """Upload the files written since the last push, delete from the bucket those deleted here;
@@ -240,15 +234,6 @@ def _upload_sqlite(database: Path, filesystem: pyarrow.fs.FileSystem, target: st
             live.backup(copy)
         with open(snapshot.name, "rb") as source, filesystem.open_output_stream(target) as out:
             _copy(source, out)
-
-
-@contextlib.contextmanager
-def _replaced(path: Path):
-    """A file written beside `path` and renamed over it once whole."""
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as out:
-        yield out
-    os.replace(partial, path)
 
 
 def _synced(relative: str, tune_state: bool = False) -> bool:

@@ -121,7 +121,7 @@ def _read_trial(folder: Path, metric: str, mode: str, max_epochs: int, finished:
     # Tune keeps error.txt after a retry succeeds: the trial failed only if no result came
     # after its last failure (both stamps are Tune's local '%Y-%m-%d_%H-%M-%S').
     failed = bool(failure_times) and (not rows or failure_times[-1] >= rows[-1].get("date", ""))
-    scored = [r for r in rows if _finite(r.get(metric))]
+    scored = [r for r in rows if finite(r.get(metric))]
     best = (max if mode == "max" else min)(scored, key=lambda r: r[metric]) if scored else None
     epochs = max((int(r.get("training_iteration", 0)) for r in rows), default=0)
     if failed:
@@ -171,7 +171,7 @@ def search_progress(study: StudyDir, metric: str, mode: str, record: StudyRecord
     better = max if mode == "max" else min
     progress, best = [], None
     for spent, row in enumerate(rows, 1):
-        if _finite(row.get(metric)):
+        if finite(row.get(metric)):
             best = row[metric] if best is None else better(best, row[metric])
         minutes = record.running_seconds(row.get("timestamp", record.started_at)) / 60
         progress.append(Progress(spent, minutes, best, str(row.get("trial_id", ""))))
@@ -451,7 +451,8 @@ def error_summary(text: str) -> str:
     return lines[-1][:300] if lines else "failed"
 
 
-def _finite(value) -> bool:
+def finite(value) -> bool:
+    """A metric's value that can be ranked: a number, neither NaN nor infinite."""
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 

@@ -102,3 +102,36 @@ def test_the_driver_holds_what_optuna_db_holds(tmp_path):
     from_file = optuna.load_study(study_name="held", storage=url).trials
     assert seen(study.trials) == seen(from_file) and len(from_file) == 13
     assert {t.state.name for t in from_file} == {"COMPLETE", "PRUNED", "RUNNING"}
+
+
+def test_a_spent_time_budget_completes_a_trial_that_logged_its_last_epoch_and_prunes_the_rest(tmp_path):
+    """The budget can run out between a trial logging its last epoch and Tune telling its searcher
+    (which Tune does only once the trial is stopped): that trial ran its budget and is complete, with
+    the withheld epoch's value; a trial stopped mid-way is pruned and marked cut (seen in CI once:
+    the leaderboard said completed, study.json said cut)."""
+    import json
+
+    from fashion_tune import layout
+    from fashion_tune.layout import StudyDir
+    from fashion_tune.results import TRIAL_RESULTS
+    from fashion_tune.search.searcher import StoppedTrialsArePruned, end_cut_short
+
+    study = StudyDir(tmp_path)
+    searcher = make_searcher(StoppedTrialsArePruned, optuna.storages.RDBStorage(study.optuna_storage))
+    for trial_id, values in {"ran": [0.50, 0.60, 0.70], "cut": [0.30]}.items():
+        searcher.suggest(trial_id)
+        results = [{"trial_id": trial_id, "val_accuracy": v, "training_iteration": epoch}
+                   for epoch, v in enumerate(values, 1)]
+        for result in results[:BUDGET - 1]:  # the last epoch of the budget is withheld from the searcher
+            searcher.on_trial_result(trial_id, result)
+        folder = tmp_path / layout.trial_folder_name(trial_id)
+        folder.mkdir()
+        (folder / TRIAL_RESULTS).write_text("".join(json.dumps(r) + "\n" for r in results))
+    searcher.suggest("never started")
+
+    assert end_cut_short(study, "unit", "val_accuracy", BUDGET) == ["cut", "never started"]
+    ran, cut, never = optuna.load_study(study_name="unit", storage=study.optuna_storage).trials
+    assert ran.state.name == "COMPLETE" and ran.value == pytest.approx(0.70)
+    assert ran.intermediate_values == {1: 0.50, 2: 0.60, 3: 0.70} and "cut_by_time_budget" not in ran.user_attrs
+    assert cut.state.name == "PRUNED" and cut.value == pytest.approx(0.30) and cut.user_attrs["cut_by_time_budget"]
+    assert never.state.name == "PRUNED" and never.intermediate_values == {}

@@ -217,17 +217,31 @@ def storage_opened_later():
         optuna.storages.RDBStorage.__setstate__ = unpickle
 
 
-def prune_cut_short(storage_url: str, study_name: str) -> list[str]:
-    """Tell Optuna the trials a study's time budget cut short: pruned, each with its last epoch's
-    value (Optuna's rule for a pruned trial) and the user attribute `cut_by_time_budget`. Tune ends
-    them without telling its searcher (as on Ctrl-C, where they stay running, to be resumed). A trial
-    proposed but not yet started has no values and no trial folder. Returns their Tune trial ids."""
-    storage = optuna.storages.RDBStorage(storage_url)
+def end_cut_short(study: StudyDir, study_name: str, metric: str, max_epochs: int) -> list[str]:
+    """Tell Optuna how the trials running when a study's time budget was spent ended. Tune ends them
+    without telling its searcher (as on Ctrl-C, where they stay running, to be resumed). One that
+    had logged its last epoch completed (the budget ran out between that epoch and Tune telling its
+    searcher): complete, with that epoch's value, as OptunaSearch tells it. Any other was cut short:
+    pruned, with its last epoch's value (Optuna's rule for a pruned trial) and the user attribute
+    `cut_by_time_budget`. A trial proposed but not yet started has no values and no trial folder.
+    Returns the Tune trial ids of those cut short."""
+    storage = optuna.storages.RDBStorage(study.optuna_storage)
     study_id = storage.get_study_id_from_name(study_name)
     stored = optuna.load_study(study_name=study_name, storage=storage)
-    cut = stored.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for trial in cut:
-        storage.set_trial_user_attr(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number),
-                                    "cut_by_time_budget", True)
+    cut = []
+    for trial in stored.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        tune_id = trial.user_attrs.get("trial_id", str(trial.number))
+        row_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        rows = results.reported_epochs(study, tune_id)
+        for row in rows:  # the epoch Tune withholds from its searcher, the one a trial ends on, included
+            if row[TRAINING_ITERATION] not in trial.intermediate_values and results.finite(row.get(metric)):
+                storage.set_trial_intermediate_value(row_id, row[TRAINING_ITERATION], row[metric])
+        last = rows[-1] if rows else {}
+        if last.get(TRAINING_ITERATION, 0) >= max_epochs and results.finite(last.get(metric)):
+            stored.tell(trial.number, last[metric])
+            continue
+        storage.set_trial_user_attr(row_id, "cut_by_time_budget", True)
         stored.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
-    return [trial.user_attrs.get("trial_id", str(trial.number)) for trial in cut]
+        cut.append(tune_id)
+    return cut
+

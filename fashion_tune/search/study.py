@@ -233,7 +233,7 @@ def _run(settings: SearchSettings, space: SearchSpace, trials_read, study: Study
         storage.Bucket(settings.results_dir).pull(study.path.name)
     record = record.with_run_ended(time.time())
     budget_spent = record.budget_spent(record.runs[-1][1])
-    cut = _cut_by_time_budget(study, record.optuna_name) if budget_spent else None
+    cut = _cut_by_time_budget(study, record.optuna_name, space) if budget_spent else None
     ended = _ended_trials(study, record.optuna_name, grid)
     finished = ended >= settings.num_samples or budget_spent
     if finished:
@@ -361,13 +361,13 @@ def _new_trials_stored_here(storage_path: str, name: str):
         SearchGenerator.set_state = set_state
 
 
-def _cut_by_time_budget(study: StudyDir, name: str) -> tuple[str, ...]:
-    """The trials the time budget stopped, told to Optuna as pruned (searcher.prune_cut_short); a
+def _cut_by_time_budget(study: StudyDir, name: str, space: SearchSpace) -> tuple[str, ...]:
+    """The trials the time budget stopped, told to Optuna as pruned (searcher.end_cut_short); a
     trial proposed but never started has no folder and is not among them."""
-    from fashion_tune.search.searcher import prune_cut_short
+    from fashion_tune.search.searcher import end_cut_short
 
     started = {folder.name for folder in study.trial_dirs()}
-    return tuple(trial_id for trial_id in prune_cut_short(study.optuna_storage, name)
+    return tuple(trial_id for trial_id in end_cut_short(study, name, space.metric, space.max_epochs)
                  if layout.trial_folder_name(trial_id) in started)
 
 

@@ -181,3 +181,19 @@ def test_the_largest_images_accepted_stay_cheap():
     assert over["outcome"].startswith("refused: hostile: 6332x6332 pixels is over the limit"), over
     assert over["peak_mib"] < reference + 10 and over["seconds"] < 5, over
     assert png["seconds"] < 30 and jpeg["seconds"] < 30, found
+
+
+@pytest.mark.parametrize("shape", [(160, 160), (57, 160), (1, 9), (3, 3)])
+def test_the_masks_grow_and_shrink_exactly_as_scipys_binary_morphology(shape):
+    """images._dilated and _eroded stand in for scipy.ndimage's binary dilation and erosion (its
+    default cross, nothing outside the image) for speed: the same pixels, edges included."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(sum(shape))
+    for density in (0.05, 0.5, 0.95):
+        mask = rng.random(shape) < density
+        assert np.array_equal(images._dilated(mask), ndimage.binary_dilation(mask))
+        assert np.array_equal(images._eroded(mask), ndimage.binary_erosion(mask))
+        closed = ndimage.binary_closing(mask, iterations=2, border_value=0)
+        assert np.array_equal(images._eroded(images._eroded(images._dilated(images._dilated(mask)))), closed)
+        assert np.array_equal(images._dilated(images._eroded(mask)), ndimage.binary_opening(mask))

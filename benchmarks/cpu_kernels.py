@@ -39,7 +39,7 @@ def measure(workload: str, steps: int) -> None:
     from fashion_tune import batches
     from fashion_tune.config import TrainParams
     from fashion_tune.model import compiled_model
-    from fashion_tune.search.trainable import configure_tensorflow
+    from fashion_tune.quiet_tensorflow import configure_tensorflow
 
     config, threads = WORKLOADS[workload]
     configure_tensorflow(threads)

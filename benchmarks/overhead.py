@@ -30,7 +30,7 @@ def plain_fit(args) -> None:
     """Child process: train with plain model.fit and print the epoch times as JSON."""
     from fashion_tune import batches, data
     from fashion_tune.config import DataSettings, TrainParams
-    from fashion_tune.search.trainable import configure_tensorflow
+    from fashion_tune.quiet_tensorflow import configure_tensorflow
 
     configure_tensorflow(args.threads)
     import keras

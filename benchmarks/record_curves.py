@@ -63,7 +63,7 @@ def _start_worker(data_settings: dict, threads: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from fashion_tune import data
     from fashion_tune.config import DataSettings
-    from fashion_tune.search.trainable import configure_tensorflow
+    from fashion_tune.quiet_tensorflow import configure_tensorflow
 
     configure_tensorflow(threads)
     _splits = data.prepare(DataSettings(**data_settings))

@@ -50,7 +50,7 @@ def main() -> None:
         def start(self, refs: list) -> dict:
             timings, self.process_s = {"process_s": self.process_s}, 0.0  # a reused process is there already
             t = time.perf_counter()
-            from fashion_tune.search.trainable import configure_tensorflow
+            from fashion_tune.quiet_tensorflow import configure_tensorflow
 
             configure_tensorflow(threads=1)  # imports TensorFlow, as a trial's first step does
             import keras

@@ -1,4 +1,5 @@
-"""TensorFlow started without its C++ start-up chatter, so the terminal tells our story.
+"""TensorFlow started without its C++ start-up chatter, so the terminal tells our story, and set to
+the CPUs its process was given.
 
 On a CPU-only machine TensorFlow's import prints half a dozen lines straight to the process's
 stderr (file descriptor 2, from C++, out of reach of Python's logging and of TF_CPP_MIN_LOG_LEVEL,
@@ -11,10 +12,13 @@ sets FASHION_TUNE_DEBUG, inherited by Ray's worker processes) shows everything.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
 import tempfile
+
+log = logging.getLogger(__name__)
 
 DEBUG_ENV = "FASHION_TUNE_DEBUG"
 
@@ -63,3 +67,21 @@ def import_tensorflow():
                     if not CHATTER.search(line)]
             sys.stderr.write("".join(kept))
     return tensorflow
+
+
+def configure_tensorflow(threads: int) -> None:
+    """Give TensorFlow the process's CPU share (a trial's, a service replica's) as threads, and let
+    it share a GPU.
+
+    Must run before TensorFlow's first op: afterwards it can no longer change these, and
+    says so with a RuntimeError (then we keep what it has, e.g. in a reused worker).
+    """
+    tf = import_tensorflow()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        # TensorFlow takes a whole GPU by default; with fractional GPUs per trial it must grow.
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError as e:
+        log.debug("TensorFlow already initialised, keeping its settings: %s", e)

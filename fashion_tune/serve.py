@@ -44,6 +44,7 @@ from fashion_tune import images, ray_start
 from fashion_tune.classifier import ExportedModel
 from fashion_tune.errors import UserError
 from fashion_tune.layout import ExportDir
+from fashion_tune.quiet_tensorflow import configure_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ ENDPOINTS = "GET /, POST /v1/classify, POST /v1/classify/batch, GET /v1/model, G
 # of 0-20 ms and batches of 4-16 measured the same within the noise.
 MAX_BATCH_SIZE = 8
 BATCH_WAIT_TIMEOUT_S = 0.005
+# CPUs a replica is given (Ray's num_cpus); TensorFlow gets as many threads. With its default, one
+# per core, its idle threads took 0.6 ms of CPU a request from the proxy and clients on 2 cores
+# (9.6 -> 9.0 ms in the replica, benchmarks/serve_load.py).
+REPLICA_CPUS = 1
 # Requests one replica takes at once: Ray's default (5) caps every batch at 5 (34 req/s against 45-53).
 MAX_ONGOING_REQUESTS = 2 * MAX_BATCH_SIZE
 
@@ -200,10 +205,12 @@ def build_app(export: ExportDir, max_bytes: int):
     app = FastAPI(title="fashion_tune", description="Classify product photos into 10 clothing categories.")
     answer_errors_in_one_shape(app)
 
-    @serve.deployment(name="classifier", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=MAX_ONGOING_REQUESTS)
+    @serve.deployment(name="classifier", ray_actor_options={"num_cpus": REPLICA_CPUS},
+                      max_ongoing_requests=MAX_ONGOING_REQUESTS)
     @serve.ingress(app)
     class Classifier:
         def __init__(self):
+            configure_tensorflow(threads=REPLICA_CPUS)  # before the model is loaded
             self.service = ModelService(export, max_bytes)
 
         @app.get("/", response_class=HTMLResponse)

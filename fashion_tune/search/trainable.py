@@ -28,7 +28,7 @@ from fashion_tune.config import TrainParams
 from fashion_tune.data import Splits
 from fashion_tune.layout import CheckpointDir
 from fashion_tune.model import compiled_model, load_model
-from fashion_tune.quiet_tensorflow import import_tensorflow
+from fashion_tune.quiet_tensorflow import configure_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +58,6 @@ def train_trial(config: dict, splits: Splits) -> None:
         callbacks=[_epoch_reporter()],
         verbose=0,  # the driver tells each epoch (progress.py); Keras stays quiet inside trials
     )
-
-
-def configure_tensorflow(threads: int) -> None:
-    """Give TensorFlow the trial's CPU share as threads, and let it share a GPU.
-
-    Must run before TensorFlow's first op: afterwards it can no longer change these, and
-    says so with a RuntimeError (then we keep what it has, e.g. in a reused worker).
-    """
-    tf = import_tensorflow()
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-        # TensorFlow takes a whole GPU by default; with fractional GPUs per trial it must grow.
-        for gpu in tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.set_memory_growth(gpu, True)
-    except RuntimeError as e:
-        log.debug("TensorFlow already initialised, keeping its settings: %s", e)
 
 
 def _restore_or_build(params: TrainParams, train_images: int):

@@ -65,9 +65,9 @@ ENDPOINTS = "GET /, POST /v1/classify, POST /v1/classify/batch, GET /v1/model, G
 # of 0-20 ms and batches of 4-16 measured the same within the noise.
 MAX_BATCH_SIZE = 8
 BATCH_WAIT_TIMEOUT_S = 0.005
-# CPUs a replica is given (Ray's num_cpus); TensorFlow gets as many threads. With its default, one
-# per core, its idle threads took 0.6 ms of CPU a request from the proxy and clients on 2 cores
-# (9.6 -> 9.0 ms in the replica, benchmarks/serve_load.py).
+# CPUs a replica is given (Ray's num_cpus); its TensorFlow gets as many threads. With TensorFlow's
+# default of one a core, the replica spent 9.5 ms of CPU a request instead of 8.9, and answered 1.05x
+# fewer requests (benchmarks/serve_load.py, alternated; results/reference/benchmarks.md).
 REPLICA_CPUS = 1
 # Requests one replica takes at once: Ray's default (5) caps every batch at 5 (34 req/s against 45-53).
 MAX_ONGOING_REQUESTS = 2 * MAX_BATCH_SIZE

@@ -24,6 +24,7 @@ import contextlib
 import errno
 import fcntl
 import fnmatch
+import functools
 import logging
 import os
 import posixpath
@@ -74,10 +75,9 @@ class Bucket:
     def __init__(self, uri: str):
         self.uri = uri.rstrip("/")
         try:
-            found, self.path = pyarrow.fs.FileSystem.from_uri(self.uri)
+            self.filesystem, self.path = _opened(self.uri, _endpoint())
         except (OSError, ValueError) as e:
             raise UserError(f"--results-dir {uri}: {first_line(e)}") from None
-        self.filesystem = _patient(found)
         self.local = on_this_disk(self.filesystem, self.path)
 
     def __repr__(self) -> str:
@@ -208,13 +208,25 @@ def study_here(results_dir: str, study: Optional[str]) -> Iterator[str]:
         yield str(bucket.local)
 
 
-def _patient(filesystem: pyarrow.fs.FileSystem) -> pyarrow.fs.FileSystem:
+@functools.lru_cache(maxsize=16)
+def _opened(uri: str, endpoint: str | None) -> tuple[pyarrow.fs.FileSystem, str]:
+    """The store's file system (with bounded waits) and the path in it, made once a process for each
+    URI and endpoint: pyarrow's from_uri asks S3 for the bucket's region, and one run of a command
+    makes a Bucket of its --results-dir in several places."""
+    found, path = pyarrow.fs.FileSystem.from_uri(uri)
+    return _patient(found, endpoint), path
+
+
+def _endpoint() -> str | None:
+    """S3's endpoint from AWS_ENDPOINT_URL(_S3), as the AWS SDKs read it (pyarrow does not)."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def _patient(filesystem: pyarrow.fs.FileSystem, endpoint: str | None) -> pyarrow.fs.FileSystem:
     """The store's file system with bounded waits: a store that is down fails a request in seconds,
-    not after the SDK's default minutes of retries. S3's endpoint from AWS_ENDPOINT_URL(_S3), as the
-    AWS SDKs read it."""
+    not after the SDK's default minutes of retries."""
     if not isinstance(filesystem, pyarrow.fs.S3FileSystem):
         return filesystem
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     return pyarrow.fs.S3FileSystem(region=filesystem.region, endpoint_override=endpoint,
                                    connect_timeout=CONNECT_TIMEOUT_S, request_timeout=REQUEST_TIMEOUT_S,
                                    retry_strategy=pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=ATTEMPTS))

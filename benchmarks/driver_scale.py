@@ -13,9 +13,13 @@ real driver. Measured for each trial count, by timing the driver's own methods w
   memory                       this process's peak resident set
 
 Prints a table and writes --out (scale.json): for each trial count, every figure above, and the
-growth exponent between counts (1 is linear).
+growth exponent between counts (1 is linear). --epochs gives the trials a shorter budget than the
+space's (a copy of the space with that budget, written beside the studies): on the recorded space
+TPE + ASHA sends more and more trials to the full budget as a study grows (15.6 trial-epochs a trial
+at 1,000 trials of 27 epochs), so 10,000 trials of 27 epochs would take this 2-core machine hours;
+fewer epochs a trial also weigh each trial's own costs (its proposal, its actor) heavier per epoch.
 
-    python benchmarks/driver_scale.py [--trials 100 1000 10000] [--at-once 64]
+    python benchmarks/driver_scale.py [--trials 100 1000 10000] [--at-once 64] [--epochs N]
         [--recording results/reference/replay/curves.jsonl] [--space tabular]
         [--studies results/benchmarks/scale] [--out results/reference/replay/scale.json]
 """
@@ -134,12 +138,27 @@ def growth(rows: list[dict], key: str) -> list[float]:
     return out
 
 
+def with_budget(space: str, epochs: int, folder: Path) -> Path:
+    """A copy of the space file whose trials train `epochs` epochs (the recording holds more)."""
+    import yaml
+
+    from fashion_tune.space import resolve_space_path
+
+    doc = yaml.safe_load(resolve_space_path(space).read_text())
+    doc["fixed"]["epochs"] = epochs
+    doc["description"] = f"{doc['description']}, cut to {epochs} epochs by benchmarks/driver_scale.py"
+    path = folder / f"{resolve_space_path(space).stem}-{epochs}-epochs.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", nargs="+", type=int, default=[100, 1000, 10000])
     parser.add_argument("--at-once", type=int, default=64)
     parser.add_argument("--recording", default="results/reference/replay/curves.jsonl")
     parser.add_argument("--space", default="tabular")
+    parser.add_argument("--epochs", type=int, help="the trials' budget, if not the space's")
     parser.add_argument("--studies", default="results/benchmarks/scale")
     parser.add_argument("--out", default="results/reference/replay/scale.json")
     args = parser.parse_args()
@@ -153,6 +172,8 @@ def main() -> None:
     logging.getLogger("fashion_tune").setLevel(logging.WARNING)
     studies = Path(args.studies).resolve()
     studies.mkdir(parents=True, exist_ok=True)
+    if args.epochs:
+        args.space = str(with_budget(args.space, args.epochs, studies))
     instrument()
     ray_start.start_local(num_cpus=2)
     rows = []
@@ -161,7 +182,10 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     keys = ["driver_cpu_s", "optuna_db_bytes", "tpe_ask_ms_last_tenth", "driver_peak_rss_mib"]
     recording = Path(args.recording)
-    scale = {"at_once": args.at_once, "space": args.space, "rows": rows,
+    from fashion_tune.space import load_space
+
+    scale = {"at_once": args.at_once, "space": Path(args.space).stem, "epochs": load_space(args.space).max_epochs,
+             "rows": rows,
              "recording": str(recording.relative_to(ROOT)) if ROOT in recording.parents else recording.name,
              "growth_exponent": {k: growth(rows, k) for k in keys},
              "growth_exponent_of_trial_epochs": growth(rows, "trial_epochs")}

@@ -13,6 +13,10 @@ real confirmation runs of a scheduler chosen on the replay (issue 31).
 
     python benchmarks/replay_fidelity.py --data-dir ../shared/data/fashion-mnist [--seeds 0 1 2]
         [--scheduler asha] [--num-samples 64] [--time-scale 1] [--out results/benchmarks/fidelity]
+        [--kinds real replay]
+
+Finished studies are skipped, so a run can be resumed, and --kinds lets the replays (which mostly
+wait out their recorded seconds) run in another process beside the real studies.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=64)
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--out", default="results/benchmarks/fidelity")
+    parser.add_argument("--kinds", nargs="+", choices=["real", "replay"], default=["real", "replay"])
     args = parser.parse_args()
 
     space = load_space(args.space)
@@ -66,7 +71,7 @@ def main() -> None:
         flags += ["--max-concurrent", "0"]
     found = {}
     for seed in args.seeds:
-        for kind in ("real", "replay"):
+        for kind in args.kinds:
             name = f"{kind}-{args.scheduler}-seed{seed}"
             if not (out / name / "best_config.json").is_file():
                 extra = (["--subset", str(data["subset"]), "--val-fraction", str(data["val_fraction"])]

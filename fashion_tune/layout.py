@@ -53,6 +53,14 @@ BASELINES_DIR = "baselines"
 # The reference study's export, committed with the repository: what a newcomer classifies with
 # right after installing. Present in a source checkout (and an editable install), not in a wheel.
 REFERENCE_EXPORT = Path(__file__).resolve().parents[1] / "results" / "reference" / "model"
+# This machine's cache: working copies of studies in a bucket (storage.py), training images rendered
+# as photos (photo_views.py). Anything in it can be deleted; it is made again when needed.
+CACHE_ENV = "FASHION_TUNE_CACHE"
+PHOTO_VIEWS_DIR = "photo_views"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fashion_tune").expanduser()
 
 
 def trial_folder_name(trial_id: str) -> str:

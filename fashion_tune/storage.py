@@ -37,12 +37,11 @@ import pyarrow.fs
 
 from fashion_tune import atomic
 from fashion_tune.errors import UserError
-from fashion_tune.layout import EXPERIMENT_STATES, SEARCHER_STATES, TUNER_STATE, StudyDir
+from fashion_tune.layout import EXPERIMENT_STATES, SEARCHER_STATES, TUNER_STATE, StudyDir, cache_root
 
 log = logging.getLogger(__name__)
 
 SCHEMES = ("s3://", "gs://")
-CACHE_ENV = "FASHION_TUNE_CACHE"
 # Tune's own files in a study: Tune writes them to the bucket itself; a working copy only reads them.
 TUNES_OWN = (TUNER_STATE, EXPERIMENT_STATES, SEARCHER_STATES, "search_gen_state-*.json", "basic-variant-state-*.json",
              ".validate_storage_marker")
@@ -55,10 +54,6 @@ CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S, ATTEMPTS = 5, 60, 3
 
 def in_object_storage(results_dir: str | os.PathLike) -> bool:
     return str(results_dir).startswith(SCHEMES)
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fashion_tune").expanduser()
 
 
 def on_this_disk(filesystem: pyarrow.fs.FileSystem, path: str) -> Path:

@@ -219,6 +219,9 @@ class TrainParams(_Validated):
     contrast: float = 0.0  # largest random contrast change: a factor in [1 - c, 1 + c] about the image's mean
     brightness: float = 0.0  # largest random brightness change, added to every pixel (images are in [0, 1])
     erasing: float = 0.0  # probability that an image gets a random rectangle of noise (an occlusion)
+    # probability that a training image is shown, each epoch, as a rendered product photo after the
+    # photo path's preprocessing (fashion_tune/photo_views.py: rendered once, cached)
+    photo_share: float = 0.0
     epochs: int = 10  # the full budget of a trial; ASHA's max_t
     mixed_precision: bool = False  # float16 compute, float32 weights (fast on GPUs with tensor cores)
     jit_compile: bool = False  # compile the training step with XLA
@@ -248,6 +251,7 @@ class TrainParams(_Validated):
         "contrast": _unit_interval_open(),
         "brightness": _unit_interval_open(),
         "erasing": Rule(lambda v: 0 <= v <= 1, "must be 0 to 1 (a probability)"),
+        "photo_share": Rule(lambda v: 0 <= v <= 1, "must be 0 to 1 (a probability)"),
         "epochs": _at_least(1),
         "seed": _at_least(0),
     }

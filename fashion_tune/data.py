@@ -91,6 +91,7 @@ class Splits:
     y_val: Optional[np.ndarray]
     source: str  # the folder the images were read from
     checksums: dict  # file name -> SHA-256 of the files read
+    x_train_photos: Optional[np.ndarray] = None  # x_train's photo views, when added (photo_views.with_views)
 
     @property
     def validation(self) -> Optional[tuple[np.ndarray, np.ndarray]]:
@@ -99,6 +100,14 @@ class Splits:
     def describe(self) -> str:
         held_out = f" and {len(self.y_val)} validation" if self.y_val is not None else ""
         return f"{len(self.y_train)} training{held_out} images"
+
+    def photo_views_for(self, photo_share: float) -> Optional[np.ndarray]:
+        """The photo views a fit with this photo_share shows (None when it shows none)."""
+        if not photo_share:
+            return None
+        if self.x_train_photos is None:
+            raise ValueError(f"photo_share is {photo_share}, but these splits were prepared without photo views")
+        return self.x_train_photos
 
 
 # ----------------------------------------------------------------------------- locating

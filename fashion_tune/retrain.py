@@ -94,6 +94,10 @@ def retrain(best: dict, config_path: Path, out: ModelDir, settings: RetrainSetti
                                       "calibrate": settings.calibrate, "data": dataclasses.asdict(data_settings)},
                       member_params.epochs)
     splits = data.prepare(data_settings, validation=patience is not None or settings.calibrate)
+    if any(p.photo_share for p in params):
+        from fashion_tune import photo_views
+
+        splits = photo_views.with_views(splits)
     from fashion_tune import averaging  # Keras: only once the checks above have passed
 
     log.info("retraining %s on %s for up to %d epochs%s; the saved model %s", _what(best, config_path, len(members)),

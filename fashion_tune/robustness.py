@@ -164,15 +164,16 @@ def _rng(seed: int, tier: int, index: int):
     return np.random.default_rng([seed, tier, index])
 
 
-def _inputs_of_chunk(tier_index: int, images: np.ndarray, first: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Render and preprocess a run of images: model inputs, and which ones had no garment found."""
+def _inputs_of_chunk(tiers: np.ndarray, images: np.ndarray, first: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Render (image i under tier tiers[i]) and preprocess a run of images: model inputs, and which
+    ones had no garment found."""
     from fashion_tune import images as photos
 
-    tier = TIERS[tier_index]
     inputs = np.zeros((len(images), 28, 28, 1), np.float32)
     missing = np.zeros(len(images), bool)
-    for i, image in enumerate(images):
-        jpeg = tier.render(image, _rng(seed, tier_index, first + i))
+    for i, (tier_index, image) in enumerate(zip(tiers, images)):
+        tier = TIERS[tier_index]
+        jpeg = tier.render(image, _rng(seed, int(tier_index), first + i))
         try:
             inputs[i] = photos.to_model_input_from_bytes(jpeg, f"{tier.name} #{first + i}")
         except photos.NoGarmentFound:
@@ -180,13 +181,20 @@ def _inputs_of_chunk(tier_index: int, images: np.ndarray, first: int, seed: int)
     return inputs, missing
 
 
+def photo_inputs(tiers: np.ndarray, images: np.ndarray, seed: int, pool=None) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs for every image, image i rendered under tier tiers[i], in order (chunks go to
+    `pool` when given); and which ones had no garment found."""
+    starts = range(0, len(images), CHUNK)
+    args = [(tiers[s: s + CHUNK], images[s: s + CHUNK], s, seed) for s in starts]
+    results = list(pool.map(_inputs_of_chunk, *zip(*args)) if pool else [_inputs_of_chunk(*a) for a in args])
+    if not results:
+        return np.zeros((0, 28, 28, 1), np.float32), np.zeros(0, bool)
+    return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
+
 def tier_inputs(tier_index: int, images: np.ndarray, seed: int, pool=None) -> tuple[np.ndarray, np.ndarray]:
     """Model inputs for every image under one tier, in order; chunks go to `pool` when given."""
-    starts = range(0, len(images), CHUNK)
-    args = [(tier_index, images[s: s + CHUNK], s, seed) for s in starts]
-    results = pool.map(_inputs_of_chunk, *zip(*args)) if pool else [_inputs_of_chunk(*a) for a in args]
-    results = list(results)
-    return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+    return photo_inputs(np.full(len(images), tier_index), images, seed, pool)
 
 
 def examples(tier_index: int, images: np.ndarray, seed: int, count: int = EXAMPLES) -> list[bytes]:

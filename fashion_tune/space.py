@@ -125,6 +125,12 @@ class SearchSpace:
         """The full budget of a trial: ASHA's max_t."""
         return self.fixed.get("epochs", TrainParams().epochs)
 
+    def may_turn_on(self, name: str) -> bool:
+        """Whether a trial of this space can get a non-zero `name` (a TrainParams field whose default is off)."""
+        spec = next((p for p in self.params if p.name == name), None)
+        if spec is None:
+            return bool(self.fixed.get(name))
+        return any(spec.choices) if spec.type == "categorical" else bool(spec.low or spec.high)
 
 
 class DuplicateKey(yaml.constructor.ConstructorError):

@@ -78,7 +78,8 @@ def fit(model, params: TrainParams, splits: Splits, *, patience: Optional[int] =
         callbacks.append(_early_stopping(patience, backup))
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line an epoch in logs
-    history = model.fit(**batches.for_fit(splits.x_train, splits.y_train, params.batch_size, splits.validation),
+    history = model.fit(**batches.for_fit(splits.x_train, splits.y_train, params.batch_size, splits.validation,
+                                         splits.photo_views_for(params.photo_share), params.photo_share),
                         epochs=params.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose).history
     if backup is not None:
         history = _backup_history(backup)

@@ -77,3 +77,44 @@ def test_a_model_trains_and_predicts_from_them_as_from_arrays():
     history = model.fit(**batches.for_fit(x, y, 16, (x, y)), epochs=1, verbose=0)
     assert np.isfinite(history.history["val_loss"][0])
     assert np.allclose(model.predict(batches.in_order(x), verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_each_image_is_its_photo_view_with_the_share_asked_for_drawn_afresh_each_epoch_and_seeded():
+    import keras
+
+    x, y = arrays(400)
+    photos = x.copy()
+    photos[:, 0, 1, 0] = 1.0  # a photo view is marked by its second pixel
+
+    def epochs_of(share: float, seed: int = 0, epochs: int = 2) -> list[dict]:
+        """For each epoch: image index -> whether it was shown as its photo view (labels still its own)."""
+        keras.utils.set_random_seed(seed)
+        dataset = batches.shuffled(x, y, 64, photos, share)
+        shown = []
+        for _ in range(epochs):
+            seen = {}
+            for images, labels in dataset:
+                index = images.numpy()[:, 0, 0, 0].astype(int)
+                assert np.array_equal(index % 10, labels.numpy())
+                seen.update(zip(index.tolist(), (images.numpy()[:, 0, 1, 0] == 1).tolist()))
+            assert sorted(seen) == list(range(400))  # every image once an epoch, as its view or not
+            shown.append(seen)
+        return shown
+
+    assert not any(any(e.values()) for e in epochs_of(0.0)) and all(all(e.values()) for e in epochs_of(1.0))
+    first, second = epochs_of(0.3)
+    assert 0.24 < np.mean(list(first.values())) < 0.36 and 0.24 < np.mean(list(second.values())) < 0.36
+    assert first != second  # drawn afresh each epoch
+    assert epochs_of(0.3) == [first, second] and epochs_of(0.3, seed=1) != [first, second]
+    raw = np.concatenate([images.numpy() for images, _ in batches.shuffled(x, y, 64, None, 0.5)])
+    assert not (raw[:, 0, 1, 0] == 1).any()  # no views given: the images as they are
+
+
+def test_a_fit_asked_for_photo_views_without_them_says_so():
+    import pytest
+
+    x, y = arrays(10)
+    splits = Splits(x_train=x, y_train=y, x_val=None, y_val=None, source="", checksums={})
+    assert splits.photo_views_for(0.0) is None
+    with pytest.raises(ValueError, match="photo_share is 0.25, but these splits were prepared without photo views"):
+        splits.photo_views_for(0.25)

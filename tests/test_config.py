@@ -28,6 +28,7 @@ def test_defaults_are_valid():
         ("brightness", "0.2", "brightness is '0.2', must be a finite number"),
         ("erasing", 1.5, "erasing is 1.5, must be 0 to 1 (a probability)"),
         ("erasing", True, "erasing is True, must be a finite number"),
+        ("photo_share", 1.5, "photo_share is 1.5, must be 0 to 1 (a probability)"),
     ],
 )
 def test_bad_values_name_field_value_and_rule(field, value, message):

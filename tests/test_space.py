@@ -195,3 +195,17 @@ def test_augmentation_options_are_fixed_or_searched_like_any_parameter(write_spa
         picked = {p.name: (p.choices or (p.low, p.high))[end] for p in space.params}
         params = TrainParams.from_config({**space.fixed, **picked})
         assert params.zoom == picked["zoom"] and params.rotation == 10.0
+
+
+def test_a_search_renders_photo_views_only_when_a_trial_can_be_shown_them(write_space):
+    """search/study.py asks data.prepare for the training images' photo views (minutes of rendering
+    the first time) only when the space can give a trial a photo_share above 0."""
+    base = "metric: val_accuracy\nmode: max\nfixed:\n  epochs: 2\n"
+    searched = "params:\n  learning_rate: {type: float, low: 0.001, high: 0.01}\n"
+    cases = {"": False, "  photo_share: 0.25\n": True, "  photo_share: 0.0\n": False}
+    for fixed, expected in cases.items():
+        assert load_space(write_space(base + fixed + searched)).may_turn_on("photo_share") is expected
+    for param, expected in {"photo_share: {type: float, low: 0.0, high: 0.5}": True,
+                            "photo_share: {type: categorical, choices: [0.0, 0.5]}": True,
+                            "photo_share: {type: categorical, choices: [0.0]}": False}.items():
+        assert load_space(write_space(base + searched + f"  {param}\n")).may_turn_on("photo_share") is expected

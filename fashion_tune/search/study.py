@@ -92,7 +92,7 @@ def new_study(flags: Mapping[str, Any], data_flags: Mapping[str, Any]) -> StudyD
     # Ray before the data are read: a cluster that cannot be reached or cannot run a trial says so
     # in seconds, and before anything is written.
     with ray_session(settings):
-        trials_read = curves or _prepare_data(data_settings)
+        trials_read = curves or _prepare_data(data_settings, space)
         try:
             study.path.mkdir(parents=True)
         except FileExistsError:  # another search took the name since the check above
@@ -167,7 +167,7 @@ def resume_study(name: str, flags: Mapping[str, Any], data_flags: Mapping[str, A
         space = load_space(study.space_copy)
         curves = _replayed(settings, space, {})
         with ray_session(settings):
-            trials_read = curves or _prepare_data(record.data)
+            trials_read = curves or _prepare_data(record.data, space)
             return _run(settings, space, trials_read, study, record, restore=restore)
 
 
@@ -205,8 +205,12 @@ def _replayed(settings: SearchSettings, space: SearchSpace, data_flags: Mapping[
     return Curves.for_space(settings.replay, space)
 
 
-def _prepare_data(settings: DataSettings) -> data.Splits:
+def _prepare_data(settings: DataSettings, space: SearchSpace) -> data.Splits:
     splits = data.prepare(settings)
+    if space.may_turn_on("photo_share"):
+        from fashion_tune import photo_views
+
+        splits = photo_views.with_views(splits)
     log.info("data from %s: %s (the 10,000 test images are kept out)", splits.source, splits.describe())
     return splits
 

@@ -52,7 +52,8 @@ def train_trial(config: dict, splits: Splits) -> None:
     keras.backend.clear_session(free_memory=True)
     model, first_epoch = _restore_or_build(params, len(splits.y_train))
     model.fit(
-        **batches.for_fit(splits.x_train, splits.y_train, params.batch_size, splits.validation),
+        **batches.for_fit(splits.x_train, splits.y_train, params.batch_size, splits.validation,
+                          splits.photo_views_for(params.photo_share), params.photo_share),
         epochs=params.epochs,
         initial_epoch=first_epoch,
         callbacks=[_epoch_reporter()],

@@ -162,3 +162,13 @@ def unsure_bag_export(tmp_path):
     card = dataclasses.replace(card, name="unit", test_metrics=dataclasses.replace(card.test_metrics, review=review))
     card.write(folder.card_json)
     return folder
+
+
+def tensorboard_steps(folder) -> dict[str, list[int]]:
+    """Each scalar's steps as TensorBoard shows them (its own reader, which hides the steps a
+    restarted run purged), over every event file in the folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}

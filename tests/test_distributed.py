@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, tensorboard_steps
 from tests.test_search import assert_epochs_intact, assert_optuna_study_matches_leaderboard, read_leaderboard, run_cli
 
 pytestmark = pytest.mark.slow
@@ -281,12 +281,3 @@ def test_workers_killed_at_random_leave_every_record_exact(cluster, tmp_path, re
         assert steps["val_accuracy"] == list(range(1, 10)), (trial.name, steps)
         assert all(len(set(s)) == len(s) for s in steps.values()), (trial.name, steps)
 
-
-def tensorboard_steps(folder) -> dict[str, list[int]]:
-    """Each scalar's steps as TensorBoard shows them (its own reader, which hides the steps a
-    restarted run purged), over every event file in the folder."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(folder))
-    events.Reload()
-    return {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}

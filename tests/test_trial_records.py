@@ -149,3 +149,30 @@ def test_tensorboard_hides_the_epochs_a_restarted_trial_reports_again(tmp_path, 
     events.Reload()
     shown = [(e.step, round(e.value, 3)) for e in events.Scalars("val_accuracy")]
     assert shown == [(1, 0.1), (2, 0.5)], shown
+
+
+def test_tensorboard_events_reach_the_file_within_seconds_without_the_driver_syncing_each_epoch(tmp_path, local_ray,
+                                                                                               monkeypatch):
+    """The driver's loop does not wait for the disk each epoch (tensorboardX fsyncs every flush); the
+    writer's own thread writes the events out within FLUSH_SECONDS, while the trial runs."""
+    import os
+    import threading
+    import time
+
+    from fashion_tune.search import trial_events
+    from fashion_tune.search.trial_events import TrialScalars
+    from tests.conftest import tensorboard_steps
+
+    synced_by = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced_by.append(threading.current_thread()), real_fsync(fd))[1])
+    trial, logger = make_trial(tmp_path / "results"), TrialScalars(max_epochs=9)
+    logger.on_trial_start(0, [trial], trial)
+    for epoch in (1, 2, 3):
+        logger.on_trial_result(0, [trial], trial, {"training_iteration": epoch, "val_accuracy": 0.1 * epoch})
+    assert threading.main_thread() not in synced_by
+    deadline = time.monotonic() + trial_events.FLUSH_SECONDS + 10
+    while tensorboard_steps(in_study(tmp_path / "results")).get("val_accuracy") != [1, 2, 3]:
+        assert time.monotonic() < deadline, "the events did not reach the file while the trial ran"
+        time.sleep(0.5)
+    logger.on_trial_complete(0, [trial], trial)

@@ -51,27 +51,24 @@ def as_uint8(x: np.ndarray) -> np.ndarray:
 
 def views(images: np.ndarray, workers: int | None = None) -> np.ndarray:
     """The photo view of every uint8 (N, 28, 28) image, as model input: float32 (N, 28, 28, 1)."""
-    tiers = np.random.default_rng(SEED).integers(len(_tiers()), size=len(images))
+    from fashion_tune.robustness import TIER_NAMES
+
+    tiers = np.random.default_rng(SEED).integers(len(TIER_NAMES), size=len(images))
     return _cached(images, tiers, SEED, "training images as product photos", workers)
 
 
 def tier_views(images: np.ndarray, tier_name: str, seed: int = 0, workers: int | None = None) -> np.ndarray:
     """Every image rendered under one of `evaluate`'s tiers (robustness.TIERS), as model input, cached:
     validation images, to choose training options on (issue 32) without the test images."""
-    tiers = [t.name for t in _tiers()]
-    return _cached(images, np.full(len(images), tiers.index(tier_name)), seed, f"images under the {tier_name} tier",
-                   workers)
+    from fashion_tune.robustness import TIER_NAMES
+
+    return _cached(images, np.full(len(images), TIER_NAMES.index(tier_name)), seed,
+                   f"images under the {tier_name} tier", workers)
 
 
 def cached_path(images: np.ndarray, tiers: np.ndarray, seed: int):
     digest = hashlib.sha256(images.tobytes() + tiers.astype(np.int64).tobytes()).hexdigest()[:20]
     return cache_root() / PHOTO_VIEWS_DIR / f"{len(images)}-{digest}-seed{seed}-v{VERSION}.npy"
-
-
-def _tiers():
-    from fashion_tune import robustness
-
-    return robustness.TIERS
 
 
 def _cached(images: np.ndarray, tiers: np.ndarray, seed: int, what: str, workers: int | None) -> np.ndarray:
@@ -106,7 +103,7 @@ def _render(images: np.ndarray, tiers: np.ndarray, seed: int, workers: int | Non
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
-    rendered = np.round(inputs[..., 0] * 255).astype(np.uint8)
+    rendered = as_uint8(inputs)
     rendered[missing] = images[missing]
     if missing.any():
         log.info("%d of %s had no garment found: those images stay as they are", int(missing.sum()),

@@ -4,9 +4,10 @@ A study of 10,000 replayed trials takes this 2-core machine hours, most of it Ra
 feeding trial actors; what grows with the trials in the driver is TPE (each proposal looks at every
 trial so far). Here the trials of a real replayed study (its optuna.db: complete and pruned trials
 with their values per epoch) are copied, round and round, into an in-memory Optuna study of N
-trials, and the sampler the search uses (TPESampler, the study's seed) proposes --asks trials over
-the search space, each told pruned at once so that N stays N. Printed and written to --out: the
-mean CPU time of a proposal at each N, and the growth exponent between Ns (1: linear in trials).
+trials, and each sampler proposes --asks trials over the search space, each told pruned at once so
+that N stays N: Optuna's TPESampler as it is, and the search's (fashion_tune/search/tpe.py: TPE
+shown the best and the latest 1,000 ended trials). Printed and written to --out: the mean CPU time
+of a proposal at each N for each, and the growth exponent between Ns (1: linear in trials).
 
     python benchmarks/tpe_scale.py --study results/benchmarks/scale/scale-10000 \
         [--trials 100 1000 3000 10000 30000] [--asks 20] [--out results/reference/replay/tpe_scale.json]
@@ -35,11 +36,11 @@ def source_trials(study: Path) -> list:
             if t.state in ended]
 
 
-def ask_time(trials: list, count: int, asks: int, seed: int) -> float:
-    """Mean CPU seconds of one proposal by a study that holds `count` of `trials` (cycled)."""
+def ask_time(trials: list, count: int, asks: int, sampler) -> float:
+    """Mean CPU seconds of one proposal by `sampler` in a study that holds `count` of `trials` (cycled)."""
     import optuna
 
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(direction="maximize", sampler=sampler)
     study.add_trials([trials[i % len(trials)] for i in range(count)])
     distributions = trials[0].distributions
     spent = []
@@ -61,18 +62,25 @@ def main() -> None:
 
     import optuna
 
+    from fashion_tune.search import tpe
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trials = source_trials(Path(args.study))
+    samplers = {"ask_ms": lambda: optuna.samplers.TPESampler(seed=0),
+                "search_ask_ms": lambda: tpe.sampler(seed=0, startup_trials=10)}
     rows = []
     for count in args.trials:
-        rows.append({"trials": count, "ask_ms": round(1000 * ask_time(trials, count, args.asks, seed=0), 2)})
-        print(f"{count:>7} trials: {rows[-1]['ask_ms']:8.2f} ms a proposal", flush=True)
-    growth = [round(math.log(b["ask_ms"] / a["ask_ms"]) / math.log(b["trials"] / a["trials"]), 2)
-              for a, b in zip(rows, rows[1:])]
+        rows.append({"trials": count, **{key: round(1000 * ask_time(trials, count, args.asks, make()), 2)
+                                         for key, make in samplers.items()}})
+        print(f"{count:>7} trials: {rows[-1]['ask_ms']:8.2f} ms a proposal by Optuna's TPE, "
+              f"{rows[-1]['search_ask_ms']:8.2f} by the search's", flush=True)
+    growth = {key: [round(math.log(b[key] / a[key]) / math.log(b["trials"] / a["trials"]), 2)
+                    for a, b in zip(rows, rows[1:])] for key in samplers}
     print("growth exponent of a proposal's time between counts:", growth)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"source": f"{len(trials)} ended trials of {Path(args.study).name}",
-                                          "asks": args.asks, "rows": rows, "growth_exponent": growth}, indent=1) + "\n")
+                                          "asks": args.asks, "window": tpe.WINDOW, "rows": rows,
+                                          "growth_exponent": growth}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -418,19 +418,24 @@ def _strategy(settings: SearchSettings) -> str:
     return f"{proposer}, every trial running its budget"
 
 
-def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: StudyDir):
+def _sampler(settings: SearchSettings):
     import optuna
+
+    from fashion_tune.search import tpe
+
+    if settings.searcher == "tpe":
+        return tpe.sampler(seed=settings.seed, startup_trials=settings.tpe_startup_trials)
+    return optuna.samplers.RandomSampler(seed=settings.seed)  # the same OptunaSearch path: the baseline TPE must beat
+
+
+def _make_tuner(trainable, settings: SearchSettings, space: SearchSpace, study: StudyDir):
     from ray import tune
 
     from fashion_tune.search import old_checkpoints, schedulers, study_upload, time_budget, trial_events, trial_records
     from fashion_tune.search.progress import StudyProgress
     from fashion_tune.search.searcher import SoleWriter, StoppedTrialsArePruned
 
-    if settings.searcher == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials)
-    else:  # the same OptunaSearch path, sampling at random: the baseline TPE must beat
-        sampler = optuna.samplers.RandomSampler(seed=settings.seed)
-    searcher = StoppedTrialsArePruned(sampler=sampler, max_epochs=space.max_epochs, study_name=settings.name,
+    searcher = StoppedTrialsArePruned(sampler=_sampler(settings), max_epochs=space.max_epochs, study_name=settings.name,
                                       storage=SoleWriter(study.optuna_storage))
     # A trial the scheduler stops reaches Optuna as pruned (searcher.py), ranked below the trials
     # that ran their budget.

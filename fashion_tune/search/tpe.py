@@ -32,36 +32,76 @@ class WindowedTPE(optuna.samplers.TPESampler):
     """TPESampler whose proposals look at the best and the latest WINDOW ended trials."""
 
     def _sample(self, study, trial, search_space):
-        return super()._sample(_Window(study), trial, search_space)
+        if "_best" not in self.__dict__:  # kept across proposals, not pickled with Tune's snapshots
+            self._best = Best()
+        return super()._sample(_Window(study, self._best), trial, search_space)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_best", None)  # rebuilt from the study's trials after --resume
+        return state
 
 
 class _Window:
     """A study as the sampler sees it: every attribute the study's own, its ended trials windowed."""
 
-    def __init__(self, study: optuna.Study):
-        self._study = study
+    def __init__(self, study: optuna.Study, best: Best):
+        self._study, self._best = study, best
 
     def __getattr__(self, name):
         return getattr(self._study, name)
 
     def _get_trials(self, deepcopy=False, states=None, use_cache=False):
-        return windowed(self._study, self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache))
+        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+        return windowed(self._study, trials, self._best)
 
 
-def windowed(study: optuna.Study, trials: list) -> list:
-    """`trials` (by number) if WINDOW or fewer ended; else the GOOD best completed and the GOOD best
-    pruned (by Optuna's ranking: completed by value, pruned by how far they got, then by their last
-    value) and the latest ended, WINDOW in all, by number. Our studies set no constraints (Optuna
-    ranks infeasible trials last)."""
-    ended = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    if len(ended) <= WINDOW:
+ENDED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class Best:
+    """The GOOD best completed and GOOD best pruned trials of a study, by Optuna's ranking (completed by
+    value; pruned by how far they got, then by their last value), kept up to date as trials end: a
+    trial is ranked once, not at every proposal."""
+
+    def __init__(self):
+        self.seen: set[int] = set()  # numbers of the ended trials ranked
+        self.completed: list = []
+        self.pruned: list = []
+
+    def update(self, study: optuna.Study, trials: list) -> None:
+        new = [t for t in trials if t.number not in self.seen and t.state in ENDED]
+        if not new:
+            return
+        self.seen.update(t.number for t in new)
+        sign = -1 if study.direction == StudyDirection.MAXIMIZE else 1
+        completed = self.completed + [t for t in new if t.state == TrialState.COMPLETE]
+        pruned = self.pruned + [t for t in new if t.state == TrialState.PRUNED]
+        # in number order first: heapq.nsmallest keeps the earlier of a tie, as Optuna's stable sort does
+        self.completed = heapq.nsmallest(GOOD, _by_number(completed), key=lambda t: sign * t.value)
+        self.pruned = heapq.nsmallest(GOOD, _by_number(pruned), key=lambda t: _get_pruned_trial_score(t, study))
+
+    def numbers(self) -> set[int]:
+        return {t.number for t in self.completed + self.pruned}
+
+
+def windowed(study: optuna.Study, trials: list, best: Best | None = None) -> list:
+    """`trials` (ended ones, in number order: what TPE asks for without its constant liar) if WINDOW
+    or fewer; else the best (`best`, brought up to date) and the latest, WINDOW in all, in number
+    order. Our studies set no constraints (Optuna ranks infeasible trials last)."""
+    best = best or Best()
+    best.update(study, trials)
+    if len(best.seen) <= WINDOW:
         return trials
-    sign = -1 if study.direction == StudyDirection.MAXIMIZE else 1
-    completed = [t for t in ended if t.state == TrialState.COMPLETE]
-    pruned = [t for t in ended if t.state == TrialState.PRUNED]
-    best = heapq.nsmallest(GOOD, completed, key=lambda t: sign * t.value)
-    best += heapq.nsmallest(GOOD, pruned, key=lambda t: _get_pruned_trial_score(t, study))
-    kept = {t.number for t in best}
-    latest = [t for t in reversed(ended) if t.number not in kept][:WINDOW - len(kept)]
-    running = [t for t in trials if t.state not in (TrialState.COMPLETE, TrialState.PRUNED)]
-    return sorted(best + latest + running, key=lambda t: t.number)
+    kept = best.numbers()
+    latest = []
+    for t in reversed(trials):  # trials come in number order: only the window's end is read
+        if len(latest) == WINDOW - len(kept):
+            break
+        if t.state in ENDED and t.number not in kept:
+            latest.append(t)
+    return _by_number(best.completed + best.pruned + latest)
+
+
+def _by_number(trials: list) -> list:
+    return sorted(trials, key=lambda t: t.number)

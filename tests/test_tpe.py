@@ -86,3 +86,20 @@ def test_past_its_window_it_proposes_what_optunas_tpe_proposes_from_the_shown_tr
     optunas = study_of(shown, optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)).ask(
         fixed_distributions=SPACE).params
     assert ours == optunas
+
+
+def test_the_best_kept_as_trials_end_are_the_best_of_every_trial_and_are_not_pickled(monkeypatch):
+    import pickle
+
+    monkeypatch.setattr(tpe, "WINDOW", 300)
+    sampler = tpe.sampler(seed=0, startup_trials=10)
+    study = study_of(ended_trials(400, seed=2), sampler)
+    for trial in ended_trials(200, seed=3):  # trials end one by one, proposals between them
+        study.ask(fixed_distributions=SPACE)
+        study.add_trial(trial)
+    kept = sampler._best
+    fresh = tpe.Best()
+    fresh.update(study, study.get_trials(deepcopy=False, states=tpe.ENDED))
+    assert [t.number for t in kept.completed] == [t.number for t in fresh.completed]
+    assert [t.number for t in kept.pruned] == [t.number for t in fresh.pruned]
+    assert "_best" not in pickle.loads(pickle.dumps(sampler)).__dict__  # Tune's snapshots stay small

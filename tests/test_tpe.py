@@ -103,3 +103,4 @@ def test_the_best_kept_as_trials_end_are_the_best_of_every_trial_and_are_not_pic
     assert [t.number for t in kept.completed] == [t.number for t in fresh.completed]
     assert [t.number for t in kept.pruned] == [t.number for t in fresh.pruned]
     assert "_best" not in pickle.loads(pickle.dumps(sampler)).__dict__  # Tune's snapshots stay small
+    assert "_best" in sampler.__dict__  # pickling leaves the live sampler as it was

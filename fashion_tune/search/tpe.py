@@ -37,9 +37,8 @@ class WindowedTPE(optuna.samplers.TPESampler):
         return super()._sample(_Window(study, self._best), trial, search_space)
 
     def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_best", None)  # rebuilt from the study's trials after --resume
-        return state
+        # rebuilt from the study's trials after --resume (a copy: object.__getstate__ is the live __dict__)
+        return {key: value for key, value in self.__dict__.items() if key != "_best"}
 
 
 class _Window:

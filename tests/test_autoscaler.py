@@ -13,6 +13,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -109,19 +110,24 @@ def test_the_autoscaler_starts_the_node_type_a_study_asks_for_and_removes_idle_o
     started: dict[str, set[str]] = {}
     for name, resources in studies.items():
         before = {n["id"] for n in alive_nodes(address, env)}
-        done = subprocess.run(
+        search = subprocess.Popen(
             [sys.executable, "-m", "fashion_tune", "search", "--address", address, "--space", str(space),
              "--replay", str(path), "--replay-time-scale", "100", "--max-concurrent", "4", "--num-samples", "6",
              "--results-dir", str(tmp_path), "--name", name, *resources],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / f"{name}.log").open("w"))
+        seen: dict[str, str] = {}  # worker node -> its kind, while alive (a removed node's resources read empty)
+        while search.poll() is None:
+            nodes = alive_nodes(address, env) or []
+            seen.update({n["id"]: worker_kind(n) for n in nodes if n["alive"] and worker_kind(n)})
+            time.sleep(1)
+        assert search.wait(timeout=600) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
         rows = read_leaderboard(tmp_path / name)
         assert len(rows) == 6 and {r["status"] for r in rows} <= {"completed", "stopped early"}, rows
-        nodes = alive_nodes(address, env)
-        started[name] = {worker_kind(n) for n in nodes if n["id"] not in before} - {None}
-        # every trial ran on a worker the autoscaler started, none on the head (no CPUs there)
+        # every trial ran on a worker node seen while the study ran, none on the head (no CPUs there)
         ran_on = {node for r in rows for node in r["nodes"].split()}
-        assert ran_on <= {n["id"] for n in nodes if worker_kind(n)}, (ran_on, nodes)
+        assert ran_on and ran_on <= set(seen), (ran_on, seen)
+        started[name] = {seen[node] for node in ran_on}
+        assert {kind for node, kind in seen.items() if node not in before} <= started[name], (seen, before)
         # idle workers go (idle_timeout_minutes 0.1 in the test's config)
         wait_for(lambda: not [n for n in alive_nodes(address, env) if n["alive"] and worker_kind(n)],
                  timeout=180, what="the idle workers to be removed")

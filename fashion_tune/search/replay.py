@@ -114,8 +114,10 @@ def _every_config(space: SearchSpace):
 
 def replay_trial(config: dict, curves: Curves, time_scale: Optional[float]) -> None:
     """Tune's function trainable for a replayed trial: the recorded epochs, from its checkpoint on."""
+    import ray
     from ray import tune
 
+    where = {"node_id": ray.get_runtime_context().get_node_id()}  # in its results, as trainable.py reports it
     curve = curves.curve(config, config["seed"])
     checkpoint = tune.get_checkpoint()
     first = 0
@@ -126,7 +128,7 @@ def replay_trial(config: dict, curves: Curves, time_scale: Optional[float]) -> N
         recorded = curve[epoch]
         if time_scale:
             time.sleep(recorded["epoch_time_s"] * time_scale)
-        metrics = {"epoch": epoch + 1, **{k: recorded[k] for k in recording.EPOCH_KEYS}}
+        metrics = {"epoch": epoch + 1, **{k: recorded[k] for k in recording.EPOCH_KEYS}, **where}
         with tempfile.TemporaryDirectory() as folder:
             CheckpointDir(Path(folder)).state.write_text(json.dumps({"epoch": epoch + 1}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

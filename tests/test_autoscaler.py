@@ -131,7 +131,9 @@ def test_the_autoscaler_starts_the_node_type_a_study_asks_for_and_removes_idle_o
         # idle workers go (idle_timeout_minutes 0.1 in the test's config)
         wait_for(lambda: not [n for n in alive_nodes(address, env) if n["alive"] and worker_kind(n)],
                  timeout=180, what="the idle workers to be removed")
-    assert started["cpu"] == {"cpu_worker"}, started
+    # A CPU study is served by cpu_workers; Ray may also place CPU trials on a gpu_worker (it has CPUs),
+    # as it did once in CI. A GPU study runs on gpu_workers only.
+    assert "cpu_worker" in started["cpu"], started
     assert started["gpu"] == {"gpu_worker"}, started
     for name in studies:
         assert json.loads((tmp_path / name / "study.json").read_text())["finished_at"]

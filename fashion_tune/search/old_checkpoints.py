@@ -10,17 +10,19 @@ trial-epoch at 100 trials, 14.1 at 1,000).
 Here Tune keeps every checkpoint (num_to_keep=None: no forced snapshots; Tune snapshots on its own
 clock, at most 5% of the time), and this callback deletes a trial's checkpoints older than the one
 a snapshot named, once that snapshot is in the study's folder: --resume after a crash or SIGKILL
-restores from a checkpoint that still exists. A trial keeps its newest checkpoint, and while it runs
-the few saved since the last snapshot (a driver killed outright leaves those few, until the run that
-resumes the study ends: tests/test_replay.py kills one). Tune pickles this callback with the study, and --resume
-unpickles it by its module path.
+restores from a checkpoint that still exists. "That snapshot" is told by Tune's step count, which
+each snapshot holds: Tune copies snapshots to the study's folder in the background and skips a copy
+while the one before is still going, so a file written there after a snapshot may hold the one
+before it (a file's time once let this callback delete a checkpoint the stored snapshot named).
+A trial keeps its newest checkpoint, and while it runs the few saved since the last snapshot (a driver
+killed outright leaves those few, until the run that resumes the study ends: tests/test_replay.py
+kills one). Tune pickles this callback with the study, and --resume unpickles it by its module path.
 """
 
 from __future__ import annotations
 
-import math
 import posixpath
-import time
+import re
 from collections import defaultdict
 
 import pyarrow.fs
@@ -35,8 +37,15 @@ class OldCheckpoints(Callback):
     def __init__(self):
         self._saved: dict[str, list] = defaultdict(list)  # trial id -> its checkpoints this run, oldest first
         self._named: dict[str, str] = {}  # trial id -> the newest checkpoint's path at the last snapshot
-        self._named_at = 0.0  # when that snapshot was written
+        self._named_step = 0  # Tune's step count written in that snapshot
+        self._step = 0  # Tune's step count, as Tune tells its callbacks
         self._storage = None  # the study's StorageContext, from the first trial that saves one
+
+    def on_step_begin(self, iteration, trials, **info):
+        self._step = iteration  # a snapshot taken in this step holds it
+
+    def on_step_end(self, iteration, trials, **info):
+        self._step = iteration  # the last snapshot, after Tune's last step, holds this one
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         self._saved[trial.trial_id].append(checkpoint)
@@ -48,14 +57,14 @@ class OldCheckpoints(Callback):
         noted."""
         self._delete_unnamed()
         self._named = {trial_id: saved[-1].path for trial_id, saved in self._saved.items() if saved}
-        self._named_at = time.time()
+        self._named_step = self._step
         return None  # nothing to restore: a resumed study starts with no checkpoints of its run
 
     def on_experiment_end(self, trials, **info):
         """Tune stored its last snapshot (forced, waited for) before ending: the checkpoint it names
         for each trial is all a --resume needs. The older ones go, those a driver killed outright
         left behind in an earlier run included."""
-        if not self._storage or not self._snapshot_stored_since(self._named_at, waited_for=True):
+        if not self._storage or not self._snapshot_stored(self._named_step):
             return
         for trial in trials:
             if trial.checkpoint is not None:
@@ -65,7 +74,7 @@ class OldCheckpoints(Callback):
         return OldCheckpoints, ()  # the study's pickle holds a fresh one: the lists are this run's
 
     def _delete_unnamed(self) -> None:
-        if not self._named or not self._snapshot_stored_since(self._named_at):
+        if not self._named or not self._snapshot_stored(self._named_step):
             return
         for trial_id, path in self._named.items():
             saved = self._saved[trial_id]
@@ -78,18 +87,23 @@ class OldCheckpoints(Callback):
             self._saved[trial_id] = saved[keep:]
         self._named = {}
 
-    def _snapshot_stored_since(self, when: float, waited_for: bool = False) -> bool:
-        """Whether the study's storage holds a snapshot of Tune's written after `when` (Tune copies
-        its snapshots there in the background; a copy's time is when it was made). An object store
-        gives whole seconds: a snapshot stored in the second of `when` counts only if it is the one
-        Tune waited for (its last), lest the one stored just before `when` be taken for it."""
+    def _snapshot_stored(self, step: int) -> bool:
+        """Whether the newest snapshot in the study's storage (the one --resume reads) was written at
+        Tune's step `step` or later. Its step count sits near its end (Tune writes runner_data after the
+        trials); a file caught while it is copied reads as an earlier step or none."""
         fs, folder = self._storage.storage_filesystem, self._storage.experiment_fs_path
-        states = fs.get_file_info(pyarrow.fs.FileSelector(folder))
-        newest = max((info.mtime.timestamp() for info in states
-                      if info.type == pyarrow.fs.FileType.File and _is_snapshot(info.base_name)), default=0.0)
-        if isinstance(fs, pyarrow.fs.LocalFileSystem):
-            return newest >= when
-        return newest >= (math.floor(when) if waited_for else math.floor(when) + 1)
+        names = [info.base_name for info in fs.get_file_info(pyarrow.fs.FileSelector(folder))
+                 if info.type == pyarrow.fs.FileType.File and _is_snapshot(info.base_name)]
+        if not names:
+            return False
+        with fs.open_input_file(posixpath.join(folder, max(names))) as snapshot:  # Tune's choice: max name
+            size = snapshot.size()
+            snapshot.seek(max(0, size - _TAIL_BYTES))
+            counts = _STEP.findall(snapshot.read())
+            if not counts and size > _TAIL_BYTES:  # a runner state larger than usual: read it all
+                snapshot.seek(0)
+                counts = _STEP.findall(snapshot.read())
+        return bool(counts) and int(counts[-1]) >= step
 
 
 def _delete_older_than(checkpoint) -> None:
@@ -101,6 +115,10 @@ def _delete_older_than(checkpoint) -> None:
         if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_") \
                 and info.base_name < name:
             fs.delete_dir(info.path)
+
+
+_STEP = re.compile(rb'"_iteration": (\d+)')  # TuneController's step count, in a snapshot's runner_data
+_TAIL_BYTES = 16 * 1024  # it sits about 1.2 KB from the end at 10,000 trials
 
 
 def _is_snapshot(name: str) -> bool:

@@ -59,7 +59,9 @@ def in_object_storage(results_dir: str | os.PathLike) -> bool:
 def on_this_disk(filesystem: pyarrow.fs.FileSystem, path: str) -> Path:
     """Where a study's file or folder at `path` on `filesystem` (Tune's storage) is on this disk:
     the path itself on a local file system, else its place in the working copy."""
-    if isinstance(filesystem, pyarrow.fs.LocalFileSystem):
+    from fashion_tune import whole_files
+
+    if whole_files.is_this_disk(filesystem):
         return Path(path)
     return cache_root() / filesystem.type_name / path
 

@@ -179,11 +179,14 @@ def study_dir(results_dir: str, name: str) -> StudyDir:
 
 def tune_storage(results_dir: str) -> tuple[str, Any]:
     """Where Tune stores the study's experiment (its snapshots, the trials' checkpoints): the folder
-    on this disk, or the bucket's path and file system (storage.Bucket: bounded waits)."""
+    on this disk, each file written whole (whole_files.py), or the bucket's path and file system
+    (storage.Bucket: bounded waits)."""
     if storage.in_object_storage(results_dir):
         bucket = storage.Bucket(results_dir)
         return bucket.path, bucket.filesystem
-    return str(Path(results_dir).expanduser().resolve()), None
+    from fashion_tune import whole_files
+
+    return str(Path(results_dir).expanduser().resolve()), whole_files.filesystem()
 
 
 def reproduce_command(settings: SearchSettings, data_settings: DataSettings) -> str:

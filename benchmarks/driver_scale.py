@@ -86,6 +86,8 @@ def instrument() -> None:
 
     searcher.StoppedTrialsArePruned.suggest = timed_ask
     timed(searcher.StoppedTrialsArePruned, "on_trial_result", "optuna write per epoch")
+    if hasattr(searcher.SoleWriter, "write_held"):  # absent before optuna.db was written in batches
+        timed(searcher.SoleWriter, "write_held", "optuna.db batches (within TPE ask and optuna write per epoch)")
     timed(TuneController, "checkpoint", "Tune snapshot")
     timed(storage, "_upload_to_fs_path", "snapshot copied to the study (background thread)")
     if old_checkpoints:  # absent before the fixes (run from an older checkout to compare)

@@ -94,14 +94,72 @@ def test_the_driver_holds_what_optuna_db_holds(tmp_path):
         elif number % 4 != 2:  # every fourth stays running
             study.tell(trial, 0.6 + 0.01 * number)
     study.ask(fixed_distributions=space).report(0.4, 1)  # running, one epoch
-
-    def seen(trials):
-        return [(t.number, t.state, t.params, t.distributions, t.intermediate_values, t.user_attrs, t.value,
-                 t.datetime_complete) for t in trials]
+    study._storage.write_held()  # as the searcher does after a proposal and at each snapshot
 
     from_file = optuna.load_study(study_name="held", storage=url).trials
     assert seen(study.trials) == seen(from_file) and len(from_file) == 13
     assert {t.state.name for t in from_file} == {"COMPLETE", "PRUNED", "RUNNING"}
+
+
+def seen(trials):
+    return [(t.number, t.state, t.params, t.distributions, t.intermediate_values, t.user_attrs, t.value,
+             t.datetime_complete) for t in trials]
+
+
+def test_parameters_and_epoch_values_are_written_together_and_before_a_trials_end(tmp_path):
+    """SoleWriter holds a proposal's parameters and each epoch's value, TPE reading them at once, and
+    writes them in one statement: when told to, once a second, and before any trial's state changes."""
+    from fashion_tune.search.searcher import SoleWriter
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    writer = SoleWriter(url)
+    writer.WRITE_EVERY_S = 3600  # the second's rule, tested last
+    study = optuna.create_study(storage=writer, study_name="held", direction="maximize")
+    space = {"learning_rate": od.FloatDistribution(1e-4, 1e-2, log=True),
+             "filters": od.CategoricalDistribution([8, 16])}
+
+    def from_file():
+        return optuna.load_study(study_name="held", storage=url).trials
+
+    first, second = study.ask(fixed_distributions=space), study.ask(fixed_distributions=space)
+    assert set(study.trials[0].params) == set(space) and from_file()[0].params == {}  # held, not written
+    writer.write_held()
+    assert seen(from_file()) == seen(study.trials)
+    first.report(0.5, 1)
+    first.report(0.6, 2)
+    writer.set_trial_intermediate_value(first._trial_id, 2, 0.61)  # an epoch trained again
+    second.report(0.3, 1)
+    assert study.trials[0].intermediate_values == {1: 0.5, 2: 0.61} and from_file()[0].intermediate_values == {}
+    study.tell(first, 0.61)  # written before the trial's end: every trial's values so far
+    assert seen(from_file()) == seen(study.trials)
+    assert from_file()[0].intermediate_values == {1: 0.5, 2: 0.61} and from_file()[1].intermediate_values == {1: 0.3}
+    writer.WRITE_EVERY_S = 0
+    second.report(0.4, 2)  # the second passed
+    assert from_file()[1].intermediate_values == {1: 0.3, 2: 0.4}
+    with pytest.raises(ValueError, match="Cannot set different distribution kind"):
+        study.ask(fixed_distributions={"filters": od.FloatDistribution(8, 16)})  # Optuna's check, kept
+
+
+def test_a_proposal_a_killed_driver_never_wrote_is_marked_failed_on_resume(tmp_path):
+    """The driver killed between a proposal and its write: optuna.db holds a running trial without
+    parameters that the saved searcher does not know; --resume marks it failed (searcher.restore), as
+    it does any proposal made after the last snapshot, and TPE never reads it."""
+    from fashion_tune.search.searcher import SoleWriter, StoppedTrialsArePruned
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = make_searcher(StoppedTrialsArePruned, SoleWriter(url))
+    run_trial(searcher, "done", [0.5, 0.6, 0.7])
+    searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's snapshot
+    killed = SoleWriter(url)  # the driver after it: a proposal made, its parameters held, then killed
+    optuna.load_study(study_name="unit", storage=killed).ask(
+        fixed_distributions={"learning_rate": od.FloatDistribution(1e-4, 1e-2, log=True)})
+    assert [bool(t.params) for t in optuna.load_study(study_name="unit", storage=url).trials] == [True, False]
+
+    resumed = make_searcher(StoppedTrialsArePruned, optuna.storages.InMemoryStorage())
+    resumed.storage_now = url
+    resumed.restore(str(tmp_path / "searcher.pkl"))
+    trials = optuna.load_study(study_name="unit", storage=url).trials
+    assert [(t.state.name, bool(t.params)) for t in trials] == [("COMPLETE", True), ("FAIL", False)]
 
 
 def test_a_spent_time_budget_completes_a_trial_that_logged_its_last_epoch_and_prunes_the_rest(tmp_path):

@@ -33,6 +33,7 @@ once itself.
 # annotations (request: Request) at run time, and Request is imported inside build_app.
 import errno
 import logging
+import os
 import signal
 import socket
 from importlib import resources
@@ -288,6 +289,10 @@ def serve_forever(export: ExportDir, host: str, port: int, replicas: int, max_mb
         ray_start.join_cluster(address, connect_timeout)
     else:
         check_can_listen(host, port)
+        # Serve kills an HTTP proxy not ready within 5 s and serve.start() then fails: on a busy 2-core
+        # machine (a search beside it) starting one took longer (CI, 2026-12-06). A local Ray's
+        # processes inherit this; a cluster's are set when it starts.
+        os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
         ray_start.start_local()
     # SIGTERM (a service manager, `kill`) stops the service as Ctrl-C does: Ray's own handler
     # would end the driver with a C++ stack dump and leave the cleanup undone.

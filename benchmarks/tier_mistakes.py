@@ -84,9 +84,9 @@ def corrupted_as_decoded(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     tier = robustness.TIER_NAMES.index("corrupted")
     kinds, decoded = [], np.zeros(images.shape + (1,), np.float32)
     for i, image in enumerate(images):
-        # the renderer's first draw is the corruption (robustness.render_corrupted)
-        kinds.append(robustness.CORRUPTIONS[int(robustness._rng(0, tier, i).integers(len(robustness.CORRUPTIONS)))])
-        jpeg = robustness.render_corrupted(image, robustness._rng(0, tier, i))
+        # the corruption render_corrupted gives this image, then the image it renders
+        kinds.append(robustness.drawn_corruption(robustness.image_rng(0, tier, i)))
+        jpeg = robustness.render_corrupted(image, robustness.image_rng(0, tier, i))
         decoded[i, :, :, 0] = np.asarray(Image.open(io.BytesIO(jpeg)).convert("L"), np.float32) / 255.0
     return np.array(kinds), decoded
 

@@ -127,12 +127,17 @@ def render_light_on_dark(image: np.ndarray, rng) -> bytes:
 CORRUPTIONS = ("blur", "noise", "contrast", "brightness", "jpeg")
 
 
+def drawn_corruption(rng) -> str:
+    """Which corruption render_corrupted gives an image: its generator's first draw."""
+    return CORRUPTIONS[int(rng.integers(len(CORRUPTIONS)))]
+
+
 def render_corrupted(image: np.ndarray, rng) -> bytes:
     """Fashion-MNIST-C style: one corruption, at a random severity, of the 28x28 image itself."""
     from scipy import ndimage
 
     x = image.astype(np.float32) / 255.0
-    kind = CORRUPTIONS[int(rng.integers(len(CORRUPTIONS)))]
+    kind = drawn_corruption(rng)
     quality = 95
     if kind == "blur":
         x = ndimage.gaussian_filter(x, rng.uniform(0.5, 1.0))
@@ -160,7 +165,8 @@ TIERS = (
 TIER_NAMES = tuple(t.name for t in TIERS)
 
 
-def _rng(seed: int, tier: int, index: int):
+def image_rng(seed: int, tier: int, index: int):
+    """The generator image `index` is rendered with under tier number `tier` (seed: evaluate's 0)."""
     return np.random.default_rng([seed, tier, index])
 
 
@@ -173,7 +179,7 @@ def _inputs_of_chunk(tiers: np.ndarray, images: np.ndarray, first: int, seed: in
     missing = np.zeros(len(images), bool)
     for i, (tier_index, image) in enumerate(zip(tiers, images)):
         tier = TIERS[tier_index]
-        jpeg = tier.render(image, _rng(seed, int(tier_index), first + i))
+        jpeg = tier.render(image, image_rng(seed, int(tier_index), first + i))
         try:
             inputs[i] = photos.to_model_input_from_bytes(jpeg, f"{tier.name} #{first + i}")
         except photos.NoGarmentFound:
@@ -199,7 +205,7 @@ def tier_inputs(tier_index: int, images: np.ndarray, seed: int, pool=None) -> tu
 
 def examples(tier_index: int, images: np.ndarray, seed: int, count: int = EXAMPLES) -> list[bytes]:
     """The JPEGs of a tier's first `count` photos, for the report's example strip."""
-    return [TIERS[tier_index].render(image, _rng(seed, tier_index, i)) for i, image in enumerate(images[:count])]
+    return [TIERS[tier_index].render(image, image_rng(seed, tier_index, i)) for i, image in enumerate(images[:count])]
 
 
 def process_pool(workers: int | None = None):

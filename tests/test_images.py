@@ -80,7 +80,7 @@ def framed(original: np.ndarray) -> bytes:
 
 def tier(name: str):
     index = robustness.TIER_NAMES.index(name)
-    return lambda original, i: robustness.TIERS[index].render(original, robustness._rng(0, index, i))
+    return lambda original, i: robustness.TIERS[index].render(original, robustness.image_rng(0, index, i))
 
 
 CONDITIONS = {

@@ -18,7 +18,7 @@ def originals(fashion_dir) -> np.ndarray:
 
 def photo(tier: str, original: np.ndarray, index: int = 0, seed: int = 0) -> np.ndarray:
     number = robustness.TIER_NAMES.index(tier)
-    jpeg = robustness.TIERS[number].render(original, robustness._rng(seed, number, index))
+    jpeg = robustness.TIERS[number].render(original, robustness.image_rng(seed, number, index))
     assert jpeg[:2] == b"\xff\xd8"  # every tier is sent as a JPEG
     return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"), np.float32) / 255
 
@@ -30,9 +30,9 @@ def corners(pixels: np.ndarray) -> np.ndarray:
 def test_the_same_seed_draws_the_same_photo_and_another_seed_another(originals):
     number = robustness.TIER_NAMES.index("uneven_light")
     render = robustness.TIERS[number].render
-    first = render(originals[0], robustness._rng(0, number, 0))
-    assert render(originals[0], robustness._rng(0, number, 0)) == first
-    assert render(originals[0], robustness._rng(1, number, 0)) != first
+    first = render(originals[0], robustness.image_rng(0, number, 0))
+    assert render(originals[0], robustness.image_rng(0, number, 0)) == first
+    assert render(originals[0], robustness.image_rng(1, number, 0)) != first
 
 
 def test_each_tier_draws_its_conditions(originals):

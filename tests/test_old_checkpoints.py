@@ -43,6 +43,14 @@ def store_snapshot(folder, step: int, runner_padding: int = 0, cut_at: str | Non
     (folder / SNAPSHOT).write_text(text[:text.index(cut_at)] if cut_at else text)
 
 
+def named_at(step: int, folder, trial, callback) -> None:
+    """Checkpoints 1 and 2 saved in Tune's step `step`, and that step's snapshot naming 2."""
+    callback.on_step_begin(iteration=step, trials=[trial])
+    save(folder, trial, callback, 1)
+    save(folder, trial, callback, 2)
+    callback.get_state()
+
+
 def kept(folder) -> list[str]:
     return sorted(path.name for path in (folder / "trial_a").iterdir())
 
@@ -66,10 +74,7 @@ def test_a_snapshot_of_the_step_before_keeps_the_checkpoints_it_may_name(study):
 
 def test_a_snapshot_of_the_naming_step_lets_the_older_checkpoints_go(study):
     folder, trial, callback = study
-    callback.on_step_begin(iteration=4, trials=[trial])
-    save(folder, trial, callback, 1)
-    save(folder, trial, callback, 2)
-    callback.get_state()
+    named_at(4, folder, trial, callback)
     store_snapshot(folder, 4)
     callback.on_step_begin(iteration=5, trials=[trial])
     save(folder, trial, callback, 3)
@@ -83,10 +88,7 @@ def test_a_snapshot_caught_while_copied_counts_only_with_its_whole_step(study, c
     """Cut inside the step count it reads as an earlier step (55 as 5); cut before it, as none; cut
     after it, the trials' states are whole."""
     folder, trial, callback = study
-    callback.on_step_begin(iteration=55, trials=[trial])
-    save(folder, trial, callback, 1)
-    save(folder, trial, callback, 2)
-    callback.get_state()
+    named_at(55, folder, trial, callback)
     callback.on_step_begin(iteration=56, trials=[trial])
     store_snapshot(folder, 55, cut_at=cut_at)
     callback.get_state()
@@ -95,10 +97,7 @@ def test_a_snapshot_caught_while_copied_counts_only_with_its_whole_step(study, c
 
 def test_a_runner_state_larger_than_the_tail_read_is_read_whole(study):
     folder, trial, callback = study
-    callback.on_step_begin(iteration=7, trials=[trial])
-    save(folder, trial, callback, 1)
-    save(folder, trial, callback, 2)
-    callback.get_state()
+    named_at(7, folder, trial, callback)
     store_snapshot(folder, 7, runner_padding=40_000)
     callback.get_state()
     assert kept(folder) == ["checkpoint_000002"]

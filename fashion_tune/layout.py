@@ -50,9 +50,10 @@ TRIAL_PARAMS, TRIAL_RESULTS, TRIAL_ERROR = "params.json", "result.json", "error.
 TUNER_STATE, EXPERIMENT_STATES, SEARCHER_STATES = "tuner.pkl", "experiment_state-*.json", "searcher-state-*.pkl"
 LATEST_EXPORT = "LATEST_EXPORT"
 BASELINES_DIR = "baselines"
-# The reference study's export, committed with the repository: what a newcomer classifies with
-# right after installing. Present in a source checkout (and an editable install), not in a wheel.
-REFERENCE_EXPORT = Path(__file__).resolve().parents[1] / "results" / "reference" / "model"
+# The committed model, what a newcomer classifies with right after installing: the reference study's
+# best configuration trained on photo views too (results/photos/, issue 32). Present in a source
+# checkout (and an editable install), not in a wheel.
+REFERENCE_EXPORT = Path(__file__).resolve().parents[1] / "results" / "photos" / "model"
 # This machine's cache: working copies of studies in a bucket (storage.py), training images rendered
 # as photos (photo_views.py). Anything in it can be deleted; it is made again when needed.
 CACHE_ENV = "FASHION_TUNE_CACHE"

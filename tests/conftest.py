@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "search_spaces"
-REFERENCE_EXPORT = ROOT / "results" / "reference" / "model"
+REFERENCE_EXPORT = ROOT / "results" / "photos" / "model"  # layout.REFERENCE_EXPORT, the committed model
 # Where this project's machines (and CI) keep the official files; FASHION_TUNE_DATA wins.
 SHARED_DATA = ROOT.parent / "shared" / "data" / "fashion-mnist"
 

@@ -10,14 +10,22 @@ import contextlib
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, Iterator
+
+
+def partial_path(path: Path) -> Path:
+    """Where a file is written before it is renamed to `path`: hidden beside it, named for this
+    process and thread (two writers of one file never share it)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
 
 
 def write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     # open() rather than a temporary file: the file gets the usual permissions (umask), not 0600.
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial = partial_path(path)
     try:
         with open(partial, "wb") as f:
             f.write(data)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import io
 import os
-import threading
 
 import pyarrow
 import pyarrow.fs
+
+from fashion_tune import atomic
 
 
 def filesystem() -> pyarrow.fs.FileSystem:
@@ -90,13 +91,12 @@ class WholeFiles(pyarrow.fs.FileSystemHandler):
 
 
 class _Replacing(io.FileIO):
-    """A file written beside `path` (atomic.py's partial name, with its thread: Tune copies files on
-    several threads) and renamed over it when closed; one whose write failed, or that was dropped
-    without being closed, is removed instead."""
+    """A file written at atomic.partial_path (Tune copies files on several threads: the name holds the
+    thread) and renamed over `path` when closed; one whose write failed, or that was dropped without
+    being closed, is removed instead."""
 
     def __init__(self, path: str):
-        head, name = os.path.split(path)
-        self._path, self._partial = path, os.path.join(head, f".{name}.{os.getpid()}.{threading.get_ident()}.partial")
+        self._path, self._partial = path, str(atomic.partial_path(path))
         self._failed = False
         super().__init__(self._partial, "wb")
 

@@ -100,7 +100,7 @@ def instrument() -> None:
     timed(results, "write_reports", "leaderboard + summary")
 
 
-def run(trials: int, args, studies: Path) -> dict:
+def run(trials: int, args, studies: Path, out: Path) -> dict:
     from fashion_tune.search import new_study
 
     SPENT.clear()
@@ -110,25 +110,56 @@ def run(trials: int, args, studies: Path) -> dict:
     flags = {"space": args.space, "name": name, "results_dir": str(studies), "num_samples": trials,
              "cpus_per_trial": 2 / args.at_once, "max_concurrent": args.at_once, "replay": args.recording,
              "tpe_startup_trials": 10}
-    cpu, wall = time.process_time(), time.perf_counter()
+    within = Within(trials, studies / name, out.with_name(f"{out.stem}-within-{trials}.json"))
     new_study(flags, {})
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    study = studies / name
-    epochs = sum(len(f.read_text().splitlines()) for f in study.glob("trial_*/result.json"))
-    db = study / "optuna.db"
-    late = [s for n, s in ASKS if n >= trials * 0.9]
-    early = [s for n, s in ASKS if n <= max(10, trials * 0.1)]
-    return {
-        "trials": trials, "trial_epochs": epochs, "wall_s": round(wall, 1), "driver_cpu_s": round(cpu, 1),
-        "driver_cpu_ms_per_trial_epoch": round(1000 * cpu / epochs, 2),
-        "wall_ms_per_trial_epoch": round(1000 * wall / epochs, 2),
-        "tpe_ask_ms_first_tenth": round(1000 * statistics.fmean(early), 2) if early else None,
-        "tpe_ask_ms_last_tenth": round(1000 * statistics.fmean(late), 2) if late else None,
-        "optuna_db_bytes": db.stat().st_size,
-        "driver_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "seconds_by_part": {label: round(sum(s), 2) for label, s in sorted(SPENT.items())},
-        "ms_per_trial_epoch_by_part": {label: round(1000 * sum(s) / epochs, 3) for label, s in sorted(SPENT.items())},
-    }
+    epochs = sum(len(f.read_text().splitlines()) for f in (studies / name).glob("trial_*/result.json"))
+    return within.figures(trials, epochs)
+
+
+class Within:
+    """The study's figures so far, each time its ended trials reach a milestone (100, 300, 1,000, ...):
+    the growth within one study, and what a long study measured if it is stopped before its end (the
+    file is rewritten at each milestone)."""
+
+    MILESTONES = (100, 300, 1000, 3000, 10000, 30000, 100000)
+
+    def __init__(self, trials: int, study: Path, path: Path):
+        from fashion_tune.search import searcher
+
+        self.trials, self.study, self.path, self.ended, self.rows = trials, study, path, 0, []
+        self.cpu, self.wall = time.process_time(), time.perf_counter()
+        complete = searcher.StoppedTrialsArePruned.on_trial_complete
+        if hasattr(complete, "__wrapped__"):
+            complete = complete.__wrapped__  # the wrapper of the study before
+
+        @functools.wraps(complete)
+        def counted(searcher_self, *args, **kwargs):
+            complete(searcher_self, *args, **kwargs)
+            self.ended += 1
+            if self.ended in self.MILESTONES and self.ended < self.trials:
+                self.rows.append(self.figures(self.ended, len(SPENT["optuna write per epoch"])))
+                self.path.write_text(json.dumps({"study_trials": self.trials, "rows": self.rows}, indent=1) + "\n")
+
+        searcher.StoppedTrialsArePruned.on_trial_complete = counted
+
+    def figures(self, ended: int, epochs: int) -> dict:
+        """The driver's costs from the study's start to now, when `ended` trials have ended."""
+        cpu, wall = time.process_time() - self.cpu, time.perf_counter() - self.wall
+        late = [s for n, s in ASKS if n >= ended * 0.9]
+        early = [s for n, s in ASKS if n <= max(10, ended * 0.1)]
+        db = self.study / "optuna.db"
+        return {
+            "trials": ended, "trial_epochs": epochs, "wall_s": round(wall, 1), "driver_cpu_s": round(cpu, 1),
+            "driver_cpu_ms_per_trial_epoch": round(1000 * cpu / epochs, 2),
+            "wall_ms_per_trial_epoch": round(1000 * wall / epochs, 2),
+            "tpe_ask_ms_first_tenth": round(1000 * statistics.fmean(early), 2) if early else None,
+            "tpe_ask_ms_last_tenth": round(1000 * statistics.fmean(late), 2) if late else None,
+            "optuna_db_bytes": db.stat().st_size if db.exists() else None,
+            "driver_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "seconds_by_part": {label: round(sum(s), 2) for label, s in sorted(SPENT.items())},
+            "ms_per_trial_epoch_by_part": {label: round(1000 * sum(s) / epochs, 3)
+                                           for label, s in sorted(SPENT.items())},
+        }
 
 
 def growth(rows: list[dict], key: str) -> list[float]:
@@ -180,7 +211,7 @@ def main() -> None:
     ray_start.start_local(num_cpus=2)
     rows = []
     for trials in args.trials:
-        rows.append(run(trials, args, studies))
+        rows.append(run(trials, args, studies, Path(args.out)))
         print(json.dumps(rows[-1]), flush=True)
     keys = ["driver_cpu_s", "optuna_db_bytes", "tpe_ask_ms_last_tenth", "driver_peak_rss_mib"]
     recording = Path(args.recording)

@@ -67,6 +67,10 @@ def analyse(study: StudyDir, name: str, seed: int) -> Optional[Insights]:
                                     f"need at least {MIN_COMPLETED}")
     elif len(searched) < 2:
         found.why_no_importances = "a single searched hyperparameter: nothing to rank it against"
+    elif len({t.value for t in completed}) < 2 or len({tuple(sorted(t.params.items())) for t in completed}) < 2:
+        # fANOVA fails on it ("zero total variance"): the proposals settled on one configuration, or all scored alike
+        found.why_no_importances = (f"the {len(completed)} trials that ran their full budget all had the same "
+                                    f"configuration or the same value: nothing varies to rank")
     else:
         evaluators = {EVALUATORS[0]: optuna.importance.FanovaImportanceEvaluator(seed=seed),
                       EVALUATORS[1]: optuna.importance.PedAnovaImportanceEvaluator()}

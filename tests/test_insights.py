@@ -56,6 +56,31 @@ def test_too_few_full_budget_trials_give_no_importances_only_plots(tmp_path):
     assert "param_importances" not in text and "(insights/intermediate_values.png)" in text
 
 
+@pytest.mark.parametrize("settled_on", ["one configuration", "one value"])
+def test_trials_that_do_not_vary_give_no_importances_and_the_report_is_written(tmp_path, settled_on):
+    """TPE on a small space can propose one configuration again and again (a replayed study of 32
+    trials on 6 configurations did): fANOVA then fails ("zero total variance"), which ended the
+    study's reports with an error."""
+    study = StudyDir(tmp_path / "s")
+    study.path.mkdir(parents=True)
+    stored = optuna.create_study(study_name="s", storage=study.optuna_storage, direction="maximize")
+    for number in range(12):
+        trial = stored.ask()
+        if settled_on == "one configuration":  # every trial the same, scoring a little differently
+            trial.suggest_float("learning_rate", 1e-3, 1e-3)
+            trial.suggest_float("dropout", 0.2, 0.2)
+            stored.tell(trial, 0.9 + 0.001 * number)
+        else:  # every trial different, all scoring alike
+            trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)
+            trial.suggest_float("dropout", 0.0, 0.5)
+            stored.tell(trial, 0.9)
+    found = insights.analyse(study, "s", seed=0)
+    assert found.importances == {}
+    text = "\n".join(insights.markdown(found, study, tmp_path / "s"))
+    assert ("No importances: the 12 trials that ran their full budget all had the same configuration or the same "
+            "value: nothing varies to rank") in text
+
+
 def test_a_study_without_optuna_db_says_so(tmp_path):
     study = StudyDir(tmp_path / "old")
     assert insights.analyse(study, "old", seed=0) is None

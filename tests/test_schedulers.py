@@ -148,6 +148,52 @@ def test_every_scheduler_names_a_trials_folder_as_it_is_added(name):
     assert trial.named
 
 
+class Listed:
+    """Tune's controller as a scheduler sees it choose: its trials in the order added, and the live ones
+    (all but the terminated: Tune's set keeps a failed trial until it stops it)."""
+
+    def __init__(self):
+        self.trials: list[Run] = []
+
+    def add(self, trial: Run, scheduler) -> None:
+        self.trials.append(trial)
+        scheduler.on_trial_add(self, trial)
+
+    def get_trials(self) -> list[Run]:
+        return self.trials
+
+    def get_live_trials(self) -> set[Run]:
+        return {t for t in self.trials if t.status != Trial.TERMINATED}
+
+
+@pytest.mark.parametrize("name", ["asha", "i-epoch", "none"])
+def test_the_trial_started_next_is_the_one_rays_fifo_scheduler_chooses(name):
+    """schedulers.ChoosesAmongLiveTrials looks among the live trials, not every trial as Ray's
+    FIFOScheduler does at each step of Tune's loop: its choice is still Ray's, over random studies whose
+    trials are added, start, pause, end, fail and recover (Tune adds a recovered trial again, last)."""
+    from ray.tune.schedulers import FIFOScheduler
+
+    rng = random.Random(0)
+    statuses = [Trial.PENDING, Trial.RUNNING, Trial.PAUSED, Trial.TERMINATED, Trial.ERROR]
+    for study in range(300):
+        scheduler = schedulers.make(name, GRACE, REDUCTION, MAX_EPOCHS)
+        scheduler.set_search_properties("val_accuracy", "max")
+        controller = Listed()
+        for step in range(40):
+            action = rng.random()
+            if action < 0.3 or not controller.trials:
+                controller.add(Run(f"t{step}", 0, Trial.PENDING, 0.5), scheduler)
+            elif action < 0.4:  # recovered after a failure: Tune moves it last and adds it again
+                recovered = rng.choice(controller.trials)
+                controller.trials.remove(recovered)
+                recovered.status = Trial.PENDING
+                controller.add(recovered, scheduler)
+            else:
+                rng.choice(controller.trials).status = rng.choice(statuses)
+            expected = FIFOScheduler().choose_trial_to_run(controller)
+            assert scheduler.choose_trial_to_run(controller) is expected, (study, step, controller.trials)
+
+
 class Restored:
     """A trial as Tune hands it to a new scheduler on --resume: its last result, and its folder."""
 

@@ -13,7 +13,10 @@ real driver. Measured for each trial count, by timing the driver's own methods w
   memory                       this process's peak resident set
 
 Prints a table and writes --out (scale.json): for each trial count, every figure above, and the
-growth exponent between counts (1 is linear). --epochs gives the trials a shorter budget than the
+growth exponent between counts (1 is linear). Each study's figures are also taken as it goes, when
+its ended trials reach 100, 300, 1,000, 3,000, ... (written to OUT-within-N.json as they come, so a
+study stopped early leaves them): in scale.json the largest study's, and what a trial-epoch cost the
+driver between those milestones, its growth apart from the start-up. --epochs gives the trials a shorter budget than the
 space's (a copy of the space with that budget, written beside the studies): on the recorded space
 TPE + ASHA sends more and more trials to the full budget as a study grows (15.6 trial-epochs a trial
 at 1,000 trials of 27 epochs), so 10,000 trials of 27 epochs would take this 2-core machine hours;
@@ -113,7 +116,29 @@ def run(trials: int, args, studies: Path, out: Path) -> dict:
     within = Within(trials, studies / name, out.with_name(f"{out.stem}-within-{trials}.json"))
     new_study(flags, {})
     epochs = sum(len(f.read_text().splitlines()) for f in (studies / name).glob("trial_*/result.json"))
-    return within.figures(trials, epochs)
+    return {**within.figures(trials, epochs), "within_study": within.rows}
+
+
+def windows(rows: list[dict]) -> list[dict]:
+    """Between successive milestones of one study (cumulative rows): what a trial-epoch cost the
+    driver there, so growth shows apart from the start-up. The study's end writes its reports once
+    (leaderboard + summary, timed apart): left out of the last window's driver CPU."""
+    out = []
+    for a, b in zip(rows, rows[1:]):
+        epochs, trials = b["trial_epochs"] - a["trial_epochs"], b["trials"] - a["trials"]
+        spent = {k: b["seconds_by_part"][k] - a["seconds_by_part"].get(k, 0) for k in b["seconds_by_part"]}
+        cpu = b["driver_cpu_s"] - a["driver_cpu_s"] - spent.pop("leaderboard + summary", 0)
+        out.append({
+            "trials": [a["trials"], b["trials"]], "trial_epochs": epochs,
+            "trial_epochs_per_trial": round(epochs / trials, 2),
+            "driver_cpu_ms_per_trial_epoch": round(1000 * cpu / epochs, 2),
+            "wall_ms_per_trial_epoch": round(1000 * (b["wall_s"] - a["wall_s"]) / epochs, 2),
+            "optuna_db_bytes_per_trial": round((b["optuna_db_bytes"] - a["optuna_db_bytes"]) / trials),
+            "peak_rss_mib_per_1000_trials": round(1000 * (b["driver_peak_rss_mib"] - a["driver_peak_rss_mib"]) / trials,
+                                                  1),
+            "ms_per_trial_epoch_by_part": {k: round(1000 * v / epochs, 3) for k, v in sorted(spent.items())},
+        })
+    return out
 
 
 class Within:
@@ -221,7 +246,8 @@ def main() -> None:
              "rows": rows,
              "recording": str(recording.relative_to(ROOT)) if ROOT in recording.parents else recording.name,
              "growth_exponent": {k: growth(rows, k) for k in keys},
-             "growth_exponent_of_trial_epochs": growth(rows, "trial_epochs")}
+             "growth_exponent_of_trial_epochs": growth(rows, "trial_epochs"),
+             "windows_within_the_largest_study": windows([*rows[-1]["within_study"], rows[-1]])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(scale, indent=1) + "\n")
     print(f"{'trials':>7} {'trial-epochs':>12} {'driver ms/epoch':>15} {'TPE ask ms (last tenth)':>24} "
@@ -230,6 +256,13 @@ def main() -> None:
         print(f"{r['trials']:>7} {r['trial_epochs']:>12} {r['driver_cpu_ms_per_trial_epoch']:>15} "
               f"{str(r['tpe_ask_ms_last_tenth']):>24} {r['optuna_db_bytes'] / 2**20:>13.1f} "
               f"{r['driver_peak_rss_mib']:>12}")
+    print(f"\nwithin the {rows[-1]['trials']}-trial study, between milestones of ended trials:")
+    print(f"{'trials':>13} {'epochs/trial':>12} {'driver ms/epoch':>15} {'wall ms/epoch':>13} {'db bytes/trial':>14} "
+          f"{'RSS MiB/1000 trials':>19}")
+    for w in scale["windows_within_the_largest_study"]:
+        print(f"{'%d-%d' % tuple(w['trials']):>13} {w['trial_epochs_per_trial']:>12} "
+              f"{w['driver_cpu_ms_per_trial_epoch']:>15} {w['wall_ms_per_trial_epoch']:>13} "
+              f"{w['optuna_db_bytes_per_trial']:>14} {w['peak_rss_mib_per_1000_trials']:>19}")
 
 
 if __name__ == "__main__":

@@ -99,6 +99,9 @@ def test_the_driver_holds_what_optuna_db_holds(tmp_path):
     from_file = optuna.load_study(study_name="held", storage=url).trials
     assert seen(study.trials) == seen(from_file) and len(from_file) == 13
     assert {t.state.name for t in from_file} == {"COMPLETE", "PRUNED", "RUNNING"}
+    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    assert seen(study.get_trials(states=ended)) == seen(optuna.load_study(study_name="held", storage=url).get_trials(
+        states=ended)) and len(study.get_trials(deepcopy=False, states=ended)) == 9
 
 
 def seen(trials):

@@ -24,6 +24,7 @@ study's state (the storage by its URL), and `--resume` unpickles it by this modu
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from pathlib import Path
 from typing import Optional
@@ -172,6 +173,19 @@ class SoleWriter(_CachedStorage):
         if study_id not in self._loaded:
             super()._read_trials_from_remote_storage(study_id)
             self._loaded.add(study_id)
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True, states=None) -> list:
+        """Optuna's, in number order, without sorting the trials by their `number` property at each
+        call: TPE reads the study this way two or three times a proposal, and that sort was a quarter
+        of a proposal at 6,000 trials (py-spy, benchmarks/driver_scale.py); a read of 10,000 trials
+        2.3 -> 0.4 ms. The cache's keys are the numbers: sorting them is a pass over sorted integers."""
+        self._read_trials_from_remote_storage(study_id)
+        with self._lock:
+            held = self._studies[study_id].trials
+            trials = [held[number] for number in sorted(held)]
+            if states is not None:
+                trials = [trial for trial in trials if trial.state in states]
+            return copy.deepcopy(trials) if deepcopy else trials
 
     def get_trial(self, trial_id: int):
         try:

@@ -7,6 +7,7 @@ No TensorFlow, no Ray.
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -23,7 +24,11 @@ def pyplot():
 
 def png_bytes(fig) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    with warnings.catch_warnings():
+        # A crowded figure (Optuna's plots of a study of thousands of trials) is saved whole all the same:
+        # matplotlib's note that it could not tighten the margins is not the user's concern.
+        warnings.filterwarnings("ignore", message="Tight layout not applied")
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     pyplot().close(fig)
     return buffer.getvalue()
 

@@ -16,10 +16,11 @@ Prints a table and writes --out (scale.json): for each trial count, every figure
 growth exponent between counts (1 is linear). Each study's figures are also taken as it goes, when
 its ended trials reach 100, 300, 1,000, 3,000, ... (written to OUT-within-N.json as they come, so a
 study stopped early leaves them): in scale.json the largest study's, and what a trial-epoch cost the
-driver between those milestones, its growth apart from the start-up. --epochs gives the trials a shorter budget than the
-space's (a copy of the space with that budget, written beside the studies): on the recorded space
-TPE + ASHA sends more and more trials to the full budget as a study grows (15.6 trial-epochs a trial
-at 1,000 trials of 27 epochs), so 10,000 trials of 27 epochs would take this 2-core machine hours;
+driver between those milestones (`windows`), its growth apart from the start-up. --epochs gives the
+trials a shorter budget than the space's (a copy of the space with that budget, written beside the
+studies): on the recorded space TPE + ASHA sends more and more trials to the full budget as a study
+grows (15.6 trial-epochs a trial at 1,000 trials of 27 epochs), so 10,000 trials of 27 epochs would
+take this 2-core machine hours;
 fewer epochs a trial also weigh each trial's own costs (its proposal, its actor) heavier per epoch.
 
     python benchmarks/driver_scale.py [--trials 100 1000 10000] [--at-once 64] [--epochs N]
@@ -247,7 +248,7 @@ def main() -> None:
              "recording": str(recording.relative_to(ROOT)) if ROOT in recording.parents else recording.name,
              "growth_exponent": {k: growth(rows, k) for k in keys},
              "growth_exponent_of_trial_epochs": growth(rows, "trial_epochs"),
-             "windows_within_the_largest_study": windows([*rows[-1]["within_study"], rows[-1]])}
+             "windows": windows([*rows[-1]["within_study"], rows[-1]])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(scale, indent=1) + "\n")
     print(f"{'trials':>7} {'trial-epochs':>12} {'driver ms/epoch':>15} {'TPE ask ms (last tenth)':>24} "
@@ -259,7 +260,7 @@ def main() -> None:
     print(f"\nwithin the {rows[-1]['trials']}-trial study, between milestones of ended trials:")
     print(f"{'trials':>13} {'epochs/trial':>12} {'driver ms/epoch':>15} {'wall ms/epoch':>13} {'db bytes/trial':>14} "
           f"{'RSS MiB/1000 trials':>19}")
-    for w in scale["windows_within_the_largest_study"]:
+    for w in scale["windows"]:
         print(f"{'%d-%d' % tuple(w['trials']):>13} {w['trial_epochs_per_trial']:>12} "
               f"{w['driver_cpu_ms_per_trial_epoch']:>15} {w['wall_ms_per_trial_epoch']:>13} "
               f"{w['optuna_db_bytes_per_trial']:>14} {w['peak_rss_mib_per_1000_trials']:>19}")

@@ -78,11 +78,11 @@ class ChoosesAmongLiveTrials:
         super().on_trial_add(tune_controller, trial)
 
     def choose_trial_to_run(self, tune_controller) -> Optional[Trial]:
-        live = tune_controller.get_live_trials()
+        live, added = tune_controller.get_live_trials(), self.__dict__.get("_added", {})
         for status in (Trial.PENDING, Trial.PAUSED):
             waiting = [trial for trial in live if trial.status == status]
             if waiting:
-                return min(waiting, key=lambda trial: self.__dict__.get("_added", {}).get(trial.trial_id, 0))
+                return min(waiting, key=lambda trial: added.get(trial.trial_id, 0))
         return None
 
 
